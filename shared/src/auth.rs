@@ -1,0 +1,325 @@
+//! Credentials: API keys (`capy_live_…`, stored as SHA-256) and Clerk session tokens (RS256).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
+use rand::Rng;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::RwLock;
+
+use crate::model::ApiKeyRecord;
+use crate::ports::{ApiKeyStore, StoreError};
+
+pub const API_KEY_PREFIX: &str = "capy_live_";
+const API_KEY_RANDOM_CHARS: usize = 40;
+const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// A freshly minted key; shown once, then only its hash exists.
+pub struct NewApiKey {
+    pub key: String,
+    pub record: ApiKeyRecord,
+}
+
+impl std::fmt::Debug for NewApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewApiKey").field("record", &self.record).finish_non_exhaustive()
+    }
+}
+
+pub fn mint_api_key(organization_id: &str, project_id: Option<&str>) -> NewApiKey {
+    let mut rng = rand::rng();
+    let random: String = (0..API_KEY_RANDOM_CHARS)
+        .map(|_| BASE62[rng.random_range(0..BASE62.len())] as char)
+        .collect();
+    let key = format!("{API_KEY_PREFIX}{random}");
+    NewApiKey {
+        record: ApiKeyRecord {
+            key_hash: hash_api_key(&key),
+            organization_id: organization_id.to_owned(),
+            project_id: project_id.map(str::to_owned),
+            created_at: crate::time::now(),
+            revoked_at: None,
+        },
+        key,
+    }
+}
+
+pub fn hash_api_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+fn looks_like_api_key(s: &str) -> bool {
+    s.strip_prefix(API_KEY_PREFIX)
+        .is_some_and(|r| r.len() >= 32 && r.len() <= 128 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Who is calling, once the credential checks out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    ApiKey { organization_id: String, project_id: Option<String> },
+    Session { user_id: String, organization_id: Option<String> },
+}
+
+impl Principal {
+    pub fn organization_id(&self) -> Option<&str> {
+        match self {
+            Self::ApiKey { organization_id, .. } => Some(organization_id),
+            Self::Session { organization_id, .. } => organization_id.as_deref(),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ApiKey { project_id: Some(_), .. } => "project_api_key",
+            Self::ApiKey { .. } => "api_key",
+            Self::Session { .. } => "session",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing credential: send Authorization: Bearer <API key or session token>")]
+    Missing,
+    #[error("invalid credential")]
+    Invalid(&'static str),
+    #[error("credential is valid but not for this organization")]
+    WrongOrganization,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("session token verification unavailable: {0}")]
+    KeysUnavailable(String),
+}
+
+/// How Clerk session tokens are verified.
+#[derive(Clone, Default)]
+pub struct JwtSettings {
+    /// PEM public key (Clerk's networkless verification).
+    pub public_key_pem: Option<String>,
+    pub jwks_url: Option<String>,
+    pub issuer: Option<String>,
+    pub authorized_parties: Vec<String>,
+    pub leeway_secs: u64,
+}
+
+impl std::fmt::Debug for JwtSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtSettings")
+            .field("public_key_pem", &self.public_key_pem.as_ref().map(|_| ".."))
+            .field("jwks_url", &self.jwks_url)
+            .field("issuer", &self.issuer)
+            .field("authorized_parties", &self.authorized_parties)
+            .finish()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct OrgClaim {
+    id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SessionClaims {
+    sub: String,
+    #[serde(default)]
+    azp: Option<String>,
+    /// v1 session claims.
+    #[serde(default)]
+    org_id: Option<String>,
+    /// v2 session claims: `{"o": {"id": ...}}`.
+    #[serde(default)]
+    o: Option<OrgClaim>,
+}
+
+enum KeySource {
+    Static(DecodingKey),
+    Jwks { url: String, cache: RwLock<JwksCache> },
+}
+
+#[derive(Default)]
+struct JwksCache {
+    keys: HashMap<String, DecodingKey>,
+    fetched_at: Option<Instant>,
+}
+
+/// A fetched JWKS is refreshed at most this often, even for unknown `kid`s.
+const JWKS_MIN_REFRESH: Duration = Duration::from_secs(60);
+
+pub struct JwtVerifier {
+    source: KeySource,
+    validation: Validation,
+    authorized_parties: Vec<String>,
+    http: crate::http::PlainClient,
+}
+
+impl JwtVerifier {
+    pub fn new(settings: &JwtSettings) -> Result<Option<Self>, String> {
+        let source = match (&settings.public_key_pem, &settings.jwks_url) {
+            (Some(pem), _) => KeySource::Static(
+                DecodingKey::from_rsa_pem(pem.replace("\\n", "\n").as_bytes())
+                    .map_err(|e| format!("CLERK_JWT_KEY is not an RSA public key in PEM: {e}"))?,
+            ),
+            (None, Some(url)) => KeySource::Jwks { url: url.clone(), cache: RwLock::default() },
+            (None, None) => return Ok(None),
+        };
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.leeway = settings.leeway_secs;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        if let Some(iss) = &settings.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        Ok(Some(Self {
+            source,
+            validation,
+            authorized_parties: settings.authorized_parties.clone(),
+            http: crate::http::PlainClient::new(),
+        }))
+    }
+
+    async fn key_for(&self, kid: Option<&str>) -> Result<DecodingKey, AuthError> {
+        let (url, cache) = match &self.source {
+            KeySource::Static(k) => return Ok(k.clone()),
+            KeySource::Jwks { url, cache } => (url, cache),
+        };
+        let kid = kid.ok_or(AuthError::Invalid("token has no kid"))?;
+        {
+            let c = cache.read().await;
+            if let Some(k) = c.keys.get(kid) {
+                return Ok(k.clone());
+            }
+            if c.fetched_at.is_some_and(|t| t.elapsed() < JWKS_MIN_REFRESH) {
+                return Err(AuthError::Invalid("unknown signing key"));
+            }
+        }
+        let mut c = cache.write().await;
+        let body = self.http.get(url).await.map_err(AuthError::KeysUnavailable)?;
+        let set: JwkSet = serde_json::from_slice(&body).map_err(|e| AuthError::KeysUnavailable(e.to_string()))?;
+        c.keys = set
+            .keys
+            .iter()
+            .filter_map(|j| Some((j.common.key_id.clone()?, DecodingKey::from_jwk(j).ok()?)))
+            .collect();
+        c.fetched_at = Some(Instant::now());
+        c.keys.get(kid).cloned().ok_or(AuthError::Invalid("unknown signing key"))
+    }
+
+    async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid("malformed token"))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(AuthError::Invalid("token algorithm is not RS256"));
+        }
+        let key = self.key_for(header.kid.as_deref()).await?;
+        let data = jsonwebtoken::decode::<SessionClaims>(token, &key, &self.validation)
+            .map_err(|_| AuthError::Invalid("token failed verification"))?;
+        let claims = data.claims;
+        if !self.authorized_parties.is_empty()
+            && !claims.azp.as_ref().is_some_and(|azp| self.authorized_parties.contains(azp))
+        {
+            return Err(AuthError::Invalid("token azp is not an authorized party"));
+        }
+        Ok(Principal::Session {
+            user_id: claims.sub,
+            organization_id: claims.org_id.or(claims.o.and_then(|o| o.id)),
+        })
+    }
+}
+
+pub struct Authenticator {
+    keys: Arc<dyn ApiKeyStore>,
+    jwt: Option<JwtVerifier>,
+}
+
+impl Authenticator {
+    pub fn new(keys: Arc<dyn ApiKeyStore>, jwt: Option<JwtVerifier>) -> Self {
+        Self { keys, jwt }
+    }
+
+    /// Checks the `Authorization` header and that the caller may act for `org`.
+    pub async fn authorize(&self, authorization: Option<&str>, org: &str) -> Result<Principal, AuthError> {
+        let principal = self.authenticate(authorization).await?;
+        match principal.organization_id() {
+            Some(o) if bool::from(o.as_bytes().ct_eq(org.as_bytes())) => Ok(principal),
+            _ => Err(AuthError::WrongOrganization),
+        }
+    }
+
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
+        let value = authorization.map(str::trim).filter(|v| !v.is_empty()).ok_or(AuthError::Missing)?;
+        let (scheme, credential) = value.split_once(' ').ok_or(AuthError::Invalid("expected 'Bearer <credential>'"))?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::Invalid("expected 'Bearer <credential>'"));
+        }
+        let credential = credential.trim();
+        if credential.starts_with(API_KEY_PREFIX) {
+            return self.api_key(credential).await;
+        }
+        match &self.jwt {
+            Some(v) if credential.matches('.').count() == 2 => v.verify(credential).await,
+            _ => Err(AuthError::Invalid("unrecognized credential")),
+        }
+    }
+
+    async fn api_key(&self, key: &str) -> Result<Principal, AuthError> {
+        if !looks_like_api_key(key) {
+            return Err(AuthError::Invalid("malformed API key"));
+        }
+        let hash = hash_api_key(key);
+        let record = self.keys.get(&hash).await?.ok_or(AuthError::Invalid("unknown API key"))?;
+        // The lookup was by hash; compare in constant time anyway so no store adapter can leak.
+        if !bool::from(record.key_hash.as_bytes().ct_eq(hash.as_bytes())) {
+            return Err(AuthError::Invalid("unknown API key"));
+        }
+        if record.revoked_at.is_some() {
+            return Err(AuthError::Invalid("revoked API key"));
+        }
+        Ok(Principal::ApiKey { organization_id: record.organization_id, project_id: record.project_id })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryApiKeys;
+
+    #[tokio::test]
+    async fn api_keys_are_hashed_scoped_and_revocable() {
+        let store = Arc::new(MemoryApiKeys::default());
+        let org_key = mint_api_key("org_a", None);
+        let proj_key = mint_api_key("org_a", Some("proj_1"));
+        assert!(looks_like_api_key(&org_key.key));
+        assert_ne!(org_key.record.key_hash, org_key.key);
+        assert!(!format!("{org_key:?}").contains(&org_key.key));
+        store.put(&org_key.record).await.expect("put");
+        store.put(&proj_key.record).await.expect("put");
+        let auth = Authenticator::new(store.clone(), None);
+
+        let bearer = |k: &str| format!("Bearer {k}");
+        assert!(auth.authorize(Some(&bearer(&org_key.key)), "org_a").await.is_ok());
+        assert_eq!(
+            auth.authorize(Some(&bearer(&proj_key.key)), "org_a").await.expect("project key").kind(),
+            "project_api_key"
+        );
+        assert!(matches!(
+            auth.authorize(Some(&bearer(&org_key.key)), "org_b").await,
+            Err(AuthError::WrongOrganization)
+        ));
+        assert!(matches!(auth.authorize(None, "org_a").await, Err(AuthError::Missing)));
+        let truncated = &org_key.key[..org_key.key.len() - 1];
+        assert!(matches!(auth.authorize(Some(&bearer(truncated)), "org_a").await, Err(AuthError::Invalid(_))));
+        assert!(matches!(auth.authorize(Some(&org_key.key), "org_a").await, Err(AuthError::Invalid(_))));
+
+        let mut revoked = org_key.record.clone();
+        revoked.revoked_at = Some(crate::time::now());
+        store.put(&revoked).await.expect("put");
+        assert!(matches!(
+            auth.authorize(Some(&bearer(&org_key.key)), "org_a").await,
+            Err(AuthError::Invalid("revoked API key"))
+        ));
+    }
+}

@@ -1,0 +1,91 @@
+//! Endpoint health, derived from the outcome counters the consumer keeps.
+//!
+//! - `disabled`: the endpoint is inactive (by its owner, a `410 Gone`, or 5 days of failures);
+//! - `failing`: the last [`FAILING_STREAK`] or more attempts all failed;
+//! - `degraded`: an attempt failed within [`DEGRADED_WINDOW`], but it is still succeeding;
+//! - `healthy`: otherwise (including an endpoint that has never been called).
+
+use chrono::TimeDelta;
+
+use crate::model::{Endpoint, Health};
+use crate::time::Timestamp;
+
+pub const FAILING_STREAK: u32 = 5;
+pub const DEGRADED_WINDOW: TimeDelta = TimeDelta::hours(24);
+/// An endpoint whose attempts have all failed for this long is disabled.
+pub const DISABLE_AFTER: TimeDelta = TimeDelta::days(5);
+
+pub fn health(e: &Endpoint, now: Timestamp) -> Health {
+    if !e.is_active {
+        return Health::Disabled;
+    }
+    if e.stats.failure_streak >= FAILING_STREAK {
+        return Health::Failing;
+    }
+    match e.stats.last_failure_at {
+        Some(t) if now - t < DEGRADED_WINDOW => Health::Degraded,
+        _ => Health::Healthy,
+    }
+}
+
+/// True when the current failure streak has lasted long enough to stop sending.
+pub fn should_disable(e: &Endpoint, now: Timestamp) -> bool {
+    matches!(e.stats.failing_since, Some(since) if now - since >= DISABLE_AFTER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::EndpointId;
+    use crate::model::{DeliveryStats, SealedSecret};
+
+    fn endpoint(stats: DeliveryStats, is_active: bool) -> Endpoint {
+        let t = crate::time::now();
+        Endpoint {
+            id: EndpointId::new(),
+            organization_id: "org".into(),
+            url: "https://example.com".into(),
+            description: String::new(),
+            event_types: vec![],
+            is_active,
+            created_at: t,
+            updated_at: t,
+            secret: SealedSecret(String::new()),
+            previous_secret: None,
+            stats,
+            disabled_reason: None,
+        }
+    }
+
+    #[test]
+    fn classifies_by_streak_recency_and_activity() {
+        let now = crate::time::now();
+        let fresh = DeliveryStats::default();
+        assert_eq!(health(&endpoint(fresh.clone(), true), now), Health::Healthy);
+        assert_eq!(health(&endpoint(fresh, false), now), Health::Disabled);
+
+        let recent = DeliveryStats {
+            failure_streak: 1,
+            failing_since: Some(now),
+            last_failure_at: Some(now - TimeDelta::minutes(3)),
+        };
+        assert_eq!(health(&endpoint(recent, true), now), Health::Degraded);
+
+        let old = DeliveryStats {
+            failure_streak: 0,
+            failing_since: None,
+            last_failure_at: Some(now - TimeDelta::hours(25)),
+        };
+        assert_eq!(health(&endpoint(old, true), now), Health::Healthy);
+
+        let streak = DeliveryStats {
+            failure_streak: FAILING_STREAK,
+            failing_since: Some(now - TimeDelta::hours(1)),
+            last_failure_at: Some(now),
+        };
+        let e = endpoint(streak, true);
+        assert_eq!(health(&e, now), Health::Failing);
+        assert!(!should_disable(&e, now));
+        assert!(should_disable(&e, now + DISABLE_AFTER));
+    }
+}

@@ -1,0 +1,252 @@
+//! Where we are willing to send: public addresses only, unless the deployment says otherwise.
+//!
+//! Checked twice: on the URL when an endpoint is saved (literal addresses and names that
+//! resolve to a refused range), and on the resolved address at every send, which is the one
+//! the connection then uses, so DNS cannot change the answer between check and connect.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use ipnet::IpNet;
+use url::{Host, Url};
+
+pub const MAX_URL_LEN: usize = 2048;
+
+#[derive(Debug, Clone, Default)]
+pub struct DestinationPolicy {
+    /// `ALLOW_PRIVATE_DESTINATIONS`: loopback and private targets, for local development.
+    pub allow_private: bool,
+    /// `ALLOWED_DESTINATION_SUBNETS`: specific refused ranges opened up (e.g. a VPC peer).
+    pub allowlist: Vec<IpNet>,
+    /// `ALLOW_INSECURE_URLS`: plain `http` endpoints.
+    pub allow_http: bool,
+}
+
+/// Why an address is not a public unicast destination, or `None` if it is.
+pub fn refusal_reason(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => v4_reason(v4),
+        IpAddr::V6(v6) => v6_reason(v6),
+    }
+}
+
+fn v4_reason(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, c, _] = ip.octets();
+    Some(match (a, b, c) {
+        _ if ip.is_unspecified() => "unspecified address",
+        (0, _, _) => "\"this network\" address",
+        (127, _, _) => "loopback address",
+        (10, _, _) | (192, 168, _) => "private address",
+        (172, b, _) if (16..32).contains(&b) => "private address",
+        (169, 254, _) => "link-local address (cloud metadata lives here)",
+        (100, b, _) if (64..128).contains(&b) => "carrier-grade NAT address",
+        (192, 0, 0) => "IETF protocol assignment",
+        (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => "documentation address",
+        (198, 18 | 19, _) => "benchmarking address",
+        (192, 88, 99) => "reserved 6to4 relay address",
+        _ if ip.is_broadcast() => "broadcast address",
+        (224..=239, _, _) => "multicast address",
+        (240..=255, _, _) => "reserved address",
+        _ => return None,
+    })
+}
+
+fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
+    let s = ip.segments();
+    Some(match s {
+        _ if ip.is_unspecified() => "unspecified address",
+        _ if ip.is_loopback() => "loopback address",
+        [0, 0, 0, 0, 0, 0xffff, _, _] => "IPv4-mapped IPv6 address",
+        [0, 0, 0, 0, 0, 0, _, _] => "IPv4-compatible IPv6 address",
+        [0x64, 0xff9b, ..] => "NAT64 address",
+        [0x100, 0, 0, 0, ..] => "discard-only address",
+        [0x2001, 0xdb8, ..] => "documentation address",
+        [0x2002, ..] => "6to4 address",
+        [0x2001, b, ..] if b < 0x200 => "IETF protocol assignment",
+        [a, ..] if a & 0xfe00 == 0xfc00 => "unique-local address",
+        [a, ..] if a & 0xffc0 == 0xfe80 => "link-local address",
+        [a, ..] if a & 0xffc0 == 0xfec0 => "site-local address",
+        [a, ..] if a & 0xff00 == 0xff00 => "multicast address",
+        _ => return None,
+    })
+}
+
+impl DestinationPolicy {
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+        let Some(reason) = refusal_reason(ip) else {
+            return Ok(());
+        };
+        if self.allow_private || self.allowlist.iter().any(|n| n.contains(&ip)) {
+            return Ok(());
+        }
+        Err(format!("destination {ip} is a {reason}; only public addresses are allowed"))
+    }
+
+    /// The checks that need no network: shape, scheme, credentials, literal addresses.
+    pub fn check_url(&self, raw: &str) -> Result<Url, String> {
+        if raw.len() > MAX_URL_LEN {
+            return Err(format!("url must be at most {MAX_URL_LEN} characters"));
+        }
+        let url = Url::parse(raw).map_err(|e| format!("url is not a valid absolute URL ({e})"))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if self.allow_http => {}
+            "http" => return Err("url must use https".into()),
+            other => return Err(format!("url scheme {other:?} is not supported; use https")),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("url must not contain credentials".into());
+        }
+        // The WHATWG parser has already turned decimal, octal and hex IPv4 spellings into addresses.
+        match url.host() {
+            None => return Err("url must have a host".into()),
+            Some(Host::Ipv4(ip)) => self.check_ip(ip.into())?,
+            Some(Host::Ipv6(ip)) => self.check_ip(ip.into())?,
+            Some(Host::Domain(d)) => {
+                let d = d.trim_end_matches('.').to_ascii_lowercase();
+                if (d == "localhost" || d.ends_with(".localhost")) && !self.allow_private {
+                    return Err(format!("destination {d} is a loopback name; only public addresses are allowed"));
+                }
+            }
+        }
+        Ok(url)
+    }
+
+    /// Resolves `host` and keeps only permitted addresses; the caller connects to these.
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|_| format!("could not resolve host {host}"))?
+                .collect(),
+        };
+        if addrs.is_empty() {
+            return Err(format!("could not resolve host {host}"));
+        }
+        let mut refusal = None;
+        let allowed: Vec<SocketAddr> = addrs
+            .into_iter()
+            .filter(|a| match self.check_ip(a.ip()) {
+                Ok(()) => true,
+                Err(e) => {
+                    refusal.get_or_insert(e);
+                    false
+                }
+            })
+            .collect();
+        // One refused address refuses the name: a name mixing public and private answers is a
+        // rebinding setup, not a real endpoint.
+        match refusal {
+            Some(e) => Err(format!("{host} resolves to a refused address: {e}")),
+            None => Ok(allowed),
+        }
+    }
+
+    /// The save-time check: shape, then the resolved addresses if the name resolves now.
+    /// A name that does not resolve yet is accepted; every send checks again.
+    pub async fn check_endpoint_url(&self, raw: &str) -> Result<Url, String> {
+        let url = self.check_url(raw)?;
+        if let (Some(Host::Domain(d)), Some(port)) = (url.host(), url.port_or_known_default()) {
+            if let Err(e) = self.resolve(d, port).await {
+                if !e.starts_with("could not resolve") {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(url)
+    }
+}
+
+pub fn parse_allowlist(s: &str) -> Result<Vec<IpNet>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<IpNet>().map_err(|_| format!("ALLOWED_DESTINATION_SUBNETS: {p:?} is not a CIDR subnet")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTILE: &[(&str, &str)] = &[
+        ("https://127.0.0.1/", "loopback"),
+        ("https://127.1.2.3:8443/x", "loopback"),
+        ("https://2130706433/", "loopback"),
+        ("https://0x7f000001/", "loopback"),
+        ("https://017700000001/", "loopback"),
+        ("https://0x7f.1/", "loopback"),
+        ("https://localhost/", "loopback name"),
+        ("https://api.localhost/", "loopback name"),
+        ("https://10.0.0.1/", "private"),
+        ("https://172.16.5.4/", "private"),
+        ("https://172.31.255.255/", "private"),
+        ("https://192.168.1.1/", "private"),
+        ("https://169.254.169.254/latest/meta-data/", "link-local"),
+        ("https://[fd00:ec2::254]/", "unique-local"),
+        ("https://100.64.0.1/", "carrier-grade NAT"),
+        ("https://100.127.255.254/", "carrier-grade NAT"),
+        ("https://[fc00::1]/", "unique-local"),
+        ("https://[::1]/", "loopback"),
+        ("https://[::ffff:127.0.0.1]/", "IPv4-mapped"),
+        ("https://[::ffff:8.8.8.8]/", "IPv4-mapped"),
+        ("https://[::127.0.0.1]/", "IPv4-compatible"),
+        ("https://0.0.0.0/", "unspecified"),
+        ("https://0/", "unspecified"),
+        ("https://224.0.0.1/", "multicast"),
+        ("https://[ff02::1]/", "multicast"),
+        ("https://255.255.255.255/", "broadcast"),
+        ("https://192.0.2.10/", "documentation"),
+        ("https://198.51.100.7/", "documentation"),
+        ("https://203.0.113.9/", "documentation"),
+        ("https://[2001:db8::1]/", "documentation"),
+        ("https://240.0.0.1/", "reserved"),
+        ("https://198.18.0.1/", "benchmarking"),
+        ("https://[fe80::1]/", "link-local"),
+        ("https://[64:ff9b::a00:1]/", "NAT64"),
+    ];
+
+    #[test]
+    fn hostile_targets_are_refused_for_the_right_reason() {
+        assert!(HOSTILE.len() >= 25);
+        let policy = DestinationPolicy::default();
+        for (url, why) in HOSTILE {
+            let err = policy.check_url(url).expect_err(url);
+            assert!(err.contains(why), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn public_targets_pass_and_local_development_opens_private_ones() {
+        let cloud = DestinationPolicy::default();
+        for ok in ["https://8.8.8.8/hook", "https://93.184.215.14:8443/", "https://[2606:4700::1111]/", "https://hooks.example.com/x?y=1"] {
+            assert!(cloud.check_url(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(cloud.check_url("http://example.com/").expect_err("http"), "url must use https");
+        assert!(cloud.check_url("https://user:pw@example.com/").expect_err("creds").contains("credentials"));
+        assert!(cloud.check_url("/relative").is_err());
+        assert!(cloud.check_url("ftp://example.com/").is_err());
+        assert!(cloud.check_url(&format!("https://example.com/{}", "a".repeat(MAX_URL_LEN))).is_err());
+
+        let local = DestinationPolicy { allow_private: true, allow_http: true, ..Default::default() };
+        assert!(local.check_url("http://127.0.0.1:9000/hook").is_ok());
+        assert!(local.check_url("http://localhost:9000/hook").is_ok());
+
+        let peered = DestinationPolicy { allowlist: parse_allowlist("10.1.0.0/16").expect("cidr"), ..Default::default() };
+        assert!(peered.check_url("https://10.1.2.3/").is_ok());
+        assert!(peered.check_url("https://10.2.0.1/").is_err());
+        assert!(parse_allowlist("10.0.0.0/33").is_err());
+    }
+
+    #[tokio::test]
+    async fn names_resolving_to_refused_ranges_are_refused_at_send() {
+        let policy = DestinationPolicy::default();
+        let err = policy.resolve("localhost", 443).await.expect_err("loopback");
+        assert!(err.contains("loopback"), "{err}");
+        let err = policy.resolve("127.0.0.1", 443).await.expect_err("loopback");
+        assert!(err.contains("loopback"), "{err}");
+        let open = DestinationPolicy { allow_private: true, ..Default::default() };
+        assert_eq!(open.resolve("127.0.0.1", 80).await.expect("allowed"), vec!["127.0.0.1:80".parse().expect("addr")]);
+    }
+}
