@@ -1,1 +1,148 @@
+//! Lambda wiring shared by the thin binaries in `src/bin/`: tracing, configuration, clients
+//! built once per container, and the conversion between API Gateway and the library's API.
 
+use std::sync::Arc;
+
+use capy_shared::api::{self, ApiDeps, ApiRequest, ApiResponse, ApiSettings, Route};
+use capy_shared::config::{self, Settings};
+use capy_shared::delivery::{self, ConsumerDeps, DeadLetterDeps, SweeperDeps};
+use lambda_http::{Body, RequestExt};
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// JSON logs when Lambda asks for them (the template sets JSON); RUST_LOG picks the level.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).without_time();
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.with_ansi(false).init();
+    }
+}
+
+fn settings() -> Result<Settings, Error> {
+    Settings::from_env(false).map_err(|e| format!("configuration: {e}").into())
+}
+
+/// Builds the API's dependencies once per process.
+pub async fn api_deps(settings: &Settings) -> Result<ApiDeps, Error> {
+    let sdk = config::aws_config().await;
+    let table = config::table(settings, &sdk);
+    // Read routes have no queue URL in some setups; they never enqueue, so a missing URL only
+    // matters to the routes that do.
+    let queue: Arc<dyn capy_shared::ports::DeliveryQueue> = match config::queue(settings, &sdk) {
+        Ok(q) => Arc::new(q),
+        Err(_) => Arc::new(capy_shared::memory::MemoryQueue::default()),
+    };
+    Ok(ApiDeps {
+        auth: config::authenticator(settings, &table)?,
+        endpoints: Arc::new(table.clone()),
+        deliveries: Arc::new(table.clone()),
+        idempotency: Arc::new(table.clone()),
+        queue,
+        cipher: config::cipher(settings, &sdk)?,
+        settings: ApiSettings {
+            destinations: settings.destinations.clone(),
+            rotation_grace: settings.rotation_grace,
+            retry: settings.retry.clone(),
+        },
+    })
+}
+
+/// API Gateway (HTTP API, payload 2.0) request → the library's request.
+pub fn to_api_request(req: lambda_http::Request) -> ApiRequest {
+    let params = req
+        .path_parameters()
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let query = req.uri().query().map(str::to_owned);
+    let (parts, body) = req.into_parts();
+    let body = match body {
+        Body::Empty => bytes::Bytes::new(),
+        Body::Text(t) => bytes::Bytes::from(t),
+        Body::Binary(b) => bytes::Bytes::from(b),
+        _ => bytes::Bytes::new(),
+    };
+    ApiRequest { headers: parts.headers, query, body, params }
+}
+
+pub fn to_lambda_response(r: ApiResponse) -> lambda_http::Response<Body> {
+    lambda_http::Response::builder()
+        .status(r.status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Body::Text(r.body.to_string()))
+        .unwrap_or_else(|_| lambda_http::Response::new(Body::Text(r#"{"error":"internal error"}"#.into())))
+}
+
+/// The whole of an API function's `main`.
+pub async fn run_route(route: Route) -> Result<(), Error> {
+    init_tracing();
+    let deps = api_deps(&settings()?).await?;
+    let deps = &deps;
+    lambda_http::run(lambda_http::service_fn(move |req: lambda_http::Request| async move {
+        let resp = api::handle(deps, route, to_api_request(req)).await;
+        Ok::<_, std::convert::Infallible>(to_lambda_response(resp))
+    }))
+    .await
+}
+
+pub async fn consumer_deps(settings: &Settings) -> Result<ConsumerDeps, Error> {
+    let sdk = config::aws_config().await;
+    let table = config::table(settings, &sdk);
+    Ok(ConsumerDeps {
+        endpoints: Arc::new(table.clone()),
+        deliveries: Arc::new(table),
+        cipher: config::cipher(settings, &sdk)?,
+        visibility: Arc::new(config::queue(settings, &sdk)?),
+        sender: config::sender(settings),
+        retry: settings.retry.clone(),
+    })
+}
+
+pub async fn run_deliver() -> Result<(), Error> {
+    init_tracing();
+    let deps = consumer_deps(&settings()?).await?;
+    let deps = &deps;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {
+            Ok::<_, Error>(delivery::deliver_batch(deps, event.payload).await)
+        },
+    ))
+    .await
+}
+
+pub async fn run_dead_letter() -> Result<(), Error> {
+    init_tracing();
+    let settings = settings()?;
+    let sdk = config::aws_config().await;
+    let deps = DeadLetterDeps { deliveries: Arc::new(config::table(&settings, &sdk)) };
+    let deps = &deps;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {
+            Ok::<_, Error>(delivery::dead_letter_batch(deps, event.payload).await)
+        },
+    ))
+    .await
+}
+
+pub async fn run_sweeper() -> Result<(), Error> {
+    init_tracing();
+    let settings = settings()?;
+    let sdk = config::aws_config().await;
+    let table = config::table(&settings, &sdk);
+    let deps = SweeperDeps {
+        deliveries: Arc::new(table),
+        queue: Arc::new(config::queue(&settings, &sdk)?),
+        grace: std::time::Duration::from_secs(15 * 60),
+    };
+    let deps = &deps;
+    lambda_runtime::run(lambda_runtime::service_fn(move |_: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
+        let n = delivery::sweep(deps).await?;
+        Ok::<_, Error>(serde_json::json!({ "reenqueued": n }))
+    }))
+    .await
+}

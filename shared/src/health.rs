@@ -28,9 +28,10 @@ pub fn health(e: &Endpoint, now: Timestamp) -> Health {
     }
 }
 
-/// True when the current failure streak has lasted long enough to stop sending.
+/// True when the current failure streak has lasted long enough to stop sending. The clock
+/// restarts when the owner changes the endpoint (say, re-enables it after a fix).
 pub fn should_disable(e: &Endpoint, now: Timestamp) -> bool {
-    matches!(e.stats.failing_since, Some(since) if now - since >= DISABLE_AFTER)
+    matches!(e.stats.failing_since, Some(since) if now - since.max(e.updated_at) >= DISABLE_AFTER)
 }
 
 #[cfg(test)]

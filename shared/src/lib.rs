@@ -1,6 +1,11 @@
 //! Capy Webhooks: the library every Lambda, the local server and the tests share.
 
+pub mod api;
 pub mod auth;
+pub mod config;
+pub mod delivery;
+pub mod sqs;
+pub mod dynamo;
 pub mod health;
 pub mod http;
 pub mod ids;

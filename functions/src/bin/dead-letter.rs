@@ -1,0 +1,4 @@
+#[tokio::main]
+async fn main() -> Result<(), capy_functions::Error> {
+    capy_functions::run_dead_letter().await
+}

@@ -1,0 +1,143 @@
+//! The one route table: the local server dispatches with it, and tests hold template.yaml
+//! and openapi.yaml to it.
+
+use std::collections::HashMap;
+
+use http::Method;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    ListEndpoints,
+    CreateEndpoint,
+    UpdateEndpoint,
+    DeleteEndpoint,
+    RotateSecret,
+    ListDeliveries,
+    GetDelivery,
+    RetryDelivery,
+    PublishEvent,
+}
+
+const ORG: &str = "/v1/organizations/{organization_id}";
+
+impl Route {
+    pub const ALL: [Route; 9] = [
+        Route::ListEndpoints,
+        Route::CreateEndpoint,
+        Route::UpdateEndpoint,
+        Route::DeleteEndpoint,
+        Route::RotateSecret,
+        Route::ListDeliveries,
+        Route::GetDelivery,
+        Route::RetryDelivery,
+        Route::PublishEvent,
+    ];
+
+    pub fn method(self) -> Method {
+        match self {
+            Self::ListEndpoints | Self::ListDeliveries | Self::GetDelivery => Method::GET,
+            Self::CreateEndpoint | Self::RotateSecret | Self::RetryDelivery | Self::PublishEvent => Method::POST,
+            Self::UpdateEndpoint => Method::PATCH,
+            Self::DeleteEndpoint => Method::DELETE,
+        }
+    }
+
+    /// The path under the organization, API Gateway style.
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::ListEndpoints | Self::CreateEndpoint => "/webhook-endpoints",
+            Self::UpdateEndpoint | Self::DeleteEndpoint => "/webhook-endpoints/{endpoint_id}",
+            Self::RotateSecret => "/webhook-endpoints/{endpoint_id}/rotate-secret",
+            Self::ListDeliveries => "/webhook-endpoints/{endpoint_id}/deliveries",
+            Self::GetDelivery => "/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}",
+            Self::RetryDelivery => "/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/retry",
+            Self::PublishEvent => "/events",
+        }
+    }
+
+    pub fn path(self) -> String {
+        format!("{ORG}{}", self.suffix())
+    }
+
+    /// The Lambda binary (and SAM function) serving this route.
+    pub fn function(self) -> &'static str {
+        match self {
+            Self::ListEndpoints => "list-endpoints",
+            Self::CreateEndpoint => "create-endpoint",
+            Self::UpdateEndpoint => "update-endpoint",
+            Self::DeleteEndpoint => "delete-endpoint",
+            Self::RotateSecret => "rotate-secret",
+            Self::ListDeliveries => "list-deliveries",
+            Self::GetDelivery => "get-delivery",
+            Self::RetryDelivery => "retry-delivery",
+            Self::PublishEvent => "publish-event",
+        }
+    }
+}
+
+pub type PathParams = HashMap<String, String>;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RouteMiss {
+    NotFound,
+    MethodNotAllowed,
+}
+
+fn match_template(template: &str, path: &str) -> Option<PathParams> {
+    let mut params = PathParams::new();
+    let mut t = template.split('/');
+    let mut p = path.split('/');
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return Some(params),
+            (Some(ts), Some(ps)) if ts.starts_with('{') => {
+                if ps.is_empty() {
+                    return None;
+                }
+                params.insert(ts.trim_matches(|c| c == '{' || c == '}').to_owned(), ps.to_owned());
+            }
+            (Some(ts), Some(ps)) if ts == ps => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Finds the route for a request path (raw, still percent-encoded, so `%2F` stays one segment).
+pub fn match_route(method: &Method, path: &str) -> Result<(Route, PathParams), RouteMiss> {
+    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    let mut path_matched = false;
+    for route in Route::ALL {
+        if let Some(params) = match_template(&route.path(), path) {
+            if route.method() == *method {
+                return Ok((route, params));
+            }
+            path_matched = true;
+        }
+    }
+    Err(if path_matched { RouteMiss::MethodNotAllowed } else { RouteMiss::NotFound })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_every_route_and_only_its_method() {
+        let (r, p) = match_route(&Method::POST, "/v1/organizations/org_1/webhook-endpoints/ep_X/deliveries/dlv_Y/retry")
+            .expect("route");
+        assert_eq!(r, Route::RetryDelivery);
+        assert_eq!(p["organization_id"], "org_1");
+        assert_eq!(p["delivery_id"], "dlv_Y");
+        assert_eq!(
+            match_route(&Method::GET, "/v1/organizations/o/webhook-endpoints/").map(|r| r.0),
+            Ok(Route::ListEndpoints)
+        );
+        assert_eq!(match_route(&Method::PUT, "/v1/organizations/o/webhook-endpoints"), Err(RouteMiss::MethodNotAllowed));
+        assert_eq!(match_route(&Method::GET, "/v1/organizations//webhook-endpoints"), Err(RouteMiss::NotFound));
+        assert_eq!(match_route(&Method::GET, "/v1/organizations/o/webhook-endpoints/a/b"), Err(RouteMiss::NotFound));
+        for r in Route::ALL {
+            let concrete = r.path().replace('{', "").replace('}', "");
+            assert_eq!(match_route(&r.method(), &concrete).map(|m| m.0), Ok(r));
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! SQS adapter: batched sends, and visibility changes as the retry timer.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+
+use crate::model::DeliveryMessage;
+use crate::ports::{DeliveryQueue, QueueError, VisibilityControl};
+use crate::retry::MAX_VISIBILITY;
+
+#[derive(Clone, Debug)]
+pub struct SqsQueue {
+    pub client: Client,
+    pub url: String,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        Self { client, url: url.into() }
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for SqsQueue {
+    async fn enqueue(&self, messages: &[DeliveryMessage]) -> Result<(), QueueError> {
+        for chunk in messages.chunks(10) {
+            let mut pending: Vec<(String, String)> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    serde_json::to_string(m)
+                        .map(|body| (i.to_string(), body))
+                        .map_err(|e| QueueError(e.to_string()))
+                })
+                .collect::<Result<_, _>>()?;
+            let mut backoff = Duration::from_millis(50);
+            for attempt in 0.. {
+                let entries = pending
+                    .iter()
+                    .map(|(id, body)| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(id)
+                            .message_body(body)
+                            .build()
+                            .map_err(|e| QueueError(e.to_string()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let out = self
+                    .client
+                    .send_message_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| QueueError(DisplayErrorContext(e).to_string()))?;
+                let failed: Vec<String> = out.failed.iter().map(|f| f.id.clone()).collect();
+                pending.retain(|(id, _)| failed.contains(id));
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt >= 5 {
+                    return Err(QueueError(format!("{} messages not accepted by SQS after retries", pending.len())));
+                }
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl VisibilityControl for SqsQueue {
+    async fn postpone(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+        let secs = delay.min(MAX_VISIBILITY).as_secs_f64().ceil() as i32;
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(secs)
+            .send()
+            .await
+            .map_err(|e| QueueError(DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
+}
