@@ -1,1 +1,79 @@
-fn main(){}
+//! `capy`: the operator CLI. Mints API keys and serves the whole stack locally.
+
+mod serve;
+
+use std::net::SocketAddr;
+
+use capy_shared::auth::mint_api_key;
+use capy_shared::config::{self, Settings};
+use capy_shared::ids::is_valid_org_id;
+use capy_shared::ports::ApiKeyStore;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "capy", version, about = "Capy Webhooks operator CLI")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage API keys (stored as SHA-256 hashes in the table named by TABLE_NAME).
+    ApiKeys {
+        #[command(subcommand)]
+        command: ApiKeysCommand,
+    },
+    /// Create the table and queues if missing, then serve every route and run the consumers.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:3000", env = "CAPY_ADDR")]
+        addr: SocketAddr,
+        /// Mint an API key for this organization at start and print it with a curl example.
+        #[arg(long)]
+        dev_key_org: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeysCommand {
+    /// Mint a key; prints the key, and only the key, on stdout.
+    Create {
+        #[arg(long)]
+        org: String,
+        /// Scope the key to one project of the organization.
+        #[arg(long)]
+        project: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::ApiKeys { command: ApiKeysCommand::Create { org, project } } => create_key(&org, project.as_deref()).await,
+        Command::Serve { addr, dev_key_org } => serve::run(addr, dev_key_org).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("capy: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn create_key(org: &str, project: Option<&str>) -> Result<(), String> {
+    if !is_valid_org_id(org) || project.is_some_and(|p| !is_valid_org_id(p)) {
+        return Err("organization and project ids are 1-128 characters of letters, digits, '_' and '-'".into());
+    }
+    let settings = Settings::from_env(false)?;
+    let sdk = config::aws_config().await;
+    let table = config::table(&settings, &sdk);
+    let minted = mint_api_key(org, project);
+    table
+        .put(&minted.record)
+        .await
+        .map_err(|e| format!("could not store the key in table {}: {e}", settings.table_name))?;
+    println!("{}", minted.key);
+    Ok(())
+}
