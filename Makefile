@@ -1,0 +1,76 @@
+# Capy Webhooks — the two commands:
+#   make run   set up and run the whole system locally (moto + capy serve on 127.0.0.1:3000)
+#   make test  set up and pass every test (starts and stops its own moto on a free port)
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+MOTO_PORT ?= 4566
+ADDR ?= 127.0.0.1:3000
+DEV_ORG ?= org_dev
+
+export AWS_ACCESS_KEY_ID ?= test
+export AWS_SECRET_ACCESS_KEY ?= test
+export AWS_REGION ?= us-east-1
+
+.PHONY: run test venv build lint check-template clean
+
+$(VENV)/.installed: requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+build:
+	cargo build --release -p capy
+
+# Starts moto on 127.0.0.1:$(MOTO_PORT) unless something already listens there, then serves.
+run: venv build
+	@mkdir -p .local
+	@if ! (exec 3<>/dev/tcp/127.0.0.1/$(MOTO_PORT)) 2>/dev/null; then \
+		echo "starting moto_server on 127.0.0.1:$(MOTO_PORT) (log: .local/moto.log)"; \
+		$(VENV)/bin/moto_server -H 127.0.0.1 -p $(MOTO_PORT) > .local/moto.log 2>&1 & \
+		for i in $$(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$(MOTO_PORT)) 2>/dev/null && break; sleep 0.2; done; \
+	fi
+	AWS_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) ./target/release/capy serve --addr $(ADDR) --dev-key-org $(DEV_ORG)
+
+test: venv
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo test --workspace
+	$(MAKE) check-template
+
+check-template: venv
+	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/sam validate --lint --region us-east-1
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+clean:
+	rm -rf target .local .aws-sam
+
+# --- Packaging (issue 4) ---
+# Lambda artifacts: cargo-lambda + zig from PyPI (requirements-lambda.txt, kept out of the
+# test requirements so CI stays fast), the arm64 std from rustup, then one
+# `cargo lambda build --release --arm64` of every binary of capy-functions
+# (target/lambda/<function>/bootstrap). `make sam-build` runs SAM's own build of the same.
+.PHONY: lambda-tools lambda sam-build sizes runtime-test coldstart
+
+$(VENV)/.lambda-installed: requirements-lambda.txt $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -r requirements-lambda.txt
+	touch $@
+
+lambda-tools: $(VENV)/.lambda-installed
+	rustup target add aarch64-unknown-linux-gnu
+
+lambda: lambda-tools
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 -p capy-functions
+
+sam-build: lambda-tools
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash -c 'time $(VENV)/bin/sam build'
+
+# Stripped and zipped size of every artifact (target/lambda, or .aws-sam/build after sam build).
+sizes:
+	bash scripts/artifact-sizes.sh
