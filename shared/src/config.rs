@@ -97,11 +97,48 @@ impl Settings {
 }
 
 /// The AWS SDK's shared config: region, credentials, `AWS_ENDPOINT_URL`; built once per process.
+///
+/// The HTTP client is the SDK's own hyper + rustls client on aws-lc-rs, but it trusts the
+/// Mozilla roots compiled into the binary (`webpki-root-certs`) instead of scanning the OS
+/// certificate store, which was most of an SDK client's construction and so of a cold
+/// start. Plain `http://` endpoints (moto through `AWS_ENDPOINT_URL`) go through the same
+/// client unchanged.
 pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(sdk_http_client())
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
         .load()
         .await
+}
+
+/// The SDK's HTTPS client with embedded roots; cheap to clone, share it between clients.
+pub fn sdk_http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+    let trust = TrustStore::empty().with_native_roots(false).with_pem_certificate(embedded_roots_pem());
+    let tls = TlsContext::builder().with_trust_store(trust).build().expect("a trust store of PEM certificates");
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::rustls(CryptoMode::AwsLc))
+        .tls_context(tls)
+        .build_https()
+}
+
+/// The embedded Mozilla roots as one PEM bundle (the form the SDK's trust store takes).
+pub fn embedded_roots_pem() -> &'static [u8] {
+    static PEM: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    PEM.get_or_init(|| {
+        use base64::Engine as _;
+        let mut pem = Vec::with_capacity(webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() * 2200);
+        for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+            pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+            let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+            for line in b64.as_bytes().chunks(64) {
+                pem.extend_from_slice(line);
+                pem.push(b'\n');
+            }
+            pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
+        }
+        pem
+    })
 }
 
 pub fn table(settings: &Settings, sdk: &aws_config::SdkConfig) -> Table {
@@ -126,4 +163,19 @@ pub fn authenticator(settings: &Settings, table: &Table) -> Result<Authenticator
 
 pub fn sender(settings: &Settings) -> Sender {
     Sender::new(settings.destinations.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_roots_are_a_parsable_pem_bundle() {
+        let pem = embedded_roots_pem();
+        let n = pem.windows(27).filter(|w| w == b"-----BEGIN CERTIFICATE-----").count();
+        assert_eq!(n, webpki_root_certs::TLS_SERVER_ROOT_CERTS.len());
+        assert!(n > 100, "the Mozilla set has well over 100 roots, got {n}");
+        // Building the client parses nothing yet; it must not panic either.
+        let _ = sdk_http_client();
+    }
 }
