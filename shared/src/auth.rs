@@ -170,9 +170,12 @@ impl JwtVerifier {
         validation.leeway = settings.leeway_secs;
         validation.validate_nbf = true;
         validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp", "sub"]);
         if let Some(iss) = &settings.issuer {
+            // `set_issuer` alone checks `iss` only when present: a configured issuer must be required.
+            validation.set_required_spec_claims(&["exp", "sub", "iss"]);
             validation.set_issuer(&[iss]);
+        } else {
+            validation.set_required_spec_claims(&["exp", "sub"]);
         }
         Ok(Some(Self {
             source,
@@ -286,6 +289,27 @@ impl Authenticator {
 mod tests {
     use super::*;
     use crate::memory::MemoryApiKeys;
+
+    #[tokio::test]
+    async fn a_configured_issuer_is_required() {
+        let pem = include_str!("../../tests/fixtures/clerk-test.public.pem");
+        let private = include_str!("../../tests/fixtures/clerk-test.private.pem");
+        let settings = JwtSettings {
+            public_key_pem: Some(pem.to_owned()),
+            issuer: Some("https://clerk.example".into()),
+            ..Default::default()
+        };
+        let verifier = JwtVerifier::new(&settings).expect("settings").expect("verifier");
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(private.as_bytes()).expect("key");
+        let exp = crate::time::now().timestamp() + 600;
+        let token = |claims: serde_json::Value| {
+            jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::RS256), &claims, &key).expect("sign")
+        };
+        let with_iss = token(serde_json::json!({ "sub": "u", "exp": exp, "org_id": "o", "iss": "https://clerk.example" }));
+        assert!(verifier.verify(&with_iss).await.is_ok());
+        let without = token(serde_json::json!({ "sub": "u", "exp": exp, "org_id": "o" }));
+        assert!(matches!(verifier.verify(&without).await, Err(AuthError::Invalid(_))));
+    }
 
     #[tokio::test]
     async fn api_keys_are_hashed_scoped_and_revocable() {
