@@ -1,0 +1,672 @@
+//! The real Lambda binaries under a Lambda Runtime API (issue 4).
+//!
+//! Each test starts a function's `bootstrap` the way Lambda does (the `AWS_LAMBDA_*`
+//! environment, `AWS_LAMBDA_RUNTIME_API` pointing at a small Runtime API served by this
+//! file), against moto, and invokes it with the `events/` fixtures.
+//!
+//! Which binaries: `CAPY_FUNCTIONS_DIR` names a folder holding either `<function>/bootstrap`
+//! (cargo lambda's layout) or `<function>` (cargo's); `make runtime-test` sets it to a host
+//! release build. Without it the suite builds the debug binaries of `capy-functions`
+//! (the same code; what CI's `make test` runs, since a release LTO build of twelve
+//! binaries does not fit CI's time).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use capy_shared::dynamo::Table;
+use capy_shared::ids::EventId;
+use capy_shared::model::{Delivery, DeliveryState, Endpoint};
+use capy_shared::ports::{ApiKeyStore, DeliveryLog, EndpointStore};
+use capy_shared::secrets::{LocalCipher, SecretCipher};
+use capy_shared::signing::SigningSecret;
+use capy_tests::{Receiver, Reply, free_port, moto, workspace_root};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, mpsc};
+
+const LOCAL_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const ORG: &str = "org_test";
+const RUNTIME: &str = "/2018-06-01/runtime";
+
+// ---------------------------------------------------------------- the binaries
+
+fn function_bin(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("CAPY_FUNCTIONS_DIR") {
+        let dir = PathBuf::from(dir);
+        let nested = dir.join(name).join("bootstrap");
+        let bin = if nested.exists() {
+            nested
+        } else {
+            dir.join(name)
+        };
+        assert!(
+            bin.exists(),
+            "{} missing (CAPY_FUNCTIONS_DIR)",
+            bin.display()
+        );
+        return bin;
+    }
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "capy-functions", "--bins"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building capy-functions failed");
+    });
+    workspace_root().join("target/debug").join(name)
+}
+
+// ---------------------------------------------------------------- a Lambda Runtime API
+
+#[derive(Debug)]
+struct Answer {
+    request_id: String,
+    /// `response`, `error` or `init-error`.
+    kind: String,
+    body: Value,
+}
+
+/// One Runtime API per function process: hands out queued invocations on `next` and
+/// captures what comes back.
+struct RuntimeApi {
+    port: u16,
+    events: mpsc::UnboundedSender<(String, Value)>,
+    answers: Mutex<mpsc::UnboundedReceiver<Answer>>,
+    next_calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn read_json(body: Incoming) -> Value {
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+impl RuntimeApi {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (events_tx, events_rx) = mpsc::unbounded_channel::<(String, Value)>();
+        let (answers_tx, answers_rx) = mpsc::unbounded_channel::<Answer>();
+        let events_rx = Arc::new(Mutex::new(events_rx));
+        let next_calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let calls = next_calls.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (events_rx, answers_tx, calls) =
+                    (events_rx.clone(), answers_tx.clone(), calls.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                        let (events_rx, answers_tx, calls) =
+                            (events_rx.clone(), answers_tx.clone(), calls.clone());
+                        async move {
+                            let path = req.uri().path().to_owned();
+                            let method = req.method().clone();
+                            let reply = |status: u16, body: String| {
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(Bytes::from(body)))
+                                    .expect("response")
+                            };
+                            if method == hyper::Method::GET
+                                && path == format!("{RUNTIME}/invocation/next")
+                            {
+                                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                // Long poll, as Lambda does, until an invocation is queued.
+                                let Some((id, event)) = events_rx.lock().await.recv().await else {
+                                    return Ok::<_, Infallible>(reply(500, "{}".into()));
+                                };
+                                let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
+                                let resp = hyper::Response::builder()
+                                    .status(200)
+                                    .header("content-type", "application/json")
+                                    .header("Lambda-Runtime-Aws-Request-Id", id)
+                                    .header("Lambda-Runtime-Deadline-Ms", deadline.to_string())
+                                    .header(
+                                        "Lambda-Runtime-Invoked-Function-Arn",
+                                        "arn:aws:lambda:us-east-1:123456789012:function:capy-test",
+                                    )
+                                    .header(
+                                        "Lambda-Runtime-Trace-Id",
+                                        "Root=1-67470001-a8fae21b8e95d46d9012f125;Sampled=0",
+                                    )
+                                    .body(Full::new(Bytes::from(event.to_string())))
+                                    .expect("response");
+                                return Ok(resp);
+                            }
+                            if method == hyper::Method::POST
+                                && path == format!("{RUNTIME}/init/error")
+                            {
+                                let body = read_json(req.into_body()).await;
+                                let _ = answers_tx.send(Answer {
+                                    request_id: String::new(),
+                                    kind: "init-error".into(),
+                                    body,
+                                });
+                                return Ok(reply(202, r#"{"status":"OK"}"#.into()));
+                            }
+                            if method == hyper::Method::POST {
+                                if let Some(rest) =
+                                    path.strip_prefix(&format!("{RUNTIME}/invocation/"))
+                                {
+                                    if let Some((id, kind)) = rest.split_once('/') {
+                                        if kind == "response" || kind == "error" {
+                                            let body = read_json(req.into_body()).await;
+                                            let _ = answers_tx.send(Answer {
+                                                request_id: id.to_owned(),
+                                                kind: kind.to_owned(),
+                                                body,
+                                            });
+                                            return Ok(reply(202, r#"{"status":"OK"}"#.into()));
+                                        }
+                                    }
+                                }
+                            }
+                            Ok(reply(
+                                404,
+                                format!(r#"{{"errorMessage":"no route {method} {path}"}}"#),
+                            ))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Self {
+            port,
+            events: events_tx,
+            answers: Mutex::new(answers_rx),
+            next_calls,
+        }
+    }
+
+    /// Queues one invocation and waits for its answer.
+    async fn invoke(&self, event: Value) -> Answer {
+        let id = format!("req-{}", ulid_like());
+        self.events
+            .send((id.clone(), event))
+            .expect("runtime api alive");
+        let answer = tokio::time::timeout(Duration::from_secs(60), async {
+            self.answers.lock().await.recv().await
+        })
+        .await
+        .expect("an answer within 60 s")
+        .expect("runtime api alive");
+        assert_ne!(
+            answer.kind, "init-error",
+            "the function failed at init: {}",
+            answer.body
+        );
+        assert_eq!(
+            answer.request_id, id,
+            "answer for another invocation: {answer:?}"
+        );
+        answer
+    }
+}
+
+fn ulid_like() -> String {
+    capy_shared::ids::EventId::new().to_string()
+}
+
+// ---------------------------------------------------------------- the environment
+
+/// A fresh table and queues in moto, shared by the functions of one test.
+struct Env {
+    table: Table,
+    table_name: String,
+    queue_url: String,
+    sqs: aws_sdk_sqs::Client,
+}
+
+async fn sdk() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&moto().endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+impl Env {
+    async fn new() -> Self {
+        let sdk = sdk().await;
+        let suffix = ulid_like().to_lowercase();
+        let table_name = format!("rt-{suffix}");
+        let table = Table::new(aws_sdk_dynamodb::Client::new(&sdk), table_name.clone());
+        table.ensure().await.expect("create table");
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(format!("rt-q-{suffix}"))
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .expect("queue url");
+        Self {
+            table,
+            table_name,
+            queue_url,
+            sqs,
+        }
+    }
+
+    fn vars(&self, function: &str) -> HashMap<String, String> {
+        let port = free_port();
+        let vars = [
+            // What Lambda sets.
+            ("AWS_LAMBDA_FUNCTION_NAME", format!("capy-test-{function}")),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".into()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/capy-test/lambda/{function}"),
+            ),
+            (
+                "AWS_LAMBDA_LOG_STREAM_NAME",
+                "2026/11/27/[$LATEST]0123456789abcdef".into(),
+            ),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_DEFAULT_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_SESSION_TOKEN", "test".into()),
+            ("_HANDLER", "bootstrap".into()),
+            // What the template sets (events/env.json's values, pointed at this moto).
+            ("AWS_ENDPOINT_URL", moto().endpoint.clone()),
+            ("TABLE_NAME", self.table_name.clone()),
+            ("DELIVERY_QUEUE_URL", self.queue_url.clone()),
+            ("SECRETS_LOCAL_KEY", LOCAL_KEY.into()),
+            ("SECRETS_KMS_KEY_ID", String::new()),
+            ("RETRY_SCHEDULE", "0s,5s,5m".into()),
+            ("ROTATION_GRACE", "24h".into()),
+            ("ALLOW_PRIVATE_DESTINATIONS", "true".into()),
+            ("ALLOW_INSECURE_URLS", "true".into()),
+            ("RUST_LOG", "info".into()),
+            ("CAPY_UNUSED_PORT", port.to_string()),
+        ];
+        vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    /// Starts `function`'s bootstrap against its own Runtime API.
+    async fn start(&self, function: &str) -> Function {
+        let api = RuntimeApi::start().await;
+        let log = std::env::temp_dir().join(format!("capy-rt-{function}-{}.log", ulid_like()));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = tokio::process::Command::new(function_bin(function))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.vars(function))
+            .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", api.port))
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {function}: {e}"));
+        Function {
+            name: function.to_owned(),
+            api,
+            _child: child,
+            log,
+        }
+    }
+
+    async fn mint_key(&self) -> String {
+        let new = capy_shared::auth::mint_api_key(ORG, None);
+        ApiKeyStore::put(&self.table, &new.record)
+            .await
+            .expect("put key");
+        new.key
+    }
+
+    async fn endpoint(&self, url: &str) -> Endpoint {
+        let now = capy_shared::time::now();
+        let id = capy_shared::ids::EndpointId::new();
+        let secret = SigningSecret::generate();
+        let sealed = LocalCipher::from_base64(LOCAL_KEY)
+            .expect("key")
+            .seal(&secret, &id.to_string())
+            .await
+            .expect("seal");
+        let e = Endpoint {
+            id,
+            organization_id: ORG.into(),
+            url: url.into(),
+            description: "runtime api test".into(),
+            event_types: vec![],
+            is_active: true,
+            created_at: now,
+            updated_at: now,
+            secret: sealed,
+            previous_secret: None,
+            stats: Default::default(),
+            disabled_reason: None,
+        };
+        EndpointStore::create(&self.table, &e)
+            .await
+            .expect("create endpoint");
+        e
+    }
+
+    async fn pending(&self, e: &Endpoint, created: capy_shared::time::Timestamp) -> Delivery {
+        let d = Delivery::new_pending(
+            e,
+            EventId::new(),
+            "invoice.paid",
+            r#"{"invoice":"in_1"}"#,
+            3,
+            created,
+        );
+        DeliveryLog::insert_many(&self.table, std::slice::from_ref(&d))
+            .await
+            .expect("insert delivery");
+        d
+    }
+
+    async fn delivery(&self, d: &Delivery) -> Delivery {
+        DeliveryLog::get(&self.table, d.endpoint_id, d.id)
+            .await
+            .expect("get")
+            .expect("delivery exists")
+    }
+
+    /// Sends the delivery's message to the queue and receives it, for a real receipt handle.
+    async fn received_message(&self, d: &Delivery) -> (String, String, String) {
+        let body = serde_json::to_string(&d.message()).expect("json");
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(&body)
+            .send()
+            .await
+            .expect("send");
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(1)
+            .wait_time_seconds(2)
+            .send()
+            .await
+            .expect("receive");
+        let m = out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .expect("the message");
+        (
+            m.message_id.expect("id"),
+            m.receipt_handle.expect("handle"),
+            m.body.expect("body"),
+        )
+    }
+
+    async fn queue_depth(&self) -> usize {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
+        out.messages.unwrap_or_default().len()
+    }
+}
+
+struct Function {
+    name: String,
+    api: RuntimeApi,
+    _child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl Function {
+    async fn invoke(&self, event: Value) -> Value {
+        let answer = self.api.invoke(event).await;
+        assert_eq!(
+            answer.kind,
+            "response",
+            "{} answered an error: {}\nlog:\n{}",
+            self.name,
+            answer.body,
+            self.log_text()
+        );
+        answer.body
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn fixture(name: &str) -> Value {
+    let path = workspace_root().join("events").join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("fixture JSON")
+}
+
+/// An API Gateway fixture with our credential (the fixtures carry a placeholder key).
+fn api_event(name: &str, key: &str) -> Value {
+    let mut event = fixture(name);
+    event["headers"]["authorization"] = json!(format!("Bearer {key}"));
+    event
+}
+
+/// (statusCode, parsed JSON body) of an API Gateway v2 response.
+fn http_answer(resp: &Value) -> (u64, Value) {
+    let status = resp["statusCode"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no statusCode in {resp}"));
+    let body = resp["body"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no body in {resp}"));
+    (
+        status,
+        serde_json::from_str(body).unwrap_or_else(|_| panic!("non-JSON body {body:?}")),
+    )
+}
+
+/// An SQS event of one record, shaped like the fixture, carrying `body`.
+fn sqs_event(fixture_name: &str, message_id: &str, receipt: &str, body: &str) -> Value {
+    let mut event = fixture(fixture_name);
+    let mut record = event["Records"][0].clone();
+    record["messageId"] = json!(message_id);
+    record["receiptHandle"] = json!(receipt);
+    record["body"] = json!(body);
+    event["Records"] = json!([record]);
+    event
+}
+
+// ---------------------------------------------------------------- the tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_functions_answer_their_fixtures() {
+    let env = Env::new().await;
+    let key = env.mint_key().await;
+
+    // The fixture's placeholder key is not a key of this table.
+    let list = env.start("list-endpoints").await;
+    let (status, body) = http_answer(&list.invoke(fixture("list-endpoints")).await);
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+
+    let create = env.start("create-endpoint").await;
+    let (status, created) = http_answer(&create.invoke(api_event("create-endpoint", &key)).await);
+    assert_eq!(status, 201, "{created}\n{}", create.log_text());
+    let id = created["webhook_endpoint"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert!(
+        created["plaintext_secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("whsec_")),
+        "{created}"
+    );
+
+    // A warm container answers the next invocation too (clients built once, reused).
+    let (status, body) = http_answer(&list.invoke(api_event("list-endpoints", &key)).await);
+    assert_eq!(status, 200, "{body}");
+    let listed = body["webhook_endpoints"].as_array().expect("list");
+    assert_eq!(listed.len(), 1, "{body}");
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert!(listed[0]["health"].is_string(), "{body}");
+    assert!(
+        listed[0].get("secret").is_none() && listed[0].get("plaintext_secret").is_none(),
+        "{body}"
+    );
+
+    // A read route with an unknown endpoint: 404 in the error shape.
+    let deliveries = env.start("list-deliveries").await;
+    let (status, body) = http_answer(&deliveries.invoke(api_event("list-deliveries", &key)).await);
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+
+    // The same route with the created endpoint's id.
+    let mut event = api_event("list-deliveries", &key);
+    let raw = event["rawPath"]
+        .as_str()
+        .expect("rawPath")
+        .replace("ep_01JABCDEFGHJKMNPQRSTVWXYZ0", &id);
+    event["rawPath"] = json!(raw);
+    event["requestContext"]["http"]["path"] = json!(raw);
+    event["pathParameters"]["endpoint_id"] = json!(id);
+    let (status, body) = http_answer(&deliveries.invoke(event).await);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["deliveries"], json!([]), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_reports_a_failing_receiver_and_not_a_good_one() {
+    let env = Env::new().await;
+    let deliver = env.start("deliver").await;
+
+    // A good receiver: delivered, no batch item failures.
+    let good = Receiver::start().await;
+    let e = env.endpoint(&good.url).await;
+    let d = env.pending(&e, capy_shared::time::now()).await;
+    let (id, receipt, body) = env.received_message(&d).await;
+    let out = deliver
+        .invoke(sqs_event("deliver", &id, &receipt, &body))
+        .await;
+    assert_eq!(
+        out,
+        json!({ "batchItemFailures": [] }),
+        "{}",
+        deliver.log_text()
+    );
+    assert_eq!(good.count(), 1);
+    let got = env.delivery(&d).await;
+    assert_eq!(got.state, DeliveryState::Delivered);
+    assert_eq!(got.response_status, Some(200));
+
+    // A failing receiver: the record comes back in batchItemFailures, the attempt is counted.
+    let bad = Receiver::scripted(vec![], Reply::Status(500)).await;
+    let e = env.endpoint(&bad.url).await;
+    let d = env.pending(&e, capy_shared::time::now()).await;
+    let (id, receipt, body) = env.received_message(&d).await;
+    let out = deliver
+        .invoke(sqs_event("deliver", &id, &receipt, &body))
+        .await;
+    assert_eq!(
+        out,
+        json!({ "batchItemFailures": [{ "itemIdentifier": id }] }),
+        "{}",
+        deliver.log_text()
+    );
+    assert_eq!(bad.count(), 1);
+    let got = env.delivery(&d).await;
+    assert_eq!(got.state, DeliveryState::Pending);
+    assert_eq!(got.attempts, 1);
+    assert_eq!(got.response_status, Some(500));
+    assert!(
+        got.next_attempt_at
+            .is_some_and(|t| t > capy_shared::time::now()),
+        "{got:?}"
+    );
+    assert!(
+        deliver
+            .api
+            .next_calls
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_marks_what_reaches_it_failed() {
+    let env = Env::new().await;
+    let dead_letter = env.start("dead-letter").await;
+    let receiver = Receiver::start().await;
+    let e = env.endpoint(&receiver.url).await;
+    let d = env.pending(&e, capy_shared::time::now()).await;
+    let body = serde_json::to_string(&d.message()).expect("json");
+    let out = dead_letter
+        .invoke(sqs_event("dead-letter", "c3e9a1b7-dlq", "receipt", &body))
+        .await;
+    assert_eq!(
+        out,
+        json!({ "batchItemFailures": [] }),
+        "{}",
+        dead_letter.log_text()
+    );
+    let got = env.delivery(&d).await;
+    assert_eq!(got.state, DeliveryState::Failed, "{got:?}");
+    assert!(got.last_error.is_some(), "{got:?}");
+    assert_eq!(receiver.count(), 0, "the dead-letter consumer never sends");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeper_reenqueues_overdue_pending_deliveries() {
+    let env = Env::new().await;
+    let sweeper = env.start("sweeper").await;
+    let receiver = Receiver::start().await;
+    let e = env.endpoint(&receiver.url).await;
+    let long_ago = capy_shared::time::now() - chrono::TimeDelta::hours(2);
+    let overdue = env.pending(&e, long_ago).await;
+    let _fresh = env.pending(&e, capy_shared::time::now()).await;
+    let out = sweeper.invoke(fixture("sweeper")).await;
+    assert_eq!(out, json!({ "reenqueued": 1 }), "{}", sweeper.log_text());
+    let out = env
+        .sqs
+        .receive_message()
+        .queue_url(&env.queue_url)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .expect("receive");
+    let messages = out.messages.unwrap_or_default();
+    assert_eq!(messages.len(), 1);
+    let m: Value =
+        serde_json::from_str(messages[0].body.as_deref().unwrap_or_default()).expect("json");
+    assert_eq!(m["delivery_id"], overdue.id.to_string());
+    assert_eq!(env.queue_depth().await, 0);
+}
