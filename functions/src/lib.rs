@@ -15,7 +15,10 @@ pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).without_time();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .without_time();
     if json {
         builder.json().flatten_event(true).init();
     } else {
@@ -67,7 +70,12 @@ pub fn to_api_request(req: lambda_http::Request) -> ApiRequest {
         Body::Binary(b) => bytes::Bytes::from(b),
         _ => bytes::Bytes::new(),
     };
-    ApiRequest { headers: parts.headers, query, body, params }
+    ApiRequest {
+        headers: parts.headers,
+        query,
+        body,
+        params,
+    }
 }
 
 pub fn to_lambda_response(r: ApiResponse) -> lambda_http::Response<Body> {
@@ -75,7 +83,9 @@ pub fn to_lambda_response(r: ApiResponse) -> lambda_http::Response<Body> {
         .status(r.status)
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Body::Text(r.body.to_string()))
-        .unwrap_or_else(|_| lambda_http::Response::new(Body::Text(r#"{"error":"internal error"}"#.into())))
+        .unwrap_or_else(|_| {
+            lambda_http::Response::new(Body::Text(r#"{"error":"internal error"}"#.into()))
+        })
 }
 
 /// The whole of an API function's `main`.
@@ -83,10 +93,12 @@ pub async fn run_route(route: Route) -> Result<(), Error> {
     init_tracing();
     let deps = api_deps(&settings()?).await?;
     let deps = &deps;
-    lambda_http::run(lambda_http::service_fn(move |req: lambda_http::Request| async move {
-        let resp = api::handle(deps, route, to_api_request(req)).await;
-        Ok::<_, std::convert::Infallible>(to_lambda_response(resp))
-    }))
+    lambda_http::run(lambda_http::service_fn(
+        move |req: lambda_http::Request| async move {
+            let resp = api::handle(deps, route, to_api_request(req)).await;
+            Ok::<_, std::convert::Infallible>(to_lambda_response(resp))
+        },
+    ))
     .await
 }
 
@@ -119,7 +131,9 @@ pub async fn run_dead_letter() -> Result<(), Error> {
     init_tracing();
     let settings = settings()?;
     let sdk = config::aws_config().await;
-    let deps = DeadLetterDeps { deliveries: Arc::new(config::table(&settings, &sdk)) };
+    let deps = DeadLetterDeps {
+        deliveries: Arc::new(config::table(&settings, &sdk)),
+    };
     let deps = &deps;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {
@@ -140,9 +154,11 @@ pub async fn run_sweeper() -> Result<(), Error> {
         grace: std::time::Duration::from_secs(15 * 60),
     };
     let deps = &deps;
-    lambda_runtime::run(lambda_runtime::service_fn(move |_: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
-        let n = delivery::sweep(deps).await?;
-        Ok::<_, Error>(serde_json::json!({ "reenqueued": n }))
-    }))
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |_: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
+            let n = delivery::sweep(deps).await?;
+            Ok::<_, Error>(serde_json::json!({ "reenqueued": n }))
+        },
+    ))
     .await
 }

@@ -10,6 +10,8 @@ use ipnet::IpNet;
 use url::{Host, Url};
 
 pub const MAX_URL_LEN: usize = 2048;
+/// A slow resolver must not stall an API call; the send-time check still runs.
+const SAVE_TIME_LOOKUP: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, Clone, Default)]
 pub struct DestinationPolicy {
@@ -78,13 +80,18 @@ impl DestinationPolicy {
         if self.allow_private || self.allowlist.iter().any(|n| n.contains(&ip)) {
             return Ok(());
         }
-        Err(format!("destination {ip} is a {reason}; only public addresses are allowed"))
+        Err(format!(
+            "destination {ip} is a {reason}; only public addresses are allowed"
+        ))
     }
 
     /// The checks that need no network: shape, scheme, credentials, literal addresses.
     pub fn check_url(&self, raw: &str) -> Result<Url, String> {
         if raw.len() > MAX_URL_LEN {
             return Err(format!("url must be at most {MAX_URL_LEN} characters"));
+        }
+        if raw.trim() != raw {
+            return Err("url must not have leading or trailing whitespace".into());
         }
         let url = Url::parse(raw).map_err(|e| format!("url is not a valid absolute URL ({e})"))?;
         match url.scheme() {
@@ -104,7 +111,9 @@ impl DestinationPolicy {
             Some(Host::Domain(d)) => {
                 let d = d.trim_end_matches('.').to_ascii_lowercase();
                 if (d == "localhost" || d.ends_with(".localhost")) && !self.allow_private {
-                    return Err(format!("destination {d} is a loopback name; only public addresses are allowed"));
+                    return Err(format!(
+                        "destination {d} is a loopback name; only public addresses are allowed"
+                    ));
                 }
             }
         }
@@ -147,11 +156,14 @@ impl DestinationPolicy {
     /// A name that does not resolve yet is accepted; every send checks again.
     pub async fn check_endpoint_url(&self, raw: &str) -> Result<Url, String> {
         let url = self.check_url(raw)?;
+        if self.allow_private {
+            // Every address is allowed: nothing a lookup could refuse.
+            return Ok(url);
+        }
         if let (Some(Host::Domain(d)), Some(port)) = (url.host(), url.port_or_known_default()) {
-            if let Err(e) = self.resolve(d, port).await {
-                if !e.starts_with("could not resolve") {
-                    return Err(e);
-                }
+            match tokio::time::timeout(SAVE_TIME_LOOKUP, self.resolve(d, port)).await {
+                Ok(Err(e)) if !e.starts_with("could not resolve") => return Err(e),
+                _ => {}
             }
         }
         Ok(url)
@@ -162,7 +174,10 @@ pub fn parse_allowlist(s: &str) -> Result<Vec<IpNet>, String> {
     s.split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
-        .map(|p| p.parse::<IpNet>().map_err(|_| format!("ALLOWED_DESTINATION_SUBNETS: {p:?} is not a CIDR subnet")))
+        .map(|p| {
+            p.parse::<IpNet>()
+                .map_err(|_| format!("ALLOWED_DESTINATION_SUBNETS: {p:?} is not a CIDR subnet"))
+        })
         .collect()
 }
 
@@ -220,20 +235,44 @@ mod tests {
     #[test]
     fn public_targets_pass_and_local_development_opens_private_ones() {
         let cloud = DestinationPolicy::default();
-        for ok in ["https://8.8.8.8/hook", "https://93.184.215.14:8443/", "https://[2606:4700::1111]/", "https://hooks.example.com/x?y=1"] {
+        for ok in [
+            "https://8.8.8.8/hook",
+            "https://93.184.215.14:8443/",
+            "https://[2606:4700::1111]/",
+            "https://hooks.example.com/x?y=1",
+        ] {
             assert!(cloud.check_url(ok).is_ok(), "{ok}");
         }
-        assert_eq!(cloud.check_url("http://example.com/").expect_err("http"), "url must use https");
-        assert!(cloud.check_url("https://user:pw@example.com/").expect_err("creds").contains("credentials"));
+        assert_eq!(
+            cloud.check_url("http://example.com/").expect_err("http"),
+            "url must use https"
+        );
+        assert!(
+            cloud
+                .check_url("https://user:pw@example.com/")
+                .expect_err("creds")
+                .contains("credentials")
+        );
         assert!(cloud.check_url("/relative").is_err());
         assert!(cloud.check_url("ftp://example.com/").is_err());
-        assert!(cloud.check_url(&format!("https://example.com/{}", "a".repeat(MAX_URL_LEN))).is_err());
+        assert!(
+            cloud
+                .check_url(&format!("https://example.com/{}", "a".repeat(MAX_URL_LEN)))
+                .is_err()
+        );
 
-        let local = DestinationPolicy { allow_private: true, allow_http: true, ..Default::default() };
+        let local = DestinationPolicy {
+            allow_private: true,
+            allow_http: true,
+            ..Default::default()
+        };
         assert!(local.check_url("http://127.0.0.1:9000/hook").is_ok());
         assert!(local.check_url("http://localhost:9000/hook").is_ok());
 
-        let peered = DestinationPolicy { allowlist: parse_allowlist("10.1.0.0/16").expect("cidr"), ..Default::default() };
+        let peered = DestinationPolicy {
+            allowlist: parse_allowlist("10.1.0.0/16").expect("cidr"),
+            ..Default::default()
+        };
         assert!(peered.check_url("https://10.1.2.3/").is_ok());
         assert!(peered.check_url("https://10.2.0.1/").is_err());
         assert!(parse_allowlist("10.0.0.0/33").is_err());
@@ -242,11 +281,23 @@ mod tests {
     #[tokio::test]
     async fn names_resolving_to_refused_ranges_are_refused_at_send() {
         let policy = DestinationPolicy::default();
-        let err = policy.resolve("localhost", 443).await.expect_err("loopback");
+        let err = policy
+            .resolve("localhost", 443)
+            .await
+            .expect_err("loopback");
         assert!(err.contains("loopback"), "{err}");
-        let err = policy.resolve("127.0.0.1", 443).await.expect_err("loopback");
+        let err = policy
+            .resolve("127.0.0.1", 443)
+            .await
+            .expect_err("loopback");
         assert!(err.contains("loopback"), "{err}");
-        let open = DestinationPolicy { allow_private: true, ..Default::default() };
-        assert_eq!(open.resolve("127.0.0.1", 80).await.expect("allowed"), vec!["127.0.0.1:80".parse().expect("addr")]);
+        let open = DestinationPolicy {
+            allow_private: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            open.resolve("127.0.0.1", 80).await.expect("allowed"),
+            vec!["127.0.0.1:80".parse().expect("addr")]
+        );
     }
 }

@@ -78,15 +78,30 @@ pub async fn handle(deps: &ApiDeps, route: Route, req: ApiRequest) -> ApiRespons
 }
 
 async fn dispatch(deps: &ApiDeps, route: Route, req: ApiRequest) -> Result<ApiResponse, ApiError> {
-    let org = req.params.get("organization_id").cloned().unwrap_or_default();
-    let authorization = req.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let principal = deps.auth.authorize(authorization, &org).await.map_err(|e| ApiError::from_auth(e, &org))?;
+    let org = req
+        .params
+        .get("organization_id")
+        .cloned()
+        .unwrap_or_default();
+    let authorization = req
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let principal = deps
+        .auth
+        .authorize(authorization, &org)
+        .await
+        .map_err(|e| ApiError::from_auth(e, &org))?;
     // The credential matched this org, so it is a real one; the shape check is belt and braces.
     if !is_valid_org_id(&org) {
         return Err(ApiError::NotFound("no such organization".into()));
     }
     tracing::debug!(route = ?route, principal = principal.kind(), org = %org, "authorized");
-    let ctx = Ctx { deps, org: &org, req: &req };
+    let ctx = Ctx {
+        deps,
+        org: &org,
+        req: &req,
+    };
     match route {
         Route::ListEndpoints => ctx.list_endpoints().await,
         Route::CreateEndpoint => ctx.create_endpoint().await,
@@ -116,26 +131,46 @@ fn delivery_not_found() -> ApiError {
 
 impl Ctx<'_> {
     fn content_type(&self) -> Option<&str> {
-        self.req.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+        self.req
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
     }
 
     fn endpoint_id(&self) -> Result<EndpointId, ApiError> {
-        self.req.params.get("endpoint_id").and_then(|s| s.parse().ok()).ok_or_else(endpoint_not_found)
+        self.req
+            .params
+            .get("endpoint_id")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(endpoint_not_found)
     }
 
     fn delivery_id(&self) -> Result<DeliveryId, ApiError> {
-        self.req.params.get("delivery_id").and_then(|s| s.parse().ok()).ok_or_else(delivery_not_found)
+        self.req
+            .params
+            .get("delivery_id")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(delivery_not_found)
     }
 
     async fn endpoint(&self) -> Result<Endpoint, ApiError> {
         let id = self.endpoint_id()?;
-        self.deps.endpoints.get(self.org, id).await?.ok_or_else(endpoint_not_found)
+        self.deps
+            .endpoints
+            .get(self.org, id)
+            .await?
+            .ok_or_else(endpoint_not_found)
     }
 
     async fn delivery(&self) -> Result<(Endpoint, Delivery), ApiError> {
         let endpoint = self.endpoint().await?;
         let id = self.delivery_id()?;
-        let d = self.deps.deliveries.get(endpoint.id, id).await?.filter(|d| d.organization_id == self.org);
+        let d = self
+            .deps
+            .deliveries
+            .get(endpoint.id, id)
+            .await?
+            .filter(|d| d.organization_id == self.org);
         Ok((endpoint, d.ok_or_else(delivery_not_found)?))
     }
 
@@ -145,7 +180,8 @@ impl Ctx<'_> {
             .destinations
             .check_endpoint_url(url)
             .await
-            .map(|u| u.to_string())
+            // Stored as the owner wrote it; the parsed form only proves it is valid.
+            .map(|_| url.to_owned())
             .map_err(ApiError::BadRequest)
     }
 
@@ -153,13 +189,22 @@ impl Ctx<'_> {
         let mut endpoints = self.deps.endpoints.list(self.org).await?;
         endpoints.sort_by_key(|e| e.id);
         let now = time::now();
-        let views: Vec<EndpointView> = endpoints.iter().map(|e| EndpointView::with_health(e, now)).collect();
-        Ok(ApiResponse::json(200, json!({ "webhook_endpoints": views })))
+        let views: Vec<EndpointView> = endpoints
+            .iter()
+            .map(|e| EndpointView::with_health(e, now))
+            .collect();
+        Ok(ApiResponse::json(
+            200,
+            json!({ "webhook_endpoints": views }),
+        ))
     }
 
     async fn create_endpoint(&self) -> Result<ApiResponse, ApiError> {
-        let input: EndpointInput = json_object(self.content_type(), &self.req.body, ENDPOINT_FIELDS)?;
-        let url = input.url.ok_or_else(|| ApiError::BadRequest("missing field `url`".into()))?;
+        let input: EndpointInput =
+            json_object(self.content_type(), &self.req.body, ENDPOINT_FIELDS)?;
+        let url = input
+            .url
+            .ok_or_else(|| ApiError::BadRequest("missing field `url`".into()))?;
         let url = self.check_url(&url).await?;
         let description = input.description.unwrap_or_default();
         check_description(&description)?;
@@ -192,22 +237,39 @@ impl Ctx<'_> {
     /// Writes a changed endpoint; `updated_at` always moves forward.
     async fn save(&self, mut endpoint: Endpoint, before: &Endpoint) -> Result<Endpoint, ApiError> {
         let now = time::now();
-        endpoint.updated_at = if now > before.updated_at { now } else { before.updated_at + chrono::TimeDelta::milliseconds(1) };
-        match self.deps.endpoints.save_settings(&endpoint, before.updated_at).await {
+        endpoint.updated_at = if now > before.updated_at {
+            now
+        } else {
+            before.updated_at + chrono::TimeDelta::milliseconds(1)
+        };
+        match self
+            .deps
+            .endpoints
+            .save_settings(&endpoint, before.updated_at)
+            .await
+        {
             Ok(()) => Ok(endpoint),
-            Err(StoreError::Conflict) => match self.deps.endpoints.get(self.org, endpoint.id).await? {
-                None => Err(endpoint_not_found()),
-                Some(_) => Err(ApiError::Conflict("the endpoint changed while this request ran; retry it".into())),
-            },
+            Err(StoreError::Conflict) => {
+                match self.deps.endpoints.get(self.org, endpoint.id).await? {
+                    None => Err(endpoint_not_found()),
+                    Some(_) => Err(ApiError::Conflict(
+                        "the endpoint changed while this request ran; retry it".into(),
+                    )),
+                }
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     async fn update_endpoint(&self) -> Result<ApiResponse, ApiError> {
         let before = self.endpoint().await?;
-        let input: EndpointInput = json_object(self.content_type(), &self.req.body, ENDPOINT_FIELDS)?;
+        let input: EndpointInput =
+            json_object(self.content_type(), &self.req.body, ENDPOINT_FIELDS)?;
         let mut e = before.clone();
-        let changed = input.url.is_some() || input.description.is_some() || input.event_types.is_some() || input.is_active.is_some();
+        let changed = input.url.is_some()
+            || input.description.is_some()
+            || input.event_types.is_some()
+            || input.is_active.is_some();
         if let Some(url) = input.url {
             e.url = self.check_url(&url).await?;
         }
@@ -225,8 +287,15 @@ impl Ctx<'_> {
                 e.disabled_reason = None;
             }
         }
-        let e = if changed { self.save(e, &before).await? } else { e };
-        Ok(ApiResponse::json(200, json!({ "webhook_endpoint": EndpointView::of(&e) })))
+        let e = if changed {
+            self.save(e, &before).await?
+        } else {
+            e
+        };
+        Ok(ApiResponse::json(
+            200,
+            json!({ "webhook_endpoint": EndpointView::of(&e) }),
+        ))
     }
 
     async fn delete_endpoint(&self) -> Result<ApiResponse, ApiError> {
@@ -267,7 +336,11 @@ impl Ctx<'_> {
                         .parse()
                         .ok()
                         .filter(|n| (1..=250).contains(n))
-                        .ok_or_else(|| ApiError::BadRequest(format!("limit must be an integer from 1 to 250, not {v:?}")))?;
+                        .ok_or_else(|| {
+                            ApiError::BadRequest(format!(
+                                "limit must be an integer from 1 to 250, not {v:?}"
+                            ))
+                        })?;
                 }
                 "cursor" => {
                     let id = B64URL
@@ -275,34 +348,50 @@ impl Ctx<'_> {
                         .ok()
                         .and_then(|b| String::from_utf8(b).ok())
                         .and_then(|s| s.parse::<DeliveryId>().ok())
-                        .ok_or_else(|| ApiError::BadRequest("cursor is not one this API returned".into()))?;
+                        .ok_or_else(|| {
+                            ApiError::BadRequest("cursor is not one this API returned".into())
+                        })?;
                     cursor = Some(id);
                 }
                 "state" => {
                     state = Some(DeliveryState::parse(&v).ok_or_else(|| {
-                        ApiError::BadRequest(format!("state must be pending, delivered or failed, not {v:?}"))
+                        ApiError::BadRequest(format!(
+                            "state must be pending, delivered or failed, not {v:?}"
+                        ))
                     })?);
                 }
                 _ => {}
             }
         }
         let endpoint = self.endpoint().await?;
-        let page = self.deps.deliveries.list(endpoint.id, limit, cursor, state).await?;
+        let page = self
+            .deps
+            .deliveries
+            .list(endpoint.id, limit, cursor, state)
+            .await?;
         let views: Vec<DeliveryView> = page.deliveries.iter().map(DeliveryView::of).collect();
         let next = page.next_after.map(|id| B64URL.encode(id.to_string()));
-        Ok(ApiResponse::json(200, json!({ "deliveries": views, "next_cursor": next })))
+        Ok(ApiResponse::json(
+            200,
+            json!({ "deliveries": views, "next_cursor": next }),
+        ))
     }
 
     async fn get_delivery(&self) -> Result<ApiResponse, ApiError> {
         let (_, d) = self.delivery().await?;
-        Ok(ApiResponse::json(200, json!({ "delivery": DeliveryView::detailed(&d) })))
+        Ok(ApiResponse::json(
+            200,
+            json!({ "delivery": DeliveryView::detailed(&d) }),
+        ))
     }
 
     async fn retry_delivery(&self) -> Result<ApiResponse, ApiError> {
         no_body(&self.req.body)?;
         let (endpoint, before) = self.delivery().await?;
         if !endpoint.is_active {
-            return Err(ApiError::BadRequest("the endpoint is disabled; re-enable it (is_active: true) before retrying".into()));
+            return Err(ApiError::BadRequest(
+                "the endpoint is disabled; re-enable it (is_active: true) before retrying".into(),
+            ));
         }
         let now = time::now();
         let mut d = before.clone();
@@ -311,24 +400,41 @@ impl Ctx<'_> {
         d.max_attempts = d.max_attempts.max(d.attempts + 1);
         d.next_attempt_at = Some(now);
         d.updated_at = now;
-        match self.deps.deliveries.save_progress(&d, before.attempts, before.state).await {
+        match self
+            .deps
+            .deliveries
+            .save_progress(&d, before.attempts, before.state)
+            .await
+        {
             Ok(()) => {}
             Err(StoreError::Conflict) => {
-                return Err(ApiError::Conflict("the delivery changed while this request ran; retry it".into()));
+                return Err(ApiError::Conflict(
+                    "the delivery changed while this request ran; retry it".into(),
+                ));
             }
             Err(e) => return Err(e.into()),
         }
         self.deps.queue.enqueue(&[d.message()]).await?;
-        Ok(ApiResponse::json(202, json!({ "delivery": DeliveryView::of(&d) })))
+        Ok(ApiResponse::json(
+            202,
+            json!({ "delivery": DeliveryView::of(&d) }),
+        ))
     }
 
     async fn publish(&self) -> Result<ApiResponse, ApiError> {
-        let input: PublishInput = json_object(self.content_type(), &self.req.body, &["event_type", "idempotency_key"])?;
+        let input: PublishInput = json_object(
+            self.content_type(),
+            &self.req.body,
+            &["event_type", "idempotency_key"],
+        )?;
         require_payload(&self.req.body)?;
         check_event_type_name(&input.event_type, "event_type", false)?;
-        let payload = serde_json::to_string(&input.payload).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let payload =
+            serde_json::to_string(&input.payload).map_err(|e| ApiError::Internal(e.to_string()))?;
         if payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(ApiError::PayloadTooLarge(format!("payload exceeds {MAX_PAYLOAD_BYTES} bytes serialized")));
+            return Err(ApiError::PayloadTooLarge(format!(
+                "payload exceeds {MAX_PAYLOAD_BYTES} bytes serialized"
+            )));
         }
         if let Some(k) = &input.idempotency_key {
             if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY || k.chars().any(char::is_control) {
@@ -346,7 +452,9 @@ impl Ctx<'_> {
         let max_attempts = self.deps.settings.retry.max_attempts();
         let deliveries: Vec<Delivery> = targets
             .iter()
-            .map(|e| Delivery::new_pending(e, event_id, &input.event_type, &payload, max_attempts, now))
+            .map(|e| {
+                Delivery::new_pending(e, event_id, &input.event_type, &payload, max_attempts, now)
+            })
             .collect();
         let answer = |event_id: EventId, ids: &[DeliveryId]| {
             ApiResponse::json(202, json!({ "event_id": event_id, "delivery_ids": ids }))
@@ -354,26 +462,43 @@ impl Ctx<'_> {
 
         if let Some(key) = &input.idempotency_key {
             let record = PublishRecord {
-                request_hash: hex::encode(Sha256::digest(format!("{}\n{payload}", input.event_type))),
+                request_hash: hex::encode(Sha256::digest(format!(
+                    "{}\n{payload}",
+                    input.event_type
+                ))),
                 event_id,
                 delivery_ids: deliveries.iter().map(|d| d.id).collect(),
                 committed: false,
                 created_at: now,
             };
-            match self.deps.idempotency.claim(self.org, key, &record, IDEMPOTENCY_TTL).await? {
+            match self
+                .deps
+                .idempotency
+                .claim(self.org, key, &record, IDEMPOTENCY_TTL)
+                .await?
+            {
                 Claim::Claimed => {}
                 Claim::Existing(first) if first.request_hash != record.request_hash => {
-                    return Err(ApiError::Conflict("idempotency_key was already used for a different event".into()));
+                    return Err(ApiError::Conflict(
+                        "idempotency_key was already used for a different event".into(),
+                    ));
                 }
-                Claim::Existing(first) if first.committed => return Ok(answer(first.event_id, &first.delivery_ids)),
+                Claim::Existing(first) if first.committed => {
+                    return Ok(answer(first.event_id, &first.delivery_ids));
+                }
                 Claim::Existing(first) if now - first.created_at > ABANDONED_CLAIM => {
                     // The first request died before committing, so its caller never got a 202:
                     // drop its claim and run this one afresh.
-                    self.deps.idempotency.release(self.org, key, first.event_id).await?;
+                    self.deps
+                        .idempotency
+                        .release(self.org, key, first.event_id)
+                        .await?;
                     return Box::pin(self.publish()).await;
                 }
                 Claim::Existing(_) => {
-                    return Err(ApiError::Conflict("a request with this idempotency_key is still in progress".into()));
+                    return Err(ApiError::Conflict(
+                        "a request with this idempotency_key is still in progress".into(),
+                    ));
                 }
             }
         }
