@@ -36,7 +36,10 @@ impl Route {
     pub fn method(self) -> Method {
         match self {
             Self::ListEndpoints | Self::ListDeliveries | Self::GetDelivery => Method::GET,
-            Self::CreateEndpoint | Self::RotateSecret | Self::RetryDelivery | Self::PublishEvent => Method::POST,
+            Self::CreateEndpoint
+            | Self::RotateSecret
+            | Self::RetryDelivery
+            | Self::PublishEvent => Method::POST,
             Self::UpdateEndpoint => Method::PATCH,
             Self::DeleteEndpoint => Method::DELETE,
         }
@@ -50,7 +53,9 @@ impl Route {
             Self::RotateSecret => "/webhook-endpoints/{endpoint_id}/rotate-secret",
             Self::ListDeliveries => "/webhook-endpoints/{endpoint_id}/deliveries",
             Self::GetDelivery => "/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}",
-            Self::RetryDelivery => "/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/retry",
+            Self::RetryDelivery => {
+                "/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/retry"
+            }
             Self::PublishEvent => "/events",
         }
     }
@@ -94,7 +99,10 @@ fn match_template(template: &str, path: &str) -> Option<PathParams> {
                 if ps.is_empty() {
                     return None;
                 }
-                params.insert(ts.trim_matches(|c| c == '{' || c == '}').to_owned(), ps.to_owned());
+                params.insert(
+                    ts.trim_matches(|c| c == '{' || c == '}').to_owned(),
+                    ps.to_owned(),
+                );
             }
             (Some(ts), Some(ps)) if ts == ps => {}
             _ => return None,
@@ -104,7 +112,10 @@ fn match_template(template: &str, path: &str) -> Option<PathParams> {
 
 /// Finds the route for a request path (raw, still percent-encoded, so `%2F` stays one segment).
 pub fn match_route(method: &Method, path: &str) -> Result<(Route, PathParams), RouteMiss> {
-    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
     let mut path_matched = false;
     for route in Route::ALL {
         if let Some(params) = match_template(&route.path(), path) {
@@ -114,7 +125,11 @@ pub fn match_route(method: &Method, path: &str) -> Result<(Route, PathParams), R
             path_matched = true;
         }
     }
-    Err(if path_matched { RouteMiss::MethodNotAllowed } else { RouteMiss::NotFound })
+    Err(if path_matched {
+        RouteMiss::MethodNotAllowed
+    } else {
+        RouteMiss::NotFound
+    })
 }
 
 #[cfg(test)]
@@ -123,8 +138,11 @@ mod tests {
 
     #[test]
     fn matches_every_route_and_only_its_method() {
-        let (r, p) = match_route(&Method::POST, "/v1/organizations/org_1/webhook-endpoints/ep_X/deliveries/dlv_Y/retry")
-            .expect("route");
+        let (r, p) = match_route(
+            &Method::POST,
+            "/v1/organizations/org_1/webhook-endpoints/ep_X/deliveries/dlv_Y/retry",
+        )
+        .expect("route");
         assert_eq!(r, Route::RetryDelivery);
         assert_eq!(p["organization_id"], "org_1");
         assert_eq!(p["delivery_id"], "dlv_Y");
@@ -132,11 +150,20 @@ mod tests {
             match_route(&Method::GET, "/v1/organizations/o/webhook-endpoints/").map(|r| r.0),
             Ok(Route::ListEndpoints)
         );
-        assert_eq!(match_route(&Method::PUT, "/v1/organizations/o/webhook-endpoints"), Err(RouteMiss::MethodNotAllowed));
-        assert_eq!(match_route(&Method::GET, "/v1/organizations//webhook-endpoints"), Err(RouteMiss::NotFound));
-        assert_eq!(match_route(&Method::GET, "/v1/organizations/o/webhook-endpoints/a/b"), Err(RouteMiss::NotFound));
+        assert_eq!(
+            match_route(&Method::PUT, "/v1/organizations/o/webhook-endpoints"),
+            Err(RouteMiss::MethodNotAllowed)
+        );
+        assert_eq!(
+            match_route(&Method::GET, "/v1/organizations//webhook-endpoints"),
+            Err(RouteMiss::NotFound)
+        );
+        assert_eq!(
+            match_route(&Method::GET, "/v1/organizations/o/webhook-endpoints/a/b"),
+            Err(RouteMiss::NotFound)
+        );
         for r in Route::ALL {
-            let concrete = r.path().replace('{', "").replace('}', "");
+            let concrete = r.path().replace(['{', '}'], "");
             assert_eq!(match_route(&r.method(), &concrete).map(|m| m.0), Ok(r));
         }
     }
