@@ -63,7 +63,8 @@ fn parse(record: &SqsMessage) -> Result<DeliveryMessage, String> {
 pub async fn deliver_batch(deps: &ConsumerDeps, event: SqsEvent) -> SqsBatchResponse {
     let work = event.records.into_iter().map(|record| {
         let id = record.message_id.clone().unwrap_or_default();
-        let span = tracing::info_span!("deliver", message_id = %id, delivery_id = tracing::field::Empty);
+        let span =
+            tracing::info_span!("deliver", message_id = %id, delivery_id = tracing::field::Empty);
         async move {
             let d = deliver_record(deps, &record).await;
             (id, d)
@@ -83,7 +84,13 @@ async fn deliver_record(deps: &ConsumerDeps, record: &SqsMessage) -> Disposition
         }
     };
     tracing::Span::current().record("delivery_id", tracing::field::display(msg.delivery_id));
-    match process(deps, &msg, record.receipt_handle.as_deref().unwrap_or_default()).await {
+    match process(
+        deps,
+        &msg,
+        record.receipt_handle.as_deref().unwrap_or_default(),
+    )
+    .await
+    {
         Ok(d) => d,
         Err(e) => {
             tracing::error!(error = %e, "delivery processing failed; the message will be retried");
@@ -100,8 +107,16 @@ enum ProcessError {
     Secret(#[from] crate::secrets::CipherError),
 }
 
-async fn process(deps: &ConsumerDeps, msg: &DeliveryMessage, receipt: &str) -> Result<Disposition, ProcessError> {
-    let Some(d) = deps.deliveries.get(msg.endpoint_id, msg.delivery_id).await? else {
+async fn process(
+    deps: &ConsumerDeps,
+    msg: &DeliveryMessage,
+    receipt: &str,
+) -> Result<Disposition, ProcessError> {
+    let Some(d) = deps
+        .deliveries
+        .get(msg.endpoint_id, msg.delivery_id)
+        .await?
+    else {
         tracing::warn!("delivery not found; dropping its message");
         return Ok(Disposition::Ack);
     };
@@ -117,7 +132,10 @@ async fn process(deps: &ConsumerDeps, msg: &DeliveryMessage, receipt: &str) -> R
         }
         return Ok(Disposition::Retry);
     }
-    let endpoint = deps.endpoints.get(&d.organization_id, d.endpoint_id).await?;
+    let endpoint = deps
+        .endpoints
+        .get(&d.organization_id, d.endpoint_id)
+        .await?;
     let endpoint = match endpoint {
         None => return finish_without_sending(deps, d, "endpoint deleted").await,
         Some(e) if !e.is_active => {
@@ -130,7 +148,14 @@ async fn process(deps: &ConsumerDeps, msg: &DeliveryMessage, receipt: &str) -> R
         Some(e) if should_disable(&e, now) => {
             let reason = "every attempt failed for 5 days".to_owned();
             deps.endpoints
-                .record_outcome(&e.organization_id, e.id, Outcome::Disable { reason: reason.clone(), at: now })
+                .record_outcome(
+                    &e.organization_id,
+                    e.id,
+                    Outcome::Disable {
+                        reason: reason.clone(),
+                        at: now,
+                    },
+                )
                 .await?;
             return finish_without_sending(deps, d, &format!("endpoint disabled ({reason})")).await;
         }
@@ -145,14 +170,24 @@ async fn process(deps: &ConsumerDeps, msg: &DeliveryMessage, receipt: &str) -> R
     let headers = [
         ("webhook-id", msg_id.clone()),
         ("webhook-timestamp", timestamp.to_string()),
-        ("webhook-signature", signature_header(&secrets, &msg_id, timestamp, body.as_bytes())),
+        (
+            "webhook-signature",
+            signature_header(&secrets, &msg_id, timestamp, body.as_bytes()),
+        ),
     ];
-    let outcome = deps.sender.post(&endpoint.url, &headers, Bytes::from(body)).await;
+    let outcome = deps
+        .sender
+        .post(&endpoint.url, &headers, Bytes::from(body))
+        .await;
     record_attempt(deps, d, &endpoint, outcome, started_at, receipt).await
 }
 
 /// The current secret, and the previous one while its grace lasts.
-async fn live_secrets(deps: &ConsumerDeps, e: &Endpoint, now: Timestamp) -> Result<Vec<SigningSecret>, ProcessError> {
+async fn live_secrets(
+    deps: &ConsumerDeps,
+    e: &Endpoint,
+    now: Timestamp,
+) -> Result<Vec<SigningSecret>, ProcessError> {
     let context = e.id.to_string();
     let mut secrets = vec![deps.cipher.open(&e.secret, &context).await?];
     if let Some(prev) = e.previous_secret.as_ref().filter(|p| p.expires_at > now) {
@@ -172,7 +207,11 @@ pub fn webhook_body(d: &Delivery) -> String {
     )
 }
 
-async fn finish_without_sending(deps: &ConsumerDeps, before: Delivery, reason: &str) -> Result<Disposition, ProcessError> {
+async fn finish_without_sending(
+    deps: &ConsumerDeps,
+    before: Delivery,
+    reason: &str,
+) -> Result<Disposition, ProcessError> {
     let mut d = before.clone();
     d.state = DeliveryState::Failed;
     d.last_error = Some(reason.to_owned());
@@ -183,13 +222,21 @@ async fn finish_without_sending(deps: &ConsumerDeps, before: Delivery, reason: &
 
 /// A conditional write: losing it means another worker moved this delivery on, so this
 /// message is redundant.
-async fn save(deps: &ConsumerDeps, d: &Delivery, before: &Delivery) -> Result<Disposition, ProcessError> {
+async fn save(
+    deps: &ConsumerDeps,
+    d: &Delivery,
+    before: &Delivery,
+) -> Result<Disposition, ProcessError> {
     saved(deps, d, before).await.map(|_| Disposition::Ack)
 }
 
 /// Whether the conditional write won.
 async fn saved(deps: &ConsumerDeps, d: &Delivery, before: &Delivery) -> Result<bool, ProcessError> {
-    match deps.deliveries.save_progress(d, before.attempts, before.state).await {
+    match deps
+        .deliveries
+        .save_progress(d, before.attempts, before.state)
+        .await
+    {
         Ok(()) => Ok(true),
         Err(StoreError::Conflict) => {
             tracing::info!("delivery was updated concurrently; dropping this copy of its message");
@@ -222,7 +269,8 @@ async fn record_attempt(
         response_excerpt: outcome.excerpt.clone(),
     });
     if d.attempt_log.len() > MAX_LOGGED_ATTEMPTS {
-        d.attempt_log.drain(..d.attempt_log.len() - MAX_LOGGED_ATTEMPTS);
+        d.attempt_log
+            .drain(..d.attempt_log.len() - MAX_LOGGED_ATTEMPTS);
     }
 
     if outcome.succeeded() {
@@ -232,7 +280,11 @@ async fn record_attempt(
         let disposition = save(deps, &d, &before).await?;
         if endpoint.stats.failure_streak > 0 || endpoint.stats.failing_since.is_some() {
             deps.endpoints
-                .record_outcome(&endpoint.organization_id, endpoint.id, Outcome::RecoveredAfterFailures)
+                .record_outcome(
+                    &endpoint.organization_id,
+                    endpoint.id,
+                    Outcome::RecoveredAfterFailures,
+                )
                 .await?;
         }
         tracing::info!(attempt = d.attempts, status = ?outcome.status, "delivered");
@@ -240,12 +292,23 @@ async fn record_attempt(
     }
 
     deps.endpoints
-        .record_outcome(&endpoint.organization_id, endpoint.id, Outcome::Failure { at: now })
+        .record_outcome(
+            &endpoint.organization_id,
+            endpoint.id,
+            Outcome::Failure { at: now },
+        )
         .await?;
     if outcome.gone {
         let reason = "the receiver answered 410 Gone".to_owned();
         deps.endpoints
-            .record_outcome(&endpoint.organization_id, endpoint.id, Outcome::Disable { reason: reason.clone(), at: now })
+            .record_outcome(
+                &endpoint.organization_id,
+                endpoint.id,
+                Outcome::Disable {
+                    reason: reason.clone(),
+                    at: now,
+                },
+            )
             .await?;
         d.state = DeliveryState::Failed;
         d.next_attempt_at = None;
@@ -257,7 +320,8 @@ async fn record_attempt(
     let next = if d.attempts >= d.max_attempts {
         None
     } else {
-        deps.retry.next_delay(d.attempts, outcome.kind, outcome.retry_after, jitter)
+        deps.retry
+            .next_delay(d.attempts, outcome.kind, outcome.retry_after, jitter)
     };
     match next {
         None => {
@@ -292,7 +356,11 @@ pub async fn dead_letter_batch(deps: &DeadLetterDeps, event: SqsEvent) -> SqsBat
         let id = record.message_id.clone().unwrap_or_default();
         let span = tracing::info_span!("dead_letter", message_id = %id);
         async move {
-            let receives = record.attributes.get("ApproximateReceiveCount").cloned().unwrap_or_default();
+            let receives = record
+                .attributes
+                .get("ApproximateReceiveCount")
+                .cloned()
+                .unwrap_or_default();
             let d = match parse(&record) {
                 Err(e) => {
                     tracing::error!(error = %e, "unreadable dead letter dropped");
@@ -313,8 +381,16 @@ pub async fn dead_letter_batch(deps: &DeadLetterDeps, event: SqsEvent) -> SqsBat
     batch_response(join_all(work).await)
 }
 
-async fn mark_dead(deps: &DeadLetterDeps, msg: &DeliveryMessage, receives: &str) -> Result<(), StoreError> {
-    let Some(before) = deps.deliveries.get(msg.endpoint_id, msg.delivery_id).await? else {
+async fn mark_dead(
+    deps: &DeadLetterDeps,
+    msg: &DeliveryMessage,
+    receives: &str,
+) -> Result<(), StoreError> {
+    let Some(before) = deps
+        .deliveries
+        .get(msg.endpoint_id, msg.delivery_id)
+        .await?
+    else {
         return Ok(());
     };
     if before.state.is_terminal() {
@@ -330,7 +406,11 @@ async fn mark_dead(deps: &DeadLetterDeps, msg: &DeliveryMessage, receives: &str)
         None => why,
     });
     tracing::warn!(delivery_id = %d.id, "dead letter: delivery marked failed");
-    match deps.deliveries.save_progress(&d, before.attempts, before.state).await {
+    match deps
+        .deliveries
+        .save_progress(&d, before.attempts, before.state)
+        .await
+    {
         Ok(()) | Err(StoreError::Conflict) => Ok(()),
         Err(e) => Err(e),
     }
@@ -347,10 +427,172 @@ pub struct SweeperDeps {
 
 pub async fn sweep(deps: &SweeperDeps) -> Result<usize, String> {
     let cutoff = time::now() - chrono::TimeDelta::from_std(deps.grace).unwrap_or_default();
-    let overdue = deps.deliveries.overdue(cutoff, 1000).await.map_err(|e| e.to_string())?;
+    let overdue = deps
+        .deliveries
+        .overdue(cutoff, 1000)
+        .await
+        .map_err(|e| e.to_string())?;
     if !overdue.is_empty() {
-        deps.queue.enqueue(&overdue).await.map_err(|e| e.to_string())?;
-        tracing::warn!(count = overdue.len(), "re-enqueued overdue pending deliveries");
+        deps.queue
+            .enqueue(&overdue)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::warn!(
+            count = overdue.len(),
+            "re-enqueued overdue pending deliveries"
+        );
     }
     Ok(overdue.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{EndpointId, EventId};
+    use crate::memory::{MemoryDeliveries, MemoryEndpoints, MemoryQueue};
+    use crate::secrets::LocalCipher;
+    use crate::ssrf::DestinationPolicy;
+
+    struct Fixture {
+        deps: ConsumerDeps,
+        deliveries: Arc<MemoryDeliveries>,
+        queue: Arc<MemoryQueue>,
+        delivery: Delivery,
+    }
+
+    /// One endpoint whose URL nothing listens on, and one pending delivery to it.
+    async fn fixture(is_active: bool) -> Fixture {
+        let endpoints = Arc::new(MemoryEndpoints::default());
+        let deliveries = Arc::new(MemoryDeliveries::default());
+        let queue = Arc::new(MemoryQueue::default());
+        let cipher = Arc::new(LocalCipher::new([3u8; 32]));
+        let id = EndpointId::new();
+        let now = time::now();
+        let endpoint = Endpoint {
+            id,
+            organization_id: "org".into(),
+            url: "http://127.0.0.1:9/unreachable".into(),
+            description: String::new(),
+            event_types: vec![],
+            is_active,
+            created_at: now,
+            updated_at: now,
+            secret: cipher.seal(&SigningSecret::generate(), &id.to_string()).await.expect("seal"),
+            previous_secret: None,
+            stats: Default::default(),
+            disabled_reason: None,
+        };
+        endpoints.create(&endpoint).await.expect("endpoint");
+        let delivery = Delivery::new_pending(&endpoint, EventId::new(), "a.b", "{}", 3, now);
+        deliveries.insert_many(std::slice::from_ref(&delivery)).await.expect("delivery");
+        let deps = ConsumerDeps {
+            endpoints,
+            deliveries: deliveries.clone(),
+            cipher,
+            visibility: queue.clone(),
+            sender: Sender::new(DestinationPolicy { allow_private: true, allow_http: true, ..Default::default() }),
+            retry: RetryPolicy::parse("0s,1s,1s").expect("schedule"),
+        };
+        Fixture { deps, deliveries, queue, delivery }
+    }
+
+    fn event(d: &Delivery) -> SqsEvent {
+        let mut record = SqsMessage::default();
+        record.message_id = Some("m-1".into());
+        record.receipt_handle = Some("rh-1".into());
+        record.body = Some(serde_json::to_string(&d.message()).expect("json"));
+        let mut event = SqsEvent::default();
+        event.records.push(record);
+        event
+    }
+
+    async fn stored(f: &Fixture) -> Delivery {
+        f.deliveries.get(f.delivery.endpoint_id, f.delivery.id).await.expect("get").expect("delivery")
+    }
+
+    #[tokio::test]
+    async fn an_early_message_goes_back_to_sleep_without_an_attempt() {
+        let f = fixture(true).await;
+        let mut early = f.delivery.clone();
+        early.next_attempt_at = Some(time::now() + chrono::TimeDelta::seconds(120));
+        f.deliveries.save_progress(&early, 0, DeliveryState::Pending).await.expect("save");
+        let resp = deliver_batch(&f.deps, event(&early)).await;
+        assert_eq!(resp.batch_item_failures.len(), 1);
+        let postponed = f.queue.postponed();
+        assert_eq!(postponed.len(), 1);
+        assert_eq!(postponed[0].0, "rh-1");
+        assert!(postponed[0].1 > Duration::from_secs(100) && postponed[0].1 <= Duration::from_secs(120));
+        assert_eq!(stored(&f).await.attempts, 0);
+    }
+
+    #[tokio::test]
+    async fn a_terminal_delivery_is_acknowledged_and_never_resurrected() {
+        let f = fixture(true).await;
+        let mut done = f.delivery.clone();
+        done.state = DeliveryState::Delivered;
+        done.attempts = 1;
+        f.deliveries.save_progress(&done, 0, DeliveryState::Pending).await.expect("save");
+        let resp = deliver_batch(&f.deps, event(&done)).await;
+        assert!(resp.batch_item_failures.is_empty());
+        assert_eq!(stored(&f).await, done);
+    }
+
+    #[tokio::test]
+    async fn a_failed_attempt_is_counted_once_and_timed_by_visibility() {
+        let f = fixture(true).await;
+        let resp = deliver_batch(&f.deps, event(&f.delivery)).await;
+        assert_eq!(resp.batch_item_failures.len(), 1);
+        let d = stored(&f).await;
+        assert_eq!((d.state, d.attempts), (DeliveryState::Pending, 1));
+        assert_eq!(d.last_error.as_deref(), Some("connection refused"));
+        let (_, delay) = f.queue.postponed()[0];
+        assert!(delay >= Duration::from_millis(800) && delay <= Duration::from_millis(1200), "{delay:?}");
+        // A stale copy of the same message (read before that attempt) loses its write.
+        assert!(f.deliveries.save_progress(&f.delivery, 0, DeliveryState::Pending).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_inactive_endpoint_fails_the_delivery_with_the_reason() {
+        let f = fixture(false).await;
+        let resp = deliver_batch(&f.deps, event(&f.delivery)).await;
+        assert!(resp.batch_item_failures.is_empty());
+        let d = stored(&f).await;
+        assert_eq!(d.state, DeliveryState::Failed);
+        assert_eq!(d.last_error.as_deref(), Some("endpoint disabled"));
+        assert_eq!(d.attempts, 0);
+    }
+
+    #[tokio::test]
+    async fn unreadable_messages_are_left_for_the_dead_letter_queue() {
+        let f = fixture(true).await;
+        let mut e = event(&f.delivery);
+        e.records[0].body = Some("not json".into());
+        let resp = deliver_batch(&f.deps, e).await;
+        assert_eq!(resp.batch_item_failures[0].item_identifier, "m-1");
+    }
+
+    #[test]
+    fn the_body_splices_the_payload_byte_for_byte() {
+        let now = time::now();
+        let e = Endpoint {
+            id: EndpointId::new(),
+            organization_id: "o".into(),
+            url: String::new(),
+            description: String::new(),
+            event_types: vec![],
+            is_active: true,
+            created_at: now,
+            updated_at: now,
+            secret: crate::model::SealedSecret(String::new()),
+            previous_secret: None,
+            stats: Default::default(),
+            disabled_reason: None,
+        };
+        let d = Delivery::new_pending(&e, EventId::new(), "t\"x", r#"{"big":12345678901234567890,"f":1.50}"#, 1, now);
+        let body = webhook_body(&d);
+        assert!(body.ends_with(r#""data":{"big":12345678901234567890,"f":1.50}}"#), "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("valid JSON");
+        assert_eq!(v["type"], "t\"x");
+        assert_eq!(v["id"], d.event_id.to_string());
+    }
 }
