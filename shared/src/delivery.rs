@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use bytes::Bytes;
 use futures::future::join_all;
 use rand::Rng;
@@ -46,9 +46,7 @@ fn batch_response(results: Vec<(String, Disposition)>) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for (id, d) in results {
         if d == Disposition::Retry {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
+            response.add_failure(id);
         }
     }
     response
