@@ -44,13 +44,23 @@ enum ApiKeysCommand {
         #[arg(long)]
         project: Option<String>,
     },
+    /// Revoke a key: it answers 401 from then on. Reads the key from stdin when not given.
+    Revoke {
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::ApiKeys { command: ApiKeysCommand::Create { org, project } } => create_key(&org, project.as_deref()).await,
+        Command::ApiKeys {
+            command: ApiKeysCommand::Create { org, project },
+        } => create_key(&org, project.as_deref()).await,
+        Command::ApiKeys {
+            command: ApiKeysCommand::Revoke { key },
+        } => revoke_key(key).await,
         Command::Serve { addr, dev_key_org } => serve::run(addr, dev_key_org).await,
     };
     match result {
@@ -64,16 +74,49 @@ async fn main() -> std::process::ExitCode {
 
 async fn create_key(org: &str, project: Option<&str>) -> Result<(), String> {
     if !is_valid_org_id(org) || project.is_some_and(|p| !is_valid_org_id(p)) {
-        return Err("organization and project ids are 1-128 characters of letters, digits, '_' and '-'".into());
+        return Err(
+            "organization and project ids are 1-128 characters of letters, digits, '_' and '-'"
+                .into(),
+        );
     }
     let settings = Settings::from_env(false)?;
     let sdk = config::aws_config().await;
     let table = config::table(&settings, &sdk);
     let minted = mint_api_key(org, project);
-    table
-        .put(&minted.record)
-        .await
-        .map_err(|e| format!("could not store the key in table {}: {e}", settings.table_name))?;
+    table.put(&minted.record).await.map_err(|e| {
+        format!(
+            "could not store the key in table {}: {e}",
+            settings.table_name
+        )
+    })?;
     println!("{}", minted.key);
+    Ok(())
+}
+
+async fn revoke_key(key: Option<String>) -> Result<(), String> {
+    let key = match key {
+        Some(k) => k,
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| e.to_string())?;
+            line
+        }
+    };
+    let hash = capy_shared::auth::hash_api_key(key.trim());
+    let settings = Settings::from_env(false)?;
+    let sdk = config::aws_config().await;
+    let table = config::table(&settings, &sdk);
+    let mut record = table
+        .get(&hash)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("no such API key")?;
+    if record.revoked_at.is_none() {
+        record.revoked_at = Some(capy_shared::time::now());
+        table.put(&record).await.map_err(|e| e.to_string())?;
+    }
+    eprintln!("revoked the key of organization {}", record.organization_id);
     Ok(())
 }

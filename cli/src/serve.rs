@@ -9,10 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+};
 use base64::Engine;
 use bytes::Bytes;
-use capy_shared::api::{self, ApiDeps, ApiRequest, ApiResponse, ApiSettings, RouteMiss, error::ApiError, input::MAX_BODY_BYTES};
+use capy_shared::api::{
+    self, ApiDeps, ApiRequest, ApiResponse, ApiSettings, RouteMiss, error::ApiError,
+    input::MAX_BODY_BYTES,
+};
 use capy_shared::auth::mint_api_key;
 use capy_shared::config::{self, SecretsKey, Settings};
 use capy_shared::delivery::{self, ConsumerDeps, DeadLetterDeps, SweeperDeps};
@@ -23,12 +28,18 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 fn env_duration(name: &str, default: &str) -> Result<Duration, String> {
-    let v = std::env::var(name).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.into());
+    let v = std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.into());
     capy_shared::time::parse_duration(&v).map_err(|e| format!("{name}: {e}"))
 }
 
 fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.into())
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.into())
 }
 
 /// The local secrets key: `SECRETS_LOCAL_KEY`, else one kept in `.local/secrets.key`.
@@ -56,7 +67,9 @@ fn local_secrets_key(settings: &mut Settings) -> Result<(), String> {
 mod rand_key {
     /// 32 random bytes from the OS, via the secret generator's source.
     pub fn fill() -> Vec<u8> {
-        capy_shared::signing::SigningSecret::generate().as_bytes().to_vec()
+        capy_shared::signing::SigningSecret::generate()
+            .as_bytes()
+            .to_vec()
     }
 }
 
@@ -69,8 +82,12 @@ struct Queues {
 async fn ensure_queues(client: &aws_sdk_sqs::Client) -> Result<Queues, String> {
     let name = env_or("CAPY_QUEUE_NAME", "capy-deliveries");
     let visibility = env_duration("QUEUE_VISIBILITY_TIMEOUT", "60s")?;
-    let max_receives: u32 = env_or("MAX_RECEIVE_COUNT", "20").parse().map_err(|_| "MAX_RECEIVE_COUNT must be a number")?;
-    let sqs_err = |e: aws_sdk_sqs::error::SdkError<_, _>| aws_sdk_sqs::error::DisplayErrorContext(e).to_string();
+    let max_receives: u32 = env_or("MAX_RECEIVE_COUNT", "20")
+        .parse()
+        .map_err(|_| "MAX_RECEIVE_COUNT must be a number")?;
+    let sqs_err = |e: aws_sdk_sqs::error::SdkError<_, _>| {
+        aws_sdk_sqs::error::DisplayErrorContext(e).to_string()
+    };
     let dlq = client
         .create_queue()
         .queue_name(format!("{name}-dlq"))
@@ -90,35 +107,52 @@ async fn ensure_queues(client: &aws_sdk_sqs::Client) -> Result<Queues, String> {
         .attributes
         .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
         .ok_or("no DLQ arn")?;
-    let redrive = serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives }).to_string();
+    let redrive =
+        serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives })
+            .to_string();
     let url = client
         .create_queue()
         .queue_name(&name)
-        .attributes(QueueAttributeName::VisibilityTimeout, visibility.as_secs().to_string())
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility.as_secs().to_string(),
+        )
         .attributes(QueueAttributeName::RedrivePolicy, redrive)
         .send()
         .await
         .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?
         .queue_url
         .ok_or("no queue url")?;
-    Ok(Queues { deliveries: SqsQueue::new(client.clone(), url), dead_letters: SqsQueue::new(client.clone(), dlq) })
+    Ok(Queues {
+        deliveries: SqsQueue::new(client.clone(), url),
+        dead_letters: SqsQueue::new(client.clone(), dlq),
+    })
 }
 
 pub async fn run(addr: SocketAddr, dev_key_org: Option<String>) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 
     let mut settings = Settings::from_env(true)?;
     local_secrets_key(&mut settings)?;
     let sdk = config::aws_config().await;
     let table = config::table(&settings, &sdk);
-    table.ensure().await.map_err(|e| format!("table {}: {e}", settings.table_name))?;
+    table
+        .ensure()
+        .await
+        .map_err(|e| format!("table {}: {e}", settings.table_name))?;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let queues = match &settings.delivery_queue_url {
         Some(url) => Queues {
             deliveries: SqsQueue::new(sqs.clone(), url.clone()),
-            dead_letters: SqsQueue::new(sqs.clone(), env_or("DEAD_LETTER_QUEUE_URL", &format!("{url}-dlq"))),
+            dead_letters: SqsQueue::new(
+                sqs.clone(),
+                env_or("DEAD_LETTER_QUEUE_URL", &format!("{url}-dlq")),
+            ),
         },
         None => ensure_queues(&sqs).await?,
     };
@@ -144,7 +178,9 @@ pub async fn run(addr: SocketAddr, dev_key_org: Option<String>) -> Result<(), St
         sender: config::sender(&settings),
         retry: settings.retry.clone(),
     });
-    let dead = Arc::new(DeadLetterDeps { deliveries: Arc::new(table.clone()) });
+    let dead = Arc::new(DeadLetterDeps {
+        deliveries: Arc::new(table.clone()),
+    });
     let sweeper = Arc::new(SweeperDeps {
         deliveries: Arc::new(table.clone()),
         queue: Arc::new(queues.deliveries.clone()),
@@ -154,14 +190,19 @@ pub async fn run(addr: SocketAddr, dev_key_org: Option<String>) -> Result<(), St
     if let Some(org) = dev_key_org {
         let minted = mint_api_key(&org, None);
         table.put(&minted.record).await.map_err(|e| e.to_string())?;
-        println!("\nDevelopment API key for organization {org}:\n  {}\n", minted.key);
+        println!(
+            "\nDevelopment API key for organization {org}:\n  {}\n",
+            minted.key
+        );
         println!(
             "Try:\n  curl -s -X POST http://{addr}/v1/organizations/{org}/webhook-endpoints \\\n    -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' \\\n    -d '{{\"url\": \"https://example.com/webhooks\"}}'\n",
             minted.key
         );
     }
 
-    let pollers: usize = env_or("CAPY_POLLERS", "4").parse().map_err(|_| "CAPY_POLLERS must be a number")?;
+    let pollers: usize = env_or("CAPY_POLLERS", "4")
+        .parse()
+        .map_err(|_| "CAPY_POLLERS must be a number")?;
     let wait = env_duration("CAPY_POLL_WAIT", "2s")?;
     for _ in 0..pollers {
         let (c, q) = (consumer.clone(), queues.deliveries.clone());
@@ -186,7 +227,9 @@ pub async fn run(addr: SocketAddr, dev_key_org: Option<String>) -> Result<(), St
         }
     });
 
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("bind {addr}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("bind {addr}: {e}"))?;
     tracing::info!(%addr, table = %settings.table_name, queue = %queues.deliveries.url, "capy serve listening");
     loop {
         let (stream, _) = tokio::select! {
@@ -211,28 +254,61 @@ fn to_http(r: ApiResponse) -> hyper::Response<Full<Bytes>> {
         .status(r.status)
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(r.body.to_string())))
-        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::from_static(b"{\"error\":\"internal error\"}"))))
+        .unwrap_or_else(|_| {
+            hyper::Response::new(Full::new(Bytes::from_static(
+                b"{\"error\":\"internal error\"}",
+            )))
+        })
 }
 
 /// What API Gateway does in front of a Lambda: route, cap the body, pass path parameters.
 async fn serve_http(deps: &ApiDeps, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
     let (route, params) = match api::match_route(req.method(), req.uri().path()) {
         Ok(m) => m,
-        Err(RouteMiss::NotFound) => return to_http(ApiError::NotFound("no such route".into()).into_response()),
+        Err(RouteMiss::NotFound) => {
+            return to_http(ApiError::NotFound("no such route".into()).into_response());
+        }
         Err(RouteMiss::MethodNotAllowed) => {
-            return to_http(ApiError::MethodNotAllowed("method not allowed on this route".into()).into_response());
+            return to_http(
+                ApiError::MethodNotAllowed("method not allowed on this route".into())
+                    .into_response(),
+            );
         }
     };
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return to_http(ApiError::PayloadTooLarge(format!("request body exceeds {MAX_BODY_BYTES} bytes")).into_response());
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return to_http(
+                ApiError::PayloadTooLarge(format!("request body exceeds {MAX_BODY_BYTES} bytes"))
+                    .into_response(),
+            );
         }
-        Err(_) => return to_http(ApiError::BadRequest("could not read the request body".into()).into_response()),
+        Err(_) => {
+            return to_http(
+                ApiError::BadRequest("could not read the request body".into()).into_response(),
+            );
+        }
     };
-    let api_req = ApiRequest { headers: parts.headers, query: parts.uri.query().map(str::to_owned), body, params };
-    to_http(api::handle(deps, route, api_req).await)
+    let api_req = ApiRequest {
+        headers: parts.headers,
+        query: parts.uri.query().map(str::to_owned),
+        body,
+        params,
+    };
+    let started = std::time::Instant::now();
+    let resp = api::handle(deps, route, api_req).await;
+    // What API Gateway's access log would hold: no query, no body, no credential.
+    tracing::info!(
+        route = route.function(),
+        status = resp.status,
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    to_http(resp)
 }
 
 /// One event-source-mapping worker: long poll, batches of 10, delete what succeeded, leave
@@ -289,13 +365,24 @@ where
             .into_iter()
             .enumerate()
             .filter_map(|(i, (_, rh))| {
-                DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(rh).build().ok()
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(rh)
+                    .build()
+                    .ok()
             })
             .collect();
         if entries.is_empty() {
             continue;
         }
-        if let Err(e) = queue.client.delete_message_batch().queue_url(&queue.url).set_entries(Some(entries)).send().await {
+        if let Err(e) = queue
+            .client
+            .delete_message_batch()
+            .queue_url(&queue.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
             // Undeleted messages come back after their visibility timeout: a duplicate, not a loss.
             tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "delete failed");
         }
