@@ -1,11 +1,15 @@
 //! Lambda wiring shared by the thin binaries in `src/bin/`: tracing, configuration, clients
 //! built once per container, and the conversion between API Gateway and the library's API.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use capy_shared::api::{self, ApiDeps, ApiRequest, ApiResponse, ApiSettings, Route};
 use capy_shared::config::{self, Settings};
 use capy_shared::delivery::{self, ConsumerDeps, DeadLetterDeps, SweeperDeps};
+use capy_shared::model::SealedSecret;
+use capy_shared::ports::QueueError;
+use capy_shared::secrets::{CipherError, SecretCipher};
+use capy_shared::signing::SigningSecret;
 use lambda_http::{Body, RequestExt};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -31,14 +35,33 @@ fn settings() -> Result<Settings, Error> {
 }
 
 /// Builds the API's dependencies once per process.
+///
+/// Every route reads the table (authentication included), so its client is built here. The
+/// KMS and SQS clients are built on first use instead: only create/rotate seal secrets and
+/// only publish/retry enqueue, and the read routes should not pay for clients they never
+/// call (each SDK client's construction builds its TLS connector). Configuration is still
+/// checked here, at init, so a bad setting fails the cold start, not a request.
 pub async fn api_deps(settings: &Settings) -> Result<ApiDeps, Error> {
     let sdk = config::aws_config().await;
     let table = config::table(settings, &sdk);
     // Read routes have no queue URL in some setups; they never enqueue, so a missing URL only
     // matters to the routes that do.
-    let queue: Arc<dyn capy_shared::ports::DeliveryQueue> = match config::queue(settings, &sdk) {
-        Ok(q) => Arc::new(q),
+    let queue: Arc<dyn capy_shared::ports::DeliveryQueue> = match settings.queue_url() {
+        Ok(_) => Arc::new(LazyQueue {
+            settings: settings.clone(),
+            sdk: sdk.clone(),
+            queue: OnceLock::new(),
+        }),
         Err(_) => Arc::new(capy_shared::memory::MemoryQueue::default()),
+    };
+    let cipher: Arc<dyn SecretCipher> = match &settings.secrets {
+        // Local AES key: no client, nothing to defer.
+        Some(config::SecretsKey::Local(_)) | None => config::cipher(settings, &sdk)?,
+        Some(config::SecretsKey::Kms(_)) => Arc::new(LazyCipher {
+            settings: settings.clone(),
+            sdk: sdk.clone(),
+            cipher: OnceLock::new(),
+        }),
     };
     Ok(ApiDeps {
         auth: config::authenticator(settings, &table)?,
@@ -46,13 +69,71 @@ pub async fn api_deps(settings: &Settings) -> Result<ApiDeps, Error> {
         deliveries: Arc::new(table.clone()),
         idempotency: Arc::new(table.clone()),
         queue,
-        cipher: config::cipher(settings, &sdk)?,
+        cipher,
         settings: ApiSettings {
             destinations: settings.destinations.clone(),
             rotation_grace: settings.rotation_grace,
             retry: settings.retry.clone(),
         },
     })
+}
+
+/// The KMS cipher, its client built on the first seal/open.
+struct LazyCipher {
+    settings: Settings,
+    sdk: aws_config::SdkConfig,
+    cipher: OnceLock<Result<Arc<dyn SecretCipher>, String>>,
+}
+
+impl LazyCipher {
+    fn get(&self) -> Result<&Arc<dyn SecretCipher>, CipherError> {
+        self.cipher
+            .get_or_init(|| config::cipher(&self.settings, &self.sdk))
+            .as_ref()
+            .map_err(|e| CipherError::Kms(e.clone()))
+    }
+}
+
+#[async_trait::async_trait]
+impl SecretCipher for LazyCipher {
+    async fn seal(
+        &self,
+        secret: &SigningSecret,
+        context: &str,
+    ) -> Result<SealedSecret, CipherError> {
+        self.get()?.seal(secret, context).await
+    }
+
+    async fn open(
+        &self,
+        sealed: &SealedSecret,
+        context: &str,
+    ) -> Result<SigningSecret, CipherError> {
+        self.get()?.open(sealed, context).await
+    }
+}
+
+/// The SQS delivery queue, its client built on the first enqueue.
+struct LazyQueue {
+    settings: Settings,
+    sdk: aws_config::SdkConfig,
+    queue: OnceLock<Result<capy_shared::sqs::SqsQueue, String>>,
+}
+
+#[async_trait::async_trait]
+impl capy_shared::ports::DeliveryQueue for LazyQueue {
+    async fn enqueue(
+        &self,
+        messages: &[capy_shared::model::DeliveryMessage],
+    ) -> Result<(), QueueError> {
+        let queue = self
+            .queue
+            .get_or_init(|| config::queue(&self.settings, &self.sdk));
+        match queue {
+            Ok(q) => q.enqueue(messages).await,
+            Err(e) => Err(QueueError(e.clone())),
+        }
+    }
 }
 
 /// API Gateway (HTTP API, payload 2.0) request → the library's request.
@@ -151,7 +232,12 @@ pub async fn run_sweeper() -> Result<(), Error> {
     let deps = SweeperDeps {
         deliveries: Arc::new(table),
         queue: Arc::new(config::queue(&settings, &sdk)?),
-        grace: std::time::Duration::from_secs(15 * 60),
+        grace: match std::env::var("SWEEP_GRACE") {
+            Ok(v) if !v.trim().is_empty() => {
+                capy_shared::time::parse_duration(&v).map_err(|e| format!("SWEEP_GRACE: {e}"))?
+            }
+            _ => std::time::Duration::from_secs(15 * 60),
+        },
     };
     let deps = &deps;
     lambda_runtime::run(lambda_runtime::service_fn(

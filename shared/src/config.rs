@@ -30,7 +30,10 @@ pub struct Settings {
 }
 
 fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 pub fn bool_var(name: &str) -> Result<Option<bool>, String> {
@@ -51,11 +54,15 @@ impl Settings {
             None => RetryPolicy::default(),
         };
         let retry = match var("RETRY_MIN_BACKOFF") {
-            Some(s) => retry.with_min_backoff(crate::time::parse_duration(&s).map_err(|e| format!("RETRY_MIN_BACKOFF: {e}"))?),
+            Some(s) => retry.with_min_backoff(
+                crate::time::parse_duration(&s).map_err(|e| format!("RETRY_MIN_BACKOFF: {e}"))?,
+            ),
             None => retry,
         };
         let rotation_grace = match var("ROTATION_GRACE") {
-            Some(s) => crate::time::parse_duration(&s).map_err(|e| format!("ROTATION_GRACE: {e}"))?,
+            Some(s) => {
+                crate::time::parse_duration(&s).map_err(|e| format!("ROTATION_GRACE: {e}"))?
+            }
             None => Duration::from_secs(24 * 3600),
         };
         let jwt = JwtSettings {
@@ -63,7 +70,12 @@ impl Settings {
             jwks_url: var("CLERK_JWKS_URL"),
             issuer: var("CLERK_ISSUER"),
             authorized_parties: var("CLERK_AUTHORIZED_PARTIES")
-                .map(|s| s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect())
+                .map(|s| {
+                    s.split(',')
+                        .map(|p| p.trim().to_owned())
+                        .filter(|p| !p.is_empty())
+                        .collect()
+                })
                 .unwrap_or_default(),
             leeway_secs: 5,
         };
@@ -92,43 +104,90 @@ impl Settings {
     }
 
     pub fn queue_url(&self) -> Result<&str, String> {
-        self.delivery_queue_url.as_deref().ok_or_else(|| "DELIVERY_QUEUE_URL is not set".to_string())
+        self.delivery_queue_url
+            .as_deref()
+            .ok_or_else(|| "DELIVERY_QUEUE_URL is not set".to_string())
     }
 }
 
 /// The AWS SDK's shared config: region, credentials, `AWS_ENDPOINT_URL`; built once per process.
 ///
-/// The HTTP client is the SDK's own hyper + rustls client on aws-lc-rs, but it trusts the
-/// Mozilla roots compiled into the binary (`webpki-root-certs`) instead of scanning the OS
-/// certificate store, which was most of an SDK client's construction and so of a cold
-/// start. Plain `http://` endpoints (moto through `AWS_ENDPOINT_URL`) go through the same
-/// client unchanged.
+/// The HTTP client is the SDK's own hyper + rustls client on aws-lc-rs, but it trusts roots
+/// compiled into the binary (`webpki-root-certs`) instead of scanning the OS certificate
+/// store, which was most of an SDK client's construction and so of a cold start. Plain
+/// `http://` endpoints (moto through `AWS_ENDPOINT_URL`) go through the same client unchanged.
 pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(sdk_http_client())
+        .http_client(sdk_http_client(SdkTrust::from_env()))
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
         .load()
         .await
 }
 
-/// The SDK's HTTPS client with embedded roots; cheap to clone, share it between clients.
-pub fn sdk_http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+/// Which embedded roots the SDK's client trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdkTrust {
+    /// Amazon Trust Services only (Amazon Root CA 1–4 and the Starfield Services G2 root that
+    /// cross-signs them): the CAs of every AWS service endpoint. Five roots parse in a few
+    /// microseconds each time the SDK builds a connector (once per client at construction).
+    Aws,
+    /// The whole Mozilla set, for endpoints that are not AWS's: an emulator or proxy over https.
+    Mozilla,
+}
+
+impl SdkTrust {
+    /// `CAPY_SDK_TRUST=aws|mozilla` if set; else `Mozilla` when `AWS_ENDPOINT_URL` points the
+    /// SDK somewhere else than AWS, `Aws` otherwise.
+    pub fn from_env() -> Self {
+        match var("CAPY_SDK_TRUST").as_deref() {
+            Some("mozilla") => Self::Mozilla,
+            Some(_) => Self::Aws,
+            None if var("AWS_ENDPOINT_URL").is_some() => Self::Mozilla,
+            None => Self::Aws,
+        }
+    }
+}
+
+/// The SDK's HTTPS client with embedded roots; share it between clients (cheap to clone).
+pub fn sdk_http_client(trust: SdkTrust) -> aws_sdk_dynamodb::config::SharedHttpClient {
     use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
-    let trust = TrustStore::empty().with_native_roots(false).with_pem_certificate(embedded_roots_pem());
-    let tls = TlsContext::builder().with_trust_store(trust).build().expect("a trust store of PEM certificates");
+    let store = TrustStore::empty()
+        .with_native_roots(false)
+        .with_pem_certificate(embedded_roots_pem(trust));
+    let tls = TlsContext::builder()
+        .with_trust_store(store)
+        .build()
+        .expect("a trust store of PEM certificates");
     aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::rustls(CryptoMode::AwsLc))
         .tls_context(tls)
         .build_https()
 }
 
-/// The embedded Mozilla roots as one PEM bundle (the form the SDK's trust store takes).
-pub fn embedded_roots_pem() -> &'static [u8] {
-    static PEM: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    PEM.get_or_init(|| {
+fn is_amazon_trust_services_root(der: &[u8]) -> bool {
+    // A root's subject is its issuer; both name the CA in plain ASCII inside the DER.
+    const NAMES: [&[u8]; 2] = [
+        b"Amazon Root CA ",
+        b"Starfield Services Root Certificate Authority - G2",
+    ];
+    NAMES.iter().any(|n| der.windows(n.len()).any(|w| w == *n))
+}
+
+/// The embedded roots as one PEM bundle (the form the SDK's trust store takes).
+pub fn embedded_roots_pem(trust: SdkTrust) -> &'static [u8] {
+    static AWS: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    static MOZILLA: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let (cell, only_aws) = match trust {
+        SdkTrust::Aws => (&AWS, true),
+        SdkTrust::Mozilla => (&MOZILLA, false),
+    };
+    cell.get_or_init(|| {
         use base64::Engine as _;
-        let mut pem = Vec::with_capacity(webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() * 2200);
+        let mut pem = Vec::new();
         for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+            if only_aws && !is_amazon_trust_services_root(der.as_ref()) {
+                continue;
+            }
             pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
             let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
             for line in b64.as_bytes().chunks(64) {
@@ -142,23 +201,40 @@ pub fn embedded_roots_pem() -> &'static [u8] {
 }
 
 pub fn table(settings: &Settings, sdk: &aws_config::SdkConfig) -> Table {
-    Table::new(aws_sdk_dynamodb::Client::new(sdk), settings.table_name.clone())
+    Table::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        settings.table_name.clone(),
+    )
 }
 
 pub fn queue(settings: &Settings, sdk: &aws_config::SdkConfig) -> Result<SqsQueue, String> {
-    Ok(SqsQueue::new(aws_sdk_sqs::Client::new(sdk), settings.queue_url()?))
+    Ok(SqsQueue::new(
+        aws_sdk_sqs::Client::new(sdk),
+        settings.queue_url()?,
+    ))
 }
 
-pub fn cipher(settings: &Settings, sdk: &aws_config::SdkConfig) -> Result<Arc<dyn SecretCipher>, String> {
+pub fn cipher(
+    settings: &Settings,
+    sdk: &aws_config::SdkConfig,
+) -> Result<Arc<dyn SecretCipher>, String> {
     match &settings.secrets {
-        Some(SecretsKey::Kms(key_id)) => Ok(Arc::new(KmsCipher::new(aws_sdk_kms::Client::new(sdk), key_id.clone()))),
+        Some(SecretsKey::Kms(key_id)) => Ok(Arc::new(KmsCipher::new(
+            aws_sdk_kms::Client::new(sdk),
+            key_id.clone(),
+        ))),
         Some(SecretsKey::Local(k)) => Ok(Arc::new(LocalCipher::from_base64(k)?)),
-        None => Err("set SECRETS_KMS_KEY_ID (cloud) or SECRETS_LOCAL_KEY (base64 of 32 bytes)".into()),
+        None => {
+            Err("set SECRETS_KMS_KEY_ID (cloud) or SECRETS_LOCAL_KEY (base64 of 32 bytes)".into())
+        }
     }
 }
 
 pub fn authenticator(settings: &Settings, table: &Table) -> Result<Authenticator, String> {
-    Ok(Authenticator::new(Arc::new(table.clone()), JwtVerifier::new(&settings.jwt)?))
+    Ok(Authenticator::new(
+        Arc::new(table.clone()),
+        JwtVerifier::new(&settings.jwt)?,
+    ))
 }
 
 pub fn sender(settings: &Settings) -> Sender {
@@ -169,13 +245,31 @@ pub fn sender(settings: &Settings) -> Sender {
 mod tests {
     use super::*;
 
+    fn count(pem: &[u8]) -> usize {
+        pem.windows(27)
+            .filter(|w| w == b"-----BEGIN CERTIFICATE-----")
+            .count()
+    }
+
     #[test]
-    fn embedded_roots_are_a_parsable_pem_bundle() {
-        let pem = embedded_roots_pem();
-        let n = pem.windows(27).filter(|w| w == b"-----BEGIN CERTIFICATE-----").count();
-        assert_eq!(n, webpki_root_certs::TLS_SERVER_ROOT_CERTS.len());
-        assert!(n > 100, "the Mozilla set has well over 100 roots, got {n}");
-        // Building the client parses nothing yet; it must not panic either.
-        let _ = sdk_http_client();
+    fn embedded_roots_are_pem_bundles_of_the_mozilla_set_and_of_amazon_trust_services() {
+        let all = count(embedded_roots_pem(SdkTrust::Mozilla));
+        assert_eq!(all, webpki_root_certs::TLS_SERVER_ROOT_CERTS.len());
+        assert!(
+            all > 100,
+            "the Mozilla set has well over 100 roots, got {all}"
+        );
+        // Amazon Root CA 1-4 and Starfield Services Root Certificate Authority - G2.
+        assert_eq!(count(embedded_roots_pem(SdkTrust::Aws)), 5);
+        // A client's construction builds a connector, which parses the bundle (and panics on
+        // a certificate rustls cannot take).
+        for trust in [SdkTrust::Aws, SdkTrust::Mozilla] {
+            let conf = aws_sdk_dynamodb::Config::builder()
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+                .http_client(sdk_http_client(trust))
+                .build();
+            let _ = aws_sdk_dynamodb::Client::from_conf(conf);
+        }
     }
 }
