@@ -74,3 +74,13 @@ sam-build: lambda-tools
 # Stripped and zipped size of every artifact (target/lambda, or .aws-sam/build after sam build).
 sizes:
 	bash scripts/artifact-sizes.sh
+
+# --- Fuzzing (issue 5) ---
+# schemathesis against openapi.yaml and a real `capy serve` (moto on free ports): once with a
+# minted API key (organization_id pinned to its org), once without credentials; >= 1,000
+# requests, checks not_a_server_error, status_code_conformance, content_type_conformance and
+# response_schema_conformance; prints the request counts. FUZZ_MAX_EXAMPLES scales it.
+.PHONY: fuzz
+fuzz: venv
+	cargo build -q -p capy --bin capy
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CAPY_BIN=$(CURDIR)/target/debug/capy $(PY) scripts/fuzz-api.py
