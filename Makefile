@@ -56,7 +56,7 @@ clean:
 # test requirements so CI stays fast), the arm64 std from rustup, then one
 # `cargo lambda build --release --arm64` of every binary of capy-functions
 # (target/lambda/<function>/bootstrap). `make sam-build` runs SAM's own build of the same.
-.PHONY: lambda-tools lambda sam-build sizes runtime-test coldstart
+.PHONY: lambda-tools lambda sam-build sizes host-release runtime-test coldstart
 
 $(VENV)/.lambda-installed: requirements-lambda.txt $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -r requirements-lambda.txt
@@ -74,6 +74,27 @@ sam-build: lambda-tools
 # Stripped and zipped size of every artifact (target/lambda, or .aws-sam/build after sam build).
 sizes:
 	bash scripts/artifact-sizes.sh
+
+# Host (x86_64) release builds, same profile as the artifacts: every function and the bare
+# lambda_runtime hello-world (functions/examples/hello.rs, never deployed).
+host-release:
+	cargo build --release -p capy-functions --bins --example hello
+
+# The Runtime API suite (tests/tests/runtime_api.rs) against the release binaries. `make test`
+# runs the same suite against the debug binaries (a release LTO build of twelve binaries
+# does not fit CI's time budget).
+runtime-test: venv host-release
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CAPY_FUNCTIONS_DIR=$(CURDIR)/target/release \
+		cargo test -p capy-tests --test runtime_api -- --nocapture
+
+# Cold start: exec -> first Runtime API `next`, median of COLDSTART_RUNS, beside the
+# hello-world (tests/src/bin/coldstart.rs; the timer itself is a debug build, it only
+# waits on a socket), then the arm64 artifact sizes when `make lambda`/`sam-build` ran.
+COLDSTART_RUNS ?= 25
+coldstart: host-release
+	cargo run -q -p capy-tests --bin coldstart -- --runs $(COLDSTART_RUNS)
+	@if compgen -G "target/lambda/*/bootstrap" >/dev/null || compgen -G ".aws-sam/build/*/bootstrap" >/dev/null; then \
+		echo; echo "arm64 artifacts:"; bash scripts/artifact-sizes.sh; fi
 
 # --- Fuzzing (issue 5) ---
 # schemathesis against openapi.yaml and a real `capy serve` (moto on free ports): once with a
