@@ -670,3 +670,29 @@ async fn sweeper_reenqueues_overdue_pending_deliveries() {
     assert_eq!(m["delivery_id"], overdue.id.to_string());
     assert_eq!(env.queue_depth().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_event_fans_out_to_the_queue() {
+    let env = Env::new().await;
+    let key = env.mint_key().await;
+    let receiver = Receiver::start().await;
+    let e = env.endpoint(&receiver.url).await;
+    let publish = env.start("publish-event").await;
+    let (status, body) = http_answer(&publish.invoke(api_event("publish-event", &key)).await);
+    assert_eq!(status, 202, "{body}\n{}", publish.log_text());
+    // The SQS client is built on this first enqueue (functions/src/lib.rs: LazyQueue).
+    let out = env
+        .sqs
+        .receive_message()
+        .queue_url(&env.queue_url)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .expect("receive");
+    let messages = out.messages.unwrap_or_default();
+    assert_eq!(messages.len(), 1, "{body}");
+    let m: Value =
+        serde_json::from_str(messages[0].body.as_deref().unwrap_or_default()).expect("json");
+    assert_eq!(m["endpoint_id"], e.id.to_string());
+    assert_eq!(receiver.count(), 0, "publishing only enqueues");
+}
