@@ -14,19 +14,31 @@ use lambda_http::{Body, RequestExt};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// JSON logs when Lambda asks for them (the template sets JSON); RUST_LOG picks the level.
+/// JSON logs when Lambda asks for them (the template sets JSON); RUST_LOG picks the levels.
+///
+/// RUST_LOG is read as `Targets` (`info`, `info,capy_shared=debug`: levels per target), not
+/// as an `EnvFilter`: EnvFilter's span and field matching links a regex engine, about half a
+/// megabyte of every binary, for syntax no function needs. A value that does not parse
+/// falls back to `info`.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .without_time();
+    let builder = tracing_subscriber::fmt().with_target(false).without_time();
     if json {
-        builder.json().flatten_event(true).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(filter)
+            .init();
     } else {
-        builder.with_ansi(false).init();
+        builder.with_ansi(false).finish().with(filter).init();
     }
 }
 
