@@ -24,7 +24,7 @@ $(VENV)/.installed: requirements-dev.txt
 venv: $(VENV)/.installed
 
 build:
-	cargo build --release -p capy
+	cargo build -p capy
 
 # Starts moto on 127.0.0.1:$(MOTO_PORT) unless something already listens there, then serves.
 run: venv build
@@ -34,11 +34,12 @@ run: venv build
 		$(VENV)/bin/moto_server -H 127.0.0.1 -p $(MOTO_PORT) > .local/moto.log 2>&1 & \
 		for i in $$(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$(MOTO_PORT)) 2>/dev/null && break; sleep 0.2; done; \
 	fi
-	AWS_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) ./target/release/capy serve --addr $(ADDR) --dev-key-org $(DEV_ORG)
+	AWS_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) ./target/debug/capy serve --addr $(ADDR) --dev-key-org $(DEV_ORG)
 
 test: venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo test --workspace
 	$(MAKE) check-template
+	$(MAKE) fuzz
 
 check-template: venv
 	$(VENV)/bin/cfn-lint template.yaml
@@ -95,6 +96,23 @@ coldstart: host-release
 	cargo run -q -p capy-tests --bin coldstart -- --runs $(COLDSTART_RUNS)
 	@if compgen -G "target/lambda/*/bootstrap" >/dev/null || compgen -G ".aws-sam/build/*/bootstrap" >/dev/null; then \
 		echo; echo "arm64 artifacts:"; bash scripts/artifact-sizes.sh; fi
+
+# --- Benchmarks (issue 3) ---
+# Numbers, not tests. `make bench`: the deliver consumer (in-memory stores and queue) sending
+# real signed requests to a loopback receiver in the same process: deliveries/s and CPU
+# µs/delivery (receiver included), then a batch of 10 to a receiver that takes 200 ms.
+# `make bench-aws`: AWS requests per delivery on the happy path, counted by an SDK
+# interceptor, against a moto_server it starts on a free port. Pass options through
+# BENCH_ARGS / BENCH_AWS_ARGS (e.g. BENCH_ARGS="--concurrency 32 --logs"; see --help).
+.PHONY: bench bench-aws
+BENCH_ARGS ?=
+BENCH_AWS_ARGS ?=
+
+bench:
+	cargo run --release -p capy-bench --bin deliver-bench -- $(BENCH_ARGS)
+
+bench-aws: venv
+	cargo run --release -p capy-bench --bin aws-bench -- --moto-server $(CURDIR)/$(VENV)/bin/moto_server $(BENCH_AWS_ARGS)
 
 # --- Fuzzing (issue 5) ---
 # schemathesis against openapi.yaml and a real `capy serve` (moto on free ports): once with a

@@ -26,7 +26,9 @@ pub struct NewApiKey {
 
 impl std::fmt::Debug for NewApiKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewApiKey").field("record", &self.record).finish_non_exhaustive()
+        f.debug_struct("NewApiKey")
+            .field("record", &self.record)
+            .finish_non_exhaustive()
     }
 }
 
@@ -53,28 +55,42 @@ pub fn hash_api_key(key: &str) -> String {
 }
 
 fn looks_like_api_key(s: &str) -> bool {
-    s.strip_prefix(API_KEY_PREFIX)
-        .is_some_and(|r| r.len() >= 32 && r.len() <= 128 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+    s.strip_prefix(API_KEY_PREFIX).is_some_and(|r| {
+        r.len() >= 32 && r.len() <= 128 && r.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
 }
 
 /// Who is calling, once the credential checks out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    ApiKey { organization_id: String, project_id: Option<String> },
-    Session { user_id: String, organization_id: Option<String> },
+    ApiKey {
+        organization_id: String,
+        project_id: Option<String>,
+    },
+    Session {
+        user_id: String,
+        organization_id: Option<String>,
+    },
 }
 
 impl Principal {
     pub fn organization_id(&self) -> Option<&str> {
         match self {
-            Self::ApiKey { organization_id, .. } => Some(organization_id),
-            Self::Session { organization_id, .. } => organization_id.as_deref(),
+            Self::ApiKey {
+                organization_id, ..
+            } => Some(organization_id),
+            Self::Session {
+                organization_id, ..
+            } => organization_id.as_deref(),
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::ApiKey { project_id: Some(_), .. } => "project_api_key",
+            Self::ApiKey {
+                project_id: Some(_),
+                ..
+            } => "project_api_key",
             Self::ApiKey { .. } => "api_key",
             Self::Session { .. } => "session",
         }
@@ -109,7 +125,10 @@ pub struct JwtSettings {
 impl std::fmt::Debug for JwtSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtSettings")
-            .field("public_key_pem", &self.public_key_pem.as_ref().map(|_| ".."))
+            .field(
+                "public_key_pem",
+                &self.public_key_pem.as_ref().map(|_| ".."),
+            )
             .field("jwks_url", &self.jwks_url)
             .field("issuer", &self.issuer)
             .field("authorized_parties", &self.authorized_parties)
@@ -137,7 +156,10 @@ struct SessionClaims {
 
 enum KeySource {
     Static(DecodingKey),
-    Jwks { url: String, cache: RwLock<JwksCache> },
+    Jwks {
+        url: String,
+        cache: RwLock<JwksCache>,
+    },
 }
 
 #[derive(Default)]
@@ -163,7 +185,10 @@ impl JwtVerifier {
                 DecodingKey::from_rsa_pem(pem.replace("\\n", "\n").as_bytes())
                     .map_err(|e| format!("CLERK_JWT_KEY is not an RSA public key in PEM: {e}"))?,
             ),
-            (None, Some(url)) => KeySource::Jwks { url: url.clone(), cache: RwLock::default() },
+            (None, Some(url)) => KeySource::Jwks {
+                url: url.clone(),
+                cache: RwLock::default(),
+            },
             (None, None) => return Ok(None),
         };
         let mut validation = Validation::new(Algorithm::RS256);
@@ -201,19 +226,28 @@ impl JwtVerifier {
             }
         }
         let mut c = cache.write().await;
-        let body = self.http.get(url).await.map_err(AuthError::KeysUnavailable)?;
-        let set: JwkSet = serde_json::from_slice(&body).map_err(|e| AuthError::KeysUnavailable(e.to_string()))?;
+        let body = self
+            .http
+            .get(url)
+            .await
+            .map_err(AuthError::KeysUnavailable)?;
+        let set: JwkSet =
+            serde_json::from_slice(&body).map_err(|e| AuthError::KeysUnavailable(e.to_string()))?;
         c.keys = set
             .keys
             .iter()
             .filter_map(|j| Some((j.common.key_id.clone()?, DecodingKey::from_jwk(j).ok()?)))
             .collect();
         c.fetched_at = Some(Instant::now());
-        c.keys.get(kid).cloned().ok_or(AuthError::Invalid("unknown signing key"))
+        c.keys
+            .get(kid)
+            .cloned()
+            .ok_or(AuthError::Invalid("unknown signing key"))
     }
 
     async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid("malformed token"))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| AuthError::Invalid("malformed token"))?;
         if header.alg != Algorithm::RS256 {
             return Err(AuthError::Invalid("token algorithm is not RS256"));
         }
@@ -222,7 +256,10 @@ impl JwtVerifier {
             .map_err(|_| AuthError::Invalid("token failed verification"))?;
         let claims = data.claims;
         if !self.authorized_parties.is_empty()
-            && !claims.azp.as_ref().is_some_and(|azp| self.authorized_parties.contains(azp))
+            && !claims
+                .azp
+                .as_ref()
+                .is_some_and(|azp| self.authorized_parties.contains(azp))
         {
             return Err(AuthError::Invalid("token azp is not an authorized party"));
         }
@@ -244,7 +281,11 @@ impl Authenticator {
     }
 
     /// Checks the `Authorization` header and that the caller may act for `org`.
-    pub async fn authorize(&self, authorization: Option<&str>, org: &str) -> Result<Principal, AuthError> {
+    pub async fn authorize(
+        &self,
+        authorization: Option<&str>,
+        org: &str,
+    ) -> Result<Principal, AuthError> {
         let principal = self.authenticate(authorization).await?;
         match principal.organization_id() {
             Some(o) if bool::from(o.as_bytes().ct_eq(org.as_bytes())) => Ok(principal),
@@ -253,8 +294,13 @@ impl Authenticator {
     }
 
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
-        let value = authorization.map(str::trim).filter(|v| !v.is_empty()).ok_or(AuthError::Missing)?;
-        let (scheme, credential) = value.split_once(' ').ok_or(AuthError::Invalid("expected 'Bearer <credential>'"))?;
+        let value = authorization
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .ok_or(AuthError::Missing)?;
+        let (scheme, credential) = value
+            .split_once(' ')
+            .ok_or(AuthError::Invalid("expected 'Bearer <credential>'"))?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AuthError::Invalid("expected 'Bearer <credential>'"));
         }
@@ -273,7 +319,11 @@ impl Authenticator {
             return Err(AuthError::Invalid("malformed API key"));
         }
         let hash = hash_api_key(key);
-        let record = self.keys.get(&hash).await?.ok_or(AuthError::Invalid("unknown API key"))?;
+        let record = self
+            .keys
+            .get(&hash)
+            .await?
+            .ok_or(AuthError::Invalid("unknown API key"))?;
         // The lookup was by hash; compare in constant time anyway so no store adapter can leak.
         if !bool::from(record.key_hash.as_bytes().ct_eq(hash.as_bytes())) {
             return Err(AuthError::Invalid("unknown API key"));
@@ -281,7 +331,10 @@ impl Authenticator {
         if record.revoked_at.is_some() {
             return Err(AuthError::Invalid("revoked API key"));
         }
-        Ok(Principal::ApiKey { organization_id: record.organization_id, project_id: record.project_id })
+        Ok(Principal::ApiKey {
+            organization_id: record.organization_id,
+            project_id: record.project_id,
+        })
     }
 }
 
@@ -299,16 +352,24 @@ mod tests {
             issuer: Some("https://clerk.example".into()),
             ..Default::default()
         };
-        let verifier = JwtVerifier::new(&settings).expect("settings").expect("verifier");
+        let verifier = JwtVerifier::new(&settings)
+            .expect("settings")
+            .expect("verifier");
         let key = jsonwebtoken::EncodingKey::from_rsa_pem(private.as_bytes()).expect("key");
         let exp = crate::time::now().timestamp() + 600;
         let token = |claims: serde_json::Value| {
-            jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::RS256), &claims, &key).expect("sign")
+            jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::RS256), &claims, &key)
+                .expect("sign")
         };
-        let with_iss = token(serde_json::json!({ "sub": "u", "exp": exp, "org_id": "o", "iss": "https://clerk.example" }));
+        let with_iss = token(
+            serde_json::json!({ "sub": "u", "exp": exp, "org_id": "o", "iss": "https://clerk.example" }),
+        );
         assert!(verifier.verify(&with_iss).await.is_ok());
         let without = token(serde_json::json!({ "sub": "u", "exp": exp, "org_id": "o" }));
-        assert!(matches!(verifier.verify(&without).await, Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            verifier.verify(&without).await,
+            Err(AuthError::Invalid(_))
+        ));
     }
 
     #[tokio::test]
@@ -324,19 +385,35 @@ mod tests {
         let auth = Authenticator::new(store.clone(), None);
 
         let bearer = |k: &str| format!("Bearer {k}");
-        assert!(auth.authorize(Some(&bearer(&org_key.key)), "org_a").await.is_ok());
+        assert!(
+            auth.authorize(Some(&bearer(&org_key.key)), "org_a")
+                .await
+                .is_ok()
+        );
         assert_eq!(
-            auth.authorize(Some(&bearer(&proj_key.key)), "org_a").await.expect("project key").kind(),
+            auth.authorize(Some(&bearer(&proj_key.key)), "org_a")
+                .await
+                .expect("project key")
+                .kind(),
             "project_api_key"
         );
         assert!(matches!(
             auth.authorize(Some(&bearer(&org_key.key)), "org_b").await,
             Err(AuthError::WrongOrganization)
         ));
-        assert!(matches!(auth.authorize(None, "org_a").await, Err(AuthError::Missing)));
+        assert!(matches!(
+            auth.authorize(None, "org_a").await,
+            Err(AuthError::Missing)
+        ));
         let truncated = &org_key.key[..org_key.key.len() - 1];
-        assert!(matches!(auth.authorize(Some(&bearer(truncated)), "org_a").await, Err(AuthError::Invalid(_))));
-        assert!(matches!(auth.authorize(Some(&org_key.key), "org_a").await, Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            auth.authorize(Some(&bearer(truncated)), "org_a").await,
+            Err(AuthError::Invalid(_))
+        ));
+        assert!(matches!(
+            auth.authorize(Some(&org_key.key), "org_a").await,
+            Err(AuthError::Invalid(_))
+        ));
 
         let mut revoked = org_key.record.clone();
         revoked.revoked_at = Some(crate::time::now());

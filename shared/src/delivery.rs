@@ -475,23 +475,38 @@ mod tests {
             is_active,
             created_at: now,
             updated_at: now,
-            secret: cipher.seal(&SigningSecret::generate(), &id.to_string()).await.expect("seal"),
+            secret: cipher
+                .seal(&SigningSecret::generate(), &id.to_string())
+                .await
+                .expect("seal"),
             previous_secret: None,
             stats: Default::default(),
             disabled_reason: None,
         };
         endpoints.create(&endpoint).await.expect("endpoint");
         let delivery = Delivery::new_pending(&endpoint, EventId::new(), "a.b", "{}", 3, now);
-        deliveries.insert_many(std::slice::from_ref(&delivery)).await.expect("delivery");
+        deliveries
+            .insert_many(std::slice::from_ref(&delivery))
+            .await
+            .expect("delivery");
         let deps = ConsumerDeps {
             endpoints,
             deliveries: deliveries.clone(),
             cipher,
             visibility: queue.clone(),
-            sender: Sender::new(DestinationPolicy { allow_private: true, allow_http: true, ..Default::default() }),
+            sender: Sender::new(DestinationPolicy {
+                allow_private: true,
+                allow_http: true,
+                ..Default::default()
+            }),
             retry: RetryPolicy::parse("0s,1s,1s").expect("schedule"),
         };
-        Fixture { deps, deliveries, queue, delivery }
+        Fixture {
+            deps,
+            deliveries,
+            queue,
+            delivery,
+        }
     }
 
     fn event(d: &Delivery) -> SqsEvent {
@@ -505,7 +520,11 @@ mod tests {
     }
 
     async fn stored(f: &Fixture) -> Delivery {
-        f.deliveries.get(f.delivery.endpoint_id, f.delivery.id).await.expect("get").expect("delivery")
+        f.deliveries
+            .get(f.delivery.endpoint_id, f.delivery.id)
+            .await
+            .expect("get")
+            .expect("delivery")
     }
 
     #[tokio::test]
@@ -513,13 +532,18 @@ mod tests {
         let f = fixture(true).await;
         let mut early = f.delivery.clone();
         early.next_attempt_at = Some(time::now() + chrono::TimeDelta::seconds(120));
-        f.deliveries.save_progress(&early, 0, DeliveryState::Pending).await.expect("save");
+        f.deliveries
+            .save_progress(&early, 0, DeliveryState::Pending)
+            .await
+            .expect("save");
         let resp = deliver_batch(&f.deps, event(&early)).await;
         assert_eq!(resp.batch_item_failures.len(), 1);
         let postponed = f.queue.postponed();
         assert_eq!(postponed.len(), 1);
         assert_eq!(postponed[0].0, "rh-1");
-        assert!(postponed[0].1 > Duration::from_secs(100) && postponed[0].1 <= Duration::from_secs(120));
+        assert!(
+            postponed[0].1 > Duration::from_secs(100) && postponed[0].1 <= Duration::from_secs(120)
+        );
         assert_eq!(stored(&f).await.attempts, 0);
     }
 
@@ -529,7 +553,10 @@ mod tests {
         let mut done = f.delivery.clone();
         done.state = DeliveryState::Delivered;
         done.attempts = 1;
-        f.deliveries.save_progress(&done, 0, DeliveryState::Pending).await.expect("save");
+        f.deliveries
+            .save_progress(&done, 0, DeliveryState::Pending)
+            .await
+            .expect("save");
         let resp = deliver_batch(&f.deps, event(&done)).await;
         assert!(resp.batch_item_failures.is_empty());
         assert_eq!(stored(&f).await, done);
@@ -544,9 +571,17 @@ mod tests {
         assert_eq!((d.state, d.attempts), (DeliveryState::Pending, 1));
         assert_eq!(d.last_error.as_deref(), Some("connection refused"));
         let (_, delay) = f.queue.postponed()[0];
-        assert!(delay >= Duration::from_millis(800) && delay <= Duration::from_millis(1200), "{delay:?}");
+        assert!(
+            delay >= Duration::from_millis(800) && delay <= Duration::from_millis(1200),
+            "{delay:?}"
+        );
         // A stale copy of the same message (read before that attempt) loses its write.
-        assert!(f.deliveries.save_progress(&f.delivery, 0, DeliveryState::Pending).await.is_err());
+        assert!(
+            f.deliveries
+                .save_progress(&f.delivery, 0, DeliveryState::Pending)
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]
@@ -586,9 +621,19 @@ mod tests {
             stats: Default::default(),
             disabled_reason: None,
         };
-        let d = Delivery::new_pending(&e, EventId::new(), "t\"x", r#"{"big":12345678901234567890,"f":1.50}"#, 1, now);
+        let d = Delivery::new_pending(
+            &e,
+            EventId::new(),
+            "t\"x",
+            r#"{"big":12345678901234567890,"f":1.50}"#,
+            1,
+            now,
+        );
         let body = webhook_body(&d);
-        assert!(body.ends_with(r#""data":{"big":12345678901234567890,"f":1.50}}"#), "{body}");
+        assert!(
+            body.ends_with(r#""data":{"big":12345678901234567890,"f":1.50}}"#),
+            "{body}"
+        );
         let v: serde_json::Value = serde_json::from_str(&body).expect("valid JSON");
         assert_eq!(v["type"], "t\"x");
         assert_eq!(v["id"], d.event_id.to_string());

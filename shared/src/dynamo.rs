@@ -17,8 +17,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, PutRequest, ScalarAttributeType, TimeToLiveSpecification, WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, PutRequest, ScalarAttributeType, TimeToLiveSpecification,
+    WriteRequest,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -106,7 +107,10 @@ fn sweep_keys(d: &Delivery) -> Option<(String, String)> {
     }
     let due = d.next_attempt_at.unwrap_or(d.created_at);
     let shard = d.id.ulid().random() % SWEEP_SHARDS;
-    Some((format!("PENDING#{shard}"), format!("{}#{}", time::format(&due), d.id)))
+    Some((
+        format!("PENDING#{shard}"),
+        format!("{}#{}", time::format(&due), d.id),
+    ))
 }
 
 impl DeliveryItem {
@@ -149,12 +153,22 @@ pub struct Table {
 
 impl Table {
     pub fn new(client: Client, name: impl Into<String>) -> Self {
-        Self { client, name: name.into() }
+        Self {
+            client,
+            name: name.into(),
+        }
     }
 
     /// Creates the table (with its sweep index and TTL) unless it exists; idempotent.
     pub async fn ensure(&self) -> Result<(), StoreError> {
-        if self.client.describe_table().table_name(&self.name).send().await.is_ok() {
+        if self
+            .client
+            .describe_table()
+            .table_name(&self.name)
+            .send()
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         let attr = |n: &str| {
@@ -165,7 +179,11 @@ impl Table {
                 .expect("name and type are set")
         };
         let key_el = |n: &str, t: KeyType| {
-            KeySchemaElement::builder().attribute_name(n).key_type(t).build().expect("name and type are set")
+            KeySchemaElement::builder()
+                .attribute_name(n)
+                .key_type(t)
+                .build()
+                .expect("name and type are set")
         };
         let sweep = GlobalSecondaryIndex::builder()
             .index_name(SWEEP_INDEX)
@@ -197,12 +215,26 @@ impl Table {
         match created {
             Ok(_) => {}
             // Another process created it first.
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => return Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_in_use_exception()) =>
+            {
+                return Ok(());
+            }
             Err(e) => return Err(backend(e)),
         }
         for _ in 0..100 {
-            let d = self.client.describe_table().table_name(&self.name).send().await.map_err(backend)?;
-            if d.table().and_then(|t| t.table_status()).is_some_and(|s| s.as_str() == "ACTIVE") {
+            let d = self
+                .client
+                .describe_table()
+                .table_name(&self.name)
+                .send()
+                .await
+                .map_err(backend)?;
+            if d.table()
+                .and_then(|t| t.table_status())
+                .is_some_and(|s| s.as_str() == "ACTIVE")
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -223,7 +255,11 @@ impl Table {
         Ok(())
     }
 
-    async fn get_item<T: DeserializeOwned>(&self, pk: String, sk: String) -> Result<Option<T>, StoreError> {
+    async fn get_item<T: DeserializeOwned>(
+        &self,
+        pk: String,
+        sk: String,
+    ) -> Result<Option<T>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -245,7 +281,11 @@ fn is_condition_failure<E: std::fmt::Debug, R>(e: &SdkError<E, R>) -> bool {
 #[async_trait]
 impl EndpointStore for Table {
     async fn create(&self, e: &Endpoint) -> Result<(), StoreError> {
-        let item = to_item(&EndpointItem { pk: org_pk(&e.organization_id), sk: endpoint_sk(e.id), endpoint: e.clone() })?;
+        let item = to_item(&EndpointItem {
+            pk: org_pk(&e.organization_id),
+            sk: endpoint_sk(e.id),
+            endpoint: e.clone(),
+        })?;
         self.client
             .put_item()
             .table_name(&self.name)
@@ -253,12 +293,21 @@ impl EndpointStore for Table {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await
-            .map_err(|err| if is_condition_failure(&err) { StoreError::Conflict } else { backend(err) })?;
+            .map_err(|err| {
+                if is_condition_failure(&err) {
+                    StoreError::Conflict
+                } else {
+                    backend(err)
+                }
+            })?;
         Ok(())
     }
 
     async fn get(&self, org: &str, id: EndpointId) -> Result<Option<Endpoint>, StoreError> {
-        Ok(self.get_item::<EndpointItem>(org_pk(org), endpoint_sk(id)).await?.map(|i| i.endpoint))
+        Ok(self
+            .get_item::<EndpointItem>(org_pk(org), endpoint_sk(id))
+            .await?
+            .map(|i| i.endpoint))
     }
 
     async fn list(&self, org: &str) -> Result<Vec<Endpoint>, StoreError> {
@@ -286,7 +335,11 @@ impl EndpointStore for Table {
         }
     }
 
-    async fn save_settings(&self, e: &Endpoint, expected_updated_at: Timestamp) -> Result<(), StoreError> {
+    async fn save_settings(
+        &self,
+        e: &Endpoint,
+        expected_updated_at: Timestamp,
+    ) -> Result<(), StoreError> {
         self.client
             .update_item()
             .table_name(&self.name)
@@ -309,7 +362,13 @@ impl EndpointStore for Table {
             .expression_attribute_values(":expected", s(time::format(&expected_updated_at)))
             .send()
             .await
-            .map_err(|err| if is_condition_failure(&err) { StoreError::Conflict } else { backend(err) })?;
+            .map_err(|err| {
+                if is_condition_failure(&err) {
+                    StoreError::Conflict
+                } else {
+                    backend(err)
+                }
+            })?;
         Ok(())
     }
 
@@ -326,7 +385,12 @@ impl EndpointStore for Table {
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 
-    async fn record_outcome(&self, org: &str, id: EndpointId, outcome: Outcome) -> Result<(), StoreError> {
+    async fn record_outcome(
+        &self,
+        org: &str,
+        id: EndpointId,
+        outcome: Outcome,
+    ) -> Result<(), StoreError> {
         let req = self
             .client
             .update_item()
@@ -368,7 +432,10 @@ impl DeliveryLog for Table {
                 .iter()
                 .map(|d| {
                     let item = to_item(&DeliveryItem::of(d))?;
-                    let put = PutRequest::builder().set_item(Some(item)).build().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    let put = PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     Ok(WriteRequest::builder().put_request(put).build())
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
@@ -381,12 +448,18 @@ impl DeliveryLog for Table {
                     .send()
                     .await
                     .map_err(backend)?;
-                requests = out.unprocessed_items.and_then(|mut m| m.remove(&self.name)).unwrap_or_default();
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.name))
+                    .unwrap_or_default();
                 if requests.is_empty() {
                     break;
                 }
                 if attempt >= 8 {
-                    return Err(StoreError::Backend(format!("{} deliveries left unprocessed after retries", requests.len())));
+                    return Err(StoreError::Backend(format!(
+                        "{} deliveries left unprocessed after retries",
+                        requests.len()
+                    )));
                 }
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
@@ -395,8 +468,15 @@ impl DeliveryLog for Table {
         Ok(())
     }
 
-    async fn get(&self, endpoint: EndpointId, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
-        Ok(self.get_item::<DeliveryItem>(delivery_pk(endpoint), delivery_sk(id)).await?.map(|i| i.delivery))
+    async fn get(
+        &self,
+        endpoint: EndpointId,
+        id: DeliveryId,
+    ) -> Result<Option<Delivery>, StoreError> {
+        Ok(self
+            .get_item::<DeliveryItem>(delivery_pk(endpoint), delivery_sk(id))
+            .await?
+            .map(|i| i.delivery))
     }
 
     async fn list(
@@ -420,7 +500,11 @@ impl DeliveryLog for Table {
                 .key_condition_expression("pk = :pk AND begins_with(sk, :dlv)")
                 .expression_attribute_values(":pk", s(delivery_pk(endpoint)))
                 .expression_attribute_values(":dlv", s("DLV#"))
-                .limit(((limit + 1 - found.len()) as i32).max(if state.is_some() { 100 } else { 1 }))
+                .limit(((limit + 1 - found.len()) as i32).max(if state.is_some() {
+                    100
+                } else {
+                    1
+                }))
                 .set_exclusive_start_key(start.take());
             if let Some(st) = state {
                 q = q
@@ -439,7 +523,14 @@ impl DeliveryLog for Table {
         }
         let more = found.len() > limit;
         found.truncate(limit);
-        Ok(DeliveryPage { next_after: if more { found.last().map(|d| d.id) } else { None }, deliveries: found })
+        Ok(DeliveryPage {
+            next_after: if more {
+                found.last().map(|d| d.id)
+            } else {
+                None
+            },
+            deliveries: found,
+        })
     }
 
     async fn save_progress(
@@ -465,8 +556,14 @@ impl DeliveryLog for Table {
             .expression_attribute_values(":state", s(d.state.as_str()))
             .expression_attribute_values(":attempts", to_av(&d.attempts)?)
             .expression_attribute_values(":max_attempts", to_av(&d.max_attempts)?)
-            .expression_attribute_values(":next_attempt_at", to_av(&d.next_attempt_at.map(|t| time::format(&t)))?)
-            .expression_attribute_values(":delivered_at", to_av(&d.delivered_at.map(|t| time::format(&t)))?)
+            .expression_attribute_values(
+                ":next_attempt_at",
+                to_av(&d.next_attempt_at.map(|t| time::format(&t)))?,
+            )
+            .expression_attribute_values(
+                ":delivered_at",
+                to_av(&d.delivered_at.map(|t| time::format(&t)))?,
+            )
             .expression_attribute_values(":response_status", to_av(&d.response_status)?)
             .expression_attribute_values(":last_error", to_av(&d.last_error)?)
             .expression_attribute_values(":updated_at", s(time::format(&d.updated_at)))
@@ -482,14 +579,21 @@ impl DeliveryLog for Table {
             }
             None => expr.push_str(" REMOVE sweep_pk, sweep_sk"),
         }
-        req.update_expression(expr)
-            .send()
-            .await
-            .map_err(|err| if is_condition_failure(&err) { StoreError::Conflict } else { backend(err) })?;
+        req.update_expression(expr).send().await.map_err(|err| {
+            if is_condition_failure(&err) {
+                StoreError::Conflict
+            } else {
+                backend(err)
+            }
+        })?;
         Ok(())
     }
 
-    async fn overdue(&self, due_before: Timestamp, limit: usize) -> Result<Vec<DeliveryMessage>, StoreError> {
+    async fn overdue(
+        &self,
+        due_before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DeliveryMessage>, StoreError> {
         let mut out = Vec::new();
         for shard in 0..SWEEP_SHARDS {
             let mut start = None;
@@ -507,7 +611,10 @@ impl DeliveryLog for Table {
                     .await
                     .map_err(backend)?;
                 for item in page.items.unwrap_or_default() {
-                    let sk = item.get("sk").and_then(|v| v.as_s().ok()).ok_or_else(|| StoreError::Corrupt("sweep entry without sk".into()))?;
+                    let sk = item
+                        .get("sk")
+                        .and_then(|v| v.as_s().ok())
+                        .ok_or_else(|| StoreError::Corrupt("sweep entry without sk".into()))?;
                     #[derive(Deserialize)]
                     struct Entry {
                         endpoint_id: EndpointId,
@@ -518,7 +625,11 @@ impl DeliveryLog for Table {
                         .and_then(|id| id.parse().ok())
                         .ok_or_else(|| StoreError::Corrupt(format!("sweep entry with sk {sk}")))?;
                     let entry: Entry = from_item(item)?;
-                    out.push(DeliveryMessage { delivery_id, endpoint_id: entry.endpoint_id, organization_id: entry.organization_id });
+                    out.push(DeliveryMessage {
+                        delivery_id,
+                        endpoint_id: entry.endpoint_id,
+                        organization_id: entry.organization_id,
+                    });
                     if out.len() >= limit {
                         return Ok(out);
                     }
@@ -536,12 +647,25 @@ impl DeliveryLog for Table {
 #[async_trait]
 impl ApiKeyStore for Table {
     async fn get(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        Ok(self.get_item::<ApiKeyItem>(format!("KEY#{key_hash}"), "KEY".into()).await?.map(|i| i.record))
+        Ok(self
+            .get_item::<ApiKeyItem>(format!("KEY#{key_hash}"), "KEY".into())
+            .await?
+            .map(|i| i.record))
     }
 
     async fn put(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
-        let item = to_item(&ApiKeyItem { pk: format!("KEY#{}", record.key_hash), sk: "KEY".into(), record: record.clone() })?;
-        self.client.put_item().table_name(&self.name).set_item(Some(item)).send().await.map_err(backend)?;
+        let item = to_item(&ApiKeyItem {
+            pk: format!("KEY#{}", record.key_hash),
+            sk: "KEY".into(),
+            record: record.clone(),
+        })?;
+        self.client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 }
@@ -552,7 +676,13 @@ fn idem_sk(key: &str) -> String {
 
 #[async_trait]
 impl IdempotencyStore for Table {
-    async fn claim(&self, org: &str, key_: &str, record: &PublishRecord, ttl: Duration) -> Result<Claim, StoreError> {
+    async fn claim(
+        &self,
+        org: &str,
+        key_: &str,
+        record: &PublishRecord,
+        ttl: Duration,
+    ) -> Result<Claim, StoreError> {
         let now = time::now();
         let item = to_item(&PublishItem {
             pk: org_pk(org),

@@ -106,7 +106,9 @@ impl Sender {
     }
 
     pub fn with_timeouts(policy: DestinationPolicy, connect: Duration, total: Duration) -> Self {
-        let mut http = HttpConnector::new_with_resolver(GuardedResolver { policy: Arc::new(policy) });
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver {
+            policy: Arc::new(policy),
+        });
         http.enforce_http(false);
         http.set_connect_timeout(Some(connect));
         http.set_nodelay(true);
@@ -114,7 +116,10 @@ impl Sender {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(32)
             .build(https(http));
-        Self { client, total_timeout: total }
+        Self {
+            client,
+            total_timeout: total,
+        }
     }
 
     /// POSTs `body`; never follows redirects (a 3xx is a failure like any other non-2xx).
@@ -157,7 +162,11 @@ impl Sender {
                 SendOutcome {
                     status: Some(code),
                     error: (!ok).then(|| format!("HTTP {code}")),
-                    kind: if code == 429 { FailureKind::Throttled } else { FailureKind::Other },
+                    kind: if code == 429 {
+                        FailureKind::Throttled
+                    } else {
+                        FailureKind::Other
+                    },
                     retry_after,
                     excerpt: (!excerpt.is_empty()).then_some(excerpt),
                     duration: started.elapsed(),
@@ -204,14 +213,27 @@ fn describe(e: &hyper_util::client::legacy::Error, total: Duration) -> (String, 
             return (r.0.clone(), FailureKind::Other);
         }
         if let Some(io) = s.downcast_ref::<io::Error>() {
-            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<RefusedDestination>()) {
+            if let Some(r) = io
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<RefusedDestination>())
+            {
                 return (r.0.clone(), FailureKind::Other);
             }
             match io.kind() {
-                io::ErrorKind::ConnectionRefused => return ("connection refused".into(), FailureKind::Other),
-                io::ErrorKind::ConnectionReset => return ("connection reset by the receiver".into(), FailureKind::Other),
+                io::ErrorKind::ConnectionRefused => {
+                    return ("connection refused".into(), FailureKind::Other);
+                }
+                io::ErrorKind::ConnectionReset => {
+                    return (
+                        "connection reset by the receiver".into(),
+                        FailureKind::Other,
+                    );
+                }
                 io::ErrorKind::TimedOut => {
-                    return (format!("timed out after {} s", total.as_secs_f32()), FailureKind::Throttled);
+                    return (
+                        format!("timed out after {} s", total.as_secs_f32()),
+                        FailureKind::Throttled,
+                    );
                 }
                 _ => {}
             }
@@ -244,7 +266,9 @@ impl PlainClient {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        Self { client: Client::builder(TokioExecutor::new()).build(https(http)) }
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(https(http)),
+        }
     }
 
     pub async fn get(&self, url: &str) -> Result<Bytes, String> {
@@ -257,8 +281,14 @@ impl PlainClient {
             if !resp.status().is_success() {
                 return Err(format!("HTTP {}", resp.status().as_u16()));
             }
-            resp.into_body().collect().await.map(|b| b.to_bytes()).map_err(|e| e.to_string())
+            resp.into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|e| e.to_string())
         };
-        tokio::time::timeout(TOTAL_TIMEOUT, fetch).await.map_err(|_| "timed out".to_string())?
+        tokio::time::timeout(TOTAL_TIMEOUT, fetch)
+            .await
+            .map_err(|_| "timed out".to_string())?
     }
 }

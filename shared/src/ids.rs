@@ -100,7 +100,8 @@ mod tests {
         assert!(s.parse::<DeliveryId>().is_err());
         assert!("ep_../../etc".parse::<EndpointId>().is_err());
         assert!(
-            format!("ep_{}", s[3..].to_lowercase()).parse::<EndpointId>()
+            format!("ep_{}", s[3..].to_lowercase())
+                .parse::<EndpointId>()
                 .is_err()
         );
     }

@@ -45,7 +45,11 @@ impl EndpointStore for MemoryEndpoints {
             .collect())
     }
 
-    async fn save_settings(&self, e: &Endpoint, expected_updated_at: Timestamp) -> Result<(), StoreError> {
+    async fn save_settings(
+        &self,
+        e: &Endpoint,
+        expected_updated_at: Timestamp,
+    ) -> Result<(), StoreError> {
         let mut items = lock(&self.items);
         let stored = items
             .get_mut(&(e.organization_id.clone(), e.id))
@@ -60,7 +64,12 @@ impl EndpointStore for MemoryEndpoints {
         Ok(lock(&self.items).remove(&(org.to_owned(), id)).is_some())
     }
 
-    async fn record_outcome(&self, org: &str, id: EndpointId, outcome: Outcome) -> Result<(), StoreError> {
+    async fn record_outcome(
+        &self,
+        org: &str,
+        id: EndpointId,
+        outcome: Outcome,
+    ) -> Result<(), StoreError> {
         let mut items = lock(&self.items);
         let Some(e) = items.get_mut(&(org.to_owned(), id)) else {
             return Ok(());
@@ -95,13 +104,23 @@ impl DeliveryLog for MemoryDeliveries {
     async fn insert_many(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
         let mut items = lock(&self.items);
         for d in deliveries {
-            items.entry(d.endpoint_id).or_default().insert(d.id, d.clone());
+            items
+                .entry(d.endpoint_id)
+                .or_default()
+                .insert(d.id, d.clone());
         }
         Ok(())
     }
 
-    async fn get(&self, endpoint: EndpointId, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
-        Ok(lock(&self.items).get(&endpoint).and_then(|m| m.get(&id)).cloned())
+    async fn get(
+        &self,
+        endpoint: EndpointId,
+        id: DeliveryId,
+    ) -> Result<Option<Delivery>, StoreError> {
+        Ok(lock(&self.items)
+            .get(&endpoint)
+            .and_then(|m| m.get(&id))
+            .cloned())
     }
 
     async fn list(
@@ -126,7 +145,11 @@ impl DeliveryLog for MemoryDeliveries {
         let more = page.len() > limit;
         page.truncate(limit);
         Ok(DeliveryPage {
-            next_after: if more { page.last().map(|d| d.id) } else { None },
+            next_after: if more {
+                page.last().map(|d| d.id)
+            } else {
+                None
+            },
             deliveries: page,
         })
     }
@@ -147,11 +170,18 @@ impl DeliveryLog for MemoryDeliveries {
         Ok(())
     }
 
-    async fn overdue(&self, due_before: Timestamp, limit: usize) -> Result<Vec<DeliveryMessage>, StoreError> {
+    async fn overdue(
+        &self,
+        due_before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DeliveryMessage>, StoreError> {
         Ok(lock(&self.items)
             .values()
             .flat_map(|m| m.values())
-            .filter(|d| d.state == DeliveryState::Pending && d.next_attempt_at.is_some_and(|t| t < due_before))
+            .filter(|d| {
+                d.state == DeliveryState::Pending
+                    && d.next_attempt_at.is_some_and(|t| t < due_before)
+            })
             .take(limit)
             .map(Delivery::message)
             .collect())
@@ -182,7 +212,13 @@ pub struct MemoryIdempotency {
 
 #[async_trait]
 impl IdempotencyStore for MemoryIdempotency {
-    async fn claim(&self, org: &str, key: &str, record: &PublishRecord, _ttl: Duration) -> Result<Claim, StoreError> {
+    async fn claim(
+        &self,
+        org: &str,
+        key: &str,
+        record: &PublishRecord,
+        _ttl: Duration,
+    ) -> Result<Claim, StoreError> {
         let mut items = lock(&self.items);
         let k = (org.to_owned(), key.to_owned());
         if let Some(existing) = items.get(&k) {
@@ -202,7 +238,10 @@ impl IdempotencyStore for MemoryIdempotency {
     async fn release(&self, org: &str, key: &str, event_id: EventId) -> Result<(), StoreError> {
         let mut items = lock(&self.items);
         let k = (org.to_owned(), key.to_owned());
-        if items.get(&k).is_some_and(|r| r.event_id == event_id && !r.committed) {
+        if items
+            .get(&k)
+            .is_some_and(|r| r.event_id == event_id && !r.committed)
+        {
             items.remove(&k);
         }
         Ok(())

@@ -257,7 +257,11 @@ impl DeliveryView {
             attempts: d.attempts,
             max_attempts: d.max_attempts,
             // Only a pending delivery has a next attempt.
-            next_attempt_at: if d.state == DeliveryState::Pending { d.next_attempt_at } else { None },
+            next_attempt_at: if d.state == DeliveryState::Pending {
+                d.next_attempt_at
+            } else {
+                None
+            },
             delivered_at: d.delivered_at,
             response_status: d.response_status,
             last_error: d.last_error.clone(),

@@ -28,19 +28,33 @@ pub trait EndpointStore: Send + Sync {
     async fn list(&self, org: &str) -> Result<Vec<Endpoint>, StoreError>;
     /// Writes the owner-controlled fields (not the delivery stats), if the endpoint still exists
     /// and its `updated_at` is still `expected_updated_at`.
-    async fn save_settings(&self, e: &Endpoint, expected_updated_at: Timestamp) -> Result<(), StoreError>;
+    async fn save_settings(
+        &self,
+        e: &Endpoint,
+        expected_updated_at: Timestamp,
+    ) -> Result<(), StoreError>;
     /// Returns whether it existed.
     async fn delete(&self, org: &str, id: EndpointId) -> Result<bool, StoreError>;
-    async fn record_outcome(&self, org: &str, id: EndpointId, outcome: Outcome) -> Result<(), StoreError>;
+    async fn record_outcome(
+        &self,
+        org: &str,
+        id: EndpointId,
+        outcome: Outcome,
+    ) -> Result<(), StoreError>;
 }
 
 /// What one attempt means for the endpoint's health counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Failure { at: Timestamp },
+    Failure {
+        at: Timestamp,
+    },
     /// Sent only when a failure streak was open: a healthy endpoint costs no write.
     RecoveredAfterFailures,
-    Disable { reason: String, at: Timestamp },
+    Disable {
+        reason: String,
+        at: Timestamp,
+    },
 }
 
 /// A page of deliveries, newest first.
@@ -55,7 +69,11 @@ pub struct DeliveryPage {
 pub trait DeliveryLog: Send + Sync {
     /// Writes new pending deliveries (batched).
     async fn insert_many(&self, deliveries: &[Delivery]) -> Result<(), StoreError>;
-    async fn get(&self, endpoint: EndpointId, id: DeliveryId) -> Result<Option<Delivery>, StoreError>;
+    async fn get(
+        &self,
+        endpoint: EndpointId,
+        id: DeliveryId,
+    ) -> Result<Option<Delivery>, StoreError>;
     async fn list(
         &self,
         endpoint: EndpointId,
@@ -72,7 +90,11 @@ pub trait DeliveryLog: Send + Sync {
         expected_state: DeliveryState,
     ) -> Result<(), StoreError>;
     /// Pending deliveries whose next attempt was due before `due_before` (the sweeper's view).
-    async fn overdue(&self, due_before: Timestamp, limit: usize) -> Result<Vec<DeliveryMessage>, StoreError>;
+    async fn overdue(
+        &self,
+        due_before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DeliveryMessage>, StoreError>;
 }
 
 #[async_trait]
@@ -102,7 +124,13 @@ pub enum Claim {
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
     /// Claims `key` for `ttl` unless a live claim exists, which is returned instead.
-    async fn claim(&self, org: &str, key: &str, record: &PublishRecord, ttl: Duration) -> Result<Claim, StoreError>;
+    async fn claim(
+        &self,
+        org: &str,
+        key: &str,
+        record: &PublishRecord,
+        ttl: Duration,
+    ) -> Result<Claim, StoreError>;
     async fn commit(&self, org: &str, key: &str) -> Result<(), StoreError>;
     /// Drops an abandoned, uncommitted claim so the request can run again.
     async fn release(&self, org: &str, key: &str, event_id: EventId) -> Result<(), StoreError>;

@@ -39,7 +39,9 @@ impl RetryPolicy {
             return Err("RETRY_SCHEDULE must list between 1 and 50 delays".into());
         }
         if let Some(d) = schedule.iter().find(|d| **d > MAX_VISIBILITY) {
-            return Err(format!("RETRY_SCHEDULE delay {d:?} exceeds the SQS maximum of 12h"));
+            return Err(format!(
+                "RETRY_SCHEDULE delay {d:?} exceeds the SQS maximum of 12h"
+            ));
         }
         Ok(Self {
             schedule,
@@ -95,7 +97,10 @@ mod tests {
         let p = RetryPolicy::default();
         assert_eq!(p.max_attempts(), 8);
         let total: Duration = (1..8)
-            .map(|n| p.next_delay(n, FailureKind::Other, None, 0.0).expect("within budget"))
+            .map(|n| {
+                p.next_delay(n, FailureKind::Other, None, 0.0)
+                    .expect("within budget")
+            })
             .sum();
         assert_eq!(total, S(5 + 300 + 1800 + 7200 + 18_000 + 36_000 + 36_000));
         assert_eq!(p.next_delay(8, FailureKind::Other, None, 0.0), None);
@@ -105,16 +110,28 @@ mod tests {
     fn jitter_is_twenty_percent_either_way() {
         let p = RetryPolicy::default();
         assert_eq!(p.next_delay(2, FailureKind::Other, None, 1.0), Some(S(360)));
-        assert_eq!(p.next_delay(2, FailureKind::Other, None, -1.0), Some(S(240)));
+        assert_eq!(
+            p.next_delay(2, FailureKind::Other, None, -1.0),
+            Some(S(240))
+        );
         assert_eq!(p.next_delay(2, FailureKind::Other, None, 7.0), Some(S(360)));
     }
 
     #[test]
     fn throttling_and_retry_after_lengthen_the_wait_within_bounds() {
         let p = RetryPolicy::default();
-        assert_eq!(p.next_delay(1, FailureKind::Throttled, None, 0.0), Some(S(60)));
-        assert_eq!(p.next_delay(1, FailureKind::Other, Some(S(120)), 0.0), Some(S(120)));
-        assert_eq!(p.next_delay(2, FailureKind::Other, Some(S(1)), 0.0), Some(S(300)));
+        assert_eq!(
+            p.next_delay(1, FailureKind::Throttled, None, 0.0),
+            Some(S(60))
+        );
+        assert_eq!(
+            p.next_delay(1, FailureKind::Other, Some(S(120)), 0.0),
+            Some(S(120))
+        );
+        assert_eq!(
+            p.next_delay(2, FailureKind::Other, Some(S(1)), 0.0),
+            Some(S(300))
+        );
         assert_eq!(
             p.next_delay(1, FailureKind::Other, Some(S(86_400)), 0.0),
             Some(MAX_VISIBILITY)
@@ -126,7 +143,10 @@ mod tests {
         assert!(RetryPolicy::parse("").is_err());
         assert!(RetryPolicy::parse("0s,13h").is_err());
         assert!(RetryPolicy::parse("0s,five").is_err());
-        assert_eq!(RetryPolicy::parse("0s,1s,1s").map(|p| p.max_attempts()), Ok(3));
+        assert_eq!(
+            RetryPolicy::parse("0s,1s,1s").map(|p| p.max_attempts()),
+            Ok(3)
+        );
         assert_eq!(parse_retry_after(" 30 "), Some(S(30)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
     }

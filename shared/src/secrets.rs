@@ -30,8 +30,16 @@ pub enum CipherError {
 
 #[async_trait]
 pub trait SecretCipher: Send + Sync {
-    async fn seal(&self, secret: &SigningSecret, context: &str) -> Result<SealedSecret, CipherError>;
-    async fn open(&self, sealed: &SealedSecret, context: &str) -> Result<SigningSecret, CipherError>;
+    async fn seal(
+        &self,
+        secret: &SigningSecret,
+        context: &str,
+    ) -> Result<SealedSecret, CipherError>;
+    async fn open(
+        &self,
+        sealed: &SealedSecret,
+        context: &str,
+    ) -> Result<SigningSecret, CipherError>;
 }
 
 const NONCE: usize = 12;
@@ -41,7 +49,13 @@ fn aes_seal(key: &[u8; 32], plaintext: &[u8], aad: &str) -> Vec<u8> {
     let mut nonce = [0u8; NONCE];
     rand::rng().fill_bytes(&mut nonce);
     let ct = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: aad.as_bytes(),
+            },
+        )
         .expect("AES-GCM encryption of a short secret cannot fail");
     [nonce.as_slice(), &ct].concat()
 }
@@ -52,7 +66,13 @@ fn aes_open(key: &[u8; 32], sealed: &[u8], aad: &str) -> Result<Vec<u8>, CipherE
     }
     let (nonce, ct) = sealed.split_at(NONCE);
     Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key))
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() })
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: ct,
+                aad: aad.as_bytes(),
+            },
+        )
         .map_err(|_| CipherError::Tampered)
 }
 
@@ -88,7 +108,11 @@ impl LocalCipher {
 
 #[async_trait]
 impl SecretCipher for LocalCipher {
-    async fn seal(&self, secret: &SigningSecret, context: &str) -> Result<SealedSecret, CipherError> {
+    async fn seal(
+        &self,
+        secret: &SigningSecret,
+        context: &str,
+    ) -> Result<SealedSecret, CipherError> {
         Ok(SealedSecret(format!(
             "{}{}",
             Self::TAG,
@@ -96,8 +120,15 @@ impl SecretCipher for LocalCipher {
         )))
     }
 
-    async fn open(&self, sealed: &SealedSecret, context: &str) -> Result<SigningSecret, CipherError> {
-        let body = sealed.0.strip_prefix(Self::TAG).ok_or(CipherError::Malformed)?;
+    async fn open(
+        &self,
+        sealed: &SealedSecret,
+        context: &str,
+    ) -> Result<SigningSecret, CipherError> {
+        let body = sealed
+            .0
+            .strip_prefix(Self::TAG)
+            .ok_or(CipherError::Malformed)?;
         let bytes = B64.decode(body).map_err(|_| CipherError::Malformed)?;
         aes_open(&self.key, &bytes, context).map(SigningSecret::from_bytes)
     }
@@ -113,7 +144,9 @@ pub struct KmsCipher {
 
 impl std::fmt::Debug for KmsCipher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KmsCipher").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("KmsCipher")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -122,17 +155,27 @@ impl KmsCipher {
     const CACHE_LIMIT: usize = 1024;
 
     pub fn new(client: aws_sdk_kms::Client, key_id: String) -> Self {
-        Self { client, key_id, data_keys: Mutex::new(HashMap::new()) }
+        Self {
+            client,
+            key_id,
+            data_keys: Mutex::new(HashMap::new()),
+        }
     }
 }
 
 fn to_key(bytes: &[u8]) -> Result<[u8; 32], CipherError> {
-    bytes.try_into().map_err(|_| CipherError::Kms("data key is not 32 bytes".into()))
+    bytes
+        .try_into()
+        .map_err(|_| CipherError::Kms("data key is not 32 bytes".into()))
 }
 
 #[async_trait]
 impl SecretCipher for KmsCipher {
-    async fn seal(&self, secret: &SigningSecret, context: &str) -> Result<SealedSecret, CipherError> {
+    async fn seal(
+        &self,
+        secret: &SigningSecret,
+        context: &str,
+    ) -> Result<SealedSecret, CipherError> {
         let out = self
             .client
             .generate_data_key()
@@ -141,9 +184,15 @@ impl SecretCipher for KmsCipher {
             .encryption_context("endpoint", context)
             .send()
             .await
-            .map_err(|e| CipherError::Kms(aws_sdk_kms::error::DisplayErrorContext(e).to_string()))?;
-        let plain = out.plaintext().ok_or_else(|| CipherError::Kms("no plaintext data key".into()))?;
-        let wrapped = out.ciphertext_blob().ok_or_else(|| CipherError::Kms("no wrapped data key".into()))?;
+            .map_err(|e| {
+                CipherError::Kms(aws_sdk_kms::error::DisplayErrorContext(e).to_string())
+            })?;
+        let plain = out
+            .plaintext()
+            .ok_or_else(|| CipherError::Kms("no plaintext data key".into()))?;
+        let wrapped = out
+            .ciphertext_blob()
+            .ok_or_else(|| CipherError::Kms("no wrapped data key".into()))?;
         let key = to_key(plain.as_ref())?;
         let wrapped = wrapped.as_ref();
         let mut blob = (wrapped.len() as u16).to_be_bytes().to_vec();
@@ -152,13 +201,24 @@ impl SecretCipher for KmsCipher {
         Ok(SealedSecret(format!("{}{}", Self::TAG, B64.encode(blob))))
     }
 
-    async fn open(&self, sealed: &SealedSecret, context: &str) -> Result<SigningSecret, CipherError> {
-        let body = sealed.0.strip_prefix(Self::TAG).ok_or(CipherError::Malformed)?;
+    async fn open(
+        &self,
+        sealed: &SealedSecret,
+        context: &str,
+    ) -> Result<SigningSecret, CipherError> {
+        let body = sealed
+            .0
+            .strip_prefix(Self::TAG)
+            .ok_or(CipherError::Malformed)?;
         let blob = B64.decode(body).map_err(|_| CipherError::Malformed)?;
         let (len, rest) = blob.split_at_checked(2).ok_or(CipherError::Malformed)?;
         let len = u16::from_be_bytes([len[0], len[1]]) as usize;
         let (wrapped, sealed) = rest.split_at_checked(len).ok_or(CipherError::Malformed)?;
-        let cached = self.data_keys.lock().ok().and_then(|m| m.get(wrapped).copied());
+        let cached = self
+            .data_keys
+            .lock()
+            .ok()
+            .and_then(|m| m.get(wrapped).copied());
         let key = match cached {
             Some(k) => k,
             None => {
@@ -169,7 +229,9 @@ impl SecretCipher for KmsCipher {
                     .encryption_context("endpoint", context)
                     .send()
                     .await
-                    .map_err(|e| CipherError::Kms(aws_sdk_kms::error::DisplayErrorContext(e).to_string()))?;
+                    .map_err(|e| {
+                        CipherError::Kms(aws_sdk_kms::error::DisplayErrorContext(e).to_string())
+                    })?;
                 let key = to_key(out.plaintext().ok_or(CipherError::Malformed)?.as_ref())?;
                 if let Ok(mut m) = self.data_keys.lock() {
                     if m.len() >= Self::CACHE_LIMIT {
@@ -195,10 +257,19 @@ mod tests {
         let sealed = c.seal(&s, "ep_A").await.expect("seal");
         assert!(!sealed.0.contains(&s.to_whsec()[6..]));
         assert_eq!(c.open(&sealed, "ep_A").await.expect("open"), s);
-        assert!(matches!(c.open(&sealed, "ep_B").await, Err(CipherError::Tampered)));
+        assert!(matches!(
+            c.open(&sealed, "ep_B").await,
+            Err(CipherError::Tampered)
+        ));
         let other = LocalCipher::new([8u8; 32]);
-        assert!(matches!(other.open(&sealed, "ep_A").await, Err(CipherError::Tampered)));
-        assert!(matches!(c.open(&SealedSecret("local1:AAAA".into()), "ep_A").await, Err(CipherError::Malformed)));
+        assert!(matches!(
+            other.open(&sealed, "ep_A").await,
+            Err(CipherError::Tampered)
+        ));
+        assert!(matches!(
+            c.open(&SealedSecret("local1:AAAA".into()), "ep_A").await,
+            Err(CipherError::Malformed)
+        ));
     }
 
     #[test]

@@ -46,7 +46,8 @@ impl SigningSecret {
 
     /// One `v1,<signature>` entry.
     pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(msg_id.as_bytes());
         mac.update(b".");
         mac.update(timestamp.to_string().as_bytes());
@@ -58,7 +59,12 @@ impl SigningSecret {
 
 /// The `webhook-signature` header: one signature per live secret, space-separated, so a
 /// receiver mid-rotation accepts either.
-pub fn signature_header(secrets: &[SigningSecret], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+pub fn signature_header(
+    secrets: &[SigningSecret],
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
     secrets
         .iter()
         .map(|s| s.sign(msg_id, timestamp, body))
@@ -72,8 +78,13 @@ mod tests {
 
     #[test]
     fn matches_the_standard_webhooks_known_answer() {
-        let secret = SigningSecret::from_whsec("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("valid");
-        let sig = secret.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, br#"{"test": 2432232314}"#);
+        let secret =
+            SigningSecret::from_whsec("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("valid");
+        let sig = secret.sign(
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1_614_265_330,
+            br#"{"test": 2432232314}"#,
+        );
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     }
 
@@ -97,6 +108,9 @@ mod tests {
         let b = SigningSecret::generate();
         let h = signature_header(&[a.clone(), b.clone()], "dlv_1", 7, b"{}");
         let parts: Vec<_> = h.split(' ').collect();
-        assert_eq!(parts, [a.sign("dlv_1", 7, b"{}"), b.sign("dlv_1", 7, b"{}")]);
+        assert_eq!(
+            parts,
+            [a.sign("dlv_1", 7, b"{}"), b.sign("dlv_1", 7, b"{}")]
+        );
     }
 }

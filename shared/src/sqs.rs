@@ -19,7 +19,10 @@ pub struct SqsQueue {
 
 impl SqsQueue {
     pub fn new(client: Client, url: impl Into<String>) -> Self {
-        Self { client, url: url.into() }
+        Self {
+            client,
+            url: url.into(),
+        }
     }
 }
 
@@ -62,7 +65,10 @@ impl DeliveryQueue for SqsQueue {
                     break;
                 }
                 if attempt >= 5 {
-                    return Err(QueueError(format!("{} messages not accepted by SQS after retries", pending.len())));
+                    return Err(QueueError(format!(
+                        "{} messages not accepted by SQS after retries",
+                        pending.len()
+                    )));
                 }
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;

@@ -72,7 +72,11 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86_400,
-        _ => return Err(format!("duration {s:?} has unknown unit {unit:?} (use ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "duration {s:?} has unknown unit {unit:?} (use ms, s, m, h or d)"
+            ));
+        }
     };
     Ok(std::time::Duration::from_secs(secs))
 }

@@ -14,8 +14,15 @@ k = rsa.generate_private_key(public_exponent=65537, key_size=2048)\n\
 print(k.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()).decode(), end='')\n\
 print('=====')\n\
 print(k.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo).decode(), end='')\n";
-    let out = std::process::Command::new(crate::python()).args(["-c", script]).output().expect("python");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(crate::python())
+        .args(["-c", script])
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).expect("utf-8");
     let (private, public) = text.split_once("=====\n").expect("two keys");
     (private.to_owned(), public.to_owned())
@@ -28,7 +35,12 @@ pub fn sign_rs256(private_pem: &str, claims: &Value) -> String {
 
 /// Algorithm confusion: HS256 keyed with the public key's PEM text.
 pub fn sign_hs256(secret: &[u8], claims: &Value) -> String {
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret)).expect("sign")
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("sign")
 }
 
 /// `alg: none`, no signature.

@@ -16,22 +16,36 @@ use serde_json::Value;
 pub use receiver::{Received, Receiver, Reply};
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
 }
 
 /// A python with the test requirements: `.venv` when `make test` made one, else `python3`.
 pub fn python() -> PathBuf {
     let venv = workspace_root().join(".venv/bin/python");
-    if venv.exists() { venv } else { PathBuf::from("python3") }
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
 }
 
 fn tool(name: &str) -> PathBuf {
     let venv = workspace_root().join(".venv/bin").join(name);
-    if venv.exists() { venv } else { PathBuf::from(name) }
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from(name)
+    }
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// Polls `check` until it returns `Some`, or panics with `what` at the deadline.
@@ -68,7 +82,10 @@ pub struct Moto {
 fn wait_for_port(port: u16, what: &str) {
     let end = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "{what} did not start listening on {port}");
+        assert!(
+            Instant::now() < end,
+            "{what} did not start listening on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -85,7 +102,10 @@ pub fn moto() -> &'static Moto {
             .expect("moto_server (make test installs it into .venv)");
         let guard = ChildGuard(child);
         wait_for_port(port, "moto_server");
-        Moto { endpoint: format!("http://127.0.0.1:{port}"), _child: guard }
+        Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            _child: guard,
+        }
     })
 }
 
@@ -114,7 +134,9 @@ fn unique(prefix: &str) -> String {
 fn ulid_like() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    (0..10).map(|_| (b'a' + rng.random_range(0..26u8)) as char).collect()
+    (0..10)
+        .map(|_| (b'a' + rng.random_range(0..26u8)) as char)
+        .collect()
 }
 
 /// Settings for one `capy serve`; every stack gets its own table and queues.
@@ -135,7 +157,12 @@ impl Default for StackOptions {
             ("SWEEP_GRACE", "1h"),
             ("RUST_LOG", "info"),
         ];
-        Self { env: env.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect() }
+        Self {
+            env: env
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        }
     }
 }
 
@@ -166,13 +193,16 @@ impl Stack {
         let table = unique("capy-test");
         let queue = unique("capy-q");
         let mut env = opts.env;
-        env.insert("AWS_ENDPOINT_URL".into(), moto.endpoint.clone());
+        // A test may route the SDK through its own proxy in front of moto.
+        env.entry("AWS_ENDPOINT_URL".into())
+            .or_insert_with(|| moto.endpoint.clone());
         env.insert("AWS_ACCESS_KEY_ID".into(), "test".into());
         env.insert("AWS_SECRET_ACCESS_KEY".into(), "test".into());
         env.insert("AWS_REGION".into(), "us-east-1".into());
         env.insert("TABLE_NAME".into(), table.clone());
         env.insert("CAPY_QUEUE_NAME".into(), queue.clone());
-        env.entry("SECRETS_LOCAL_KEY".into()).or_insert_with(|| "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into());
+        env.entry("SECRETS_LOCAL_KEY".into())
+            .or_insert_with(|| "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into());
         let mut stack = Stack {
             base: String::new(),
             table,
@@ -190,7 +220,11 @@ impl Stack {
     pub async fn spawn(&mut self) {
         self.child = None;
         let port = free_port();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = Command::new(capy_bin())
             .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
             .envs(&self.env)
@@ -217,10 +251,24 @@ impl Stack {
         if let Some(p) = project {
             args.extend(["--project", p]);
         }
-        let out = Command::new(capy_bin()).args(&args).envs(&self.env).output().expect("capy api-keys create");
-        assert!(out.status.success(), "api-keys create failed: {}", String::from_utf8_lossy(&out.stderr));
-        let key = String::from_utf8(out.stdout).expect("utf-8").trim().to_owned();
-        assert!(key.starts_with("capy_live_") && !key.contains('\n'), "stdout is only the key: {key:?}");
+        let out = Command::new(capy_bin())
+            .args(&args)
+            .envs(&self.env)
+            .output()
+            .expect("capy api-keys create");
+        assert!(
+            out.status.success(),
+            "api-keys create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let key = String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned();
+        assert!(
+            key.starts_with("capy_live_") && !key.contains('\n'),
+            "stdout is only the key: {key:?}"
+        );
         key
     }
 
@@ -229,8 +277,16 @@ impl Stack {
     }
 
     /// One API call: (status, JSON body). `key` is the bearer credential, if any.
-    pub async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(method.parse().expect("method"), self.url(path));
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().expect("method"), self.url(path));
         if let Some(k) = key {
             req = req.bearer_auth(k);
         }
@@ -240,20 +296,33 @@ impl Stack {
         let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("body");
-        let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON body {text:?} for {method} {path}"));
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("non-JSON body {text:?} for {method} {path}"));
         (status, json)
     }
 
     /// A raw call for malformed requests.
-    pub async fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Value) {
-        let mut req = self.http.request(method.parse().expect("method"), self.url(path)).body(body);
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().expect("method"), self.url(path))
+            .body(body);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
         let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON body {text:?}")))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON body {text:?}")),
+        )
     }
 
     pub fn dynamo(&self) -> aws_sdk_dynamodb::Client {
@@ -261,7 +330,9 @@ impl Stack {
             .behavior_version(aws_config::BehaviorVersion::latest())
             .endpoint_url(&moto().endpoint)
             .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
             .build();
         aws_sdk_dynamodb::Client::from_conf(conf)
     }
@@ -271,46 +342,92 @@ impl Stack {
             .behavior_version(aws_config::BehaviorVersion::latest())
             .endpoint_url(&moto().endpoint)
             .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "tests"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
             .build();
         aws_sdk_sqs::Client::from_conf(conf)
     }
 
     /// Every item of the table as text, for "no plaintext" assertions.
     pub async fn dump_table(&self) -> String {
-        let out = self.dynamo().scan().table_name(&self.table).send().await.expect("scan");
+        let out = self
+            .dynamo()
+            .scan()
+            .table_name(&self.table)
+            .send()
+            .await
+            .expect("scan");
         format!("{:?}", out.items.unwrap_or_default())
     }
 
     pub async fn create_endpoint(&self, org: &str, key: &str, body: Value) -> (String, String) {
-        let (status, json) = self.call("POST", &format!("/v1/organizations/{org}/webhook-endpoints"), Some(key), Some(body)).await;
+        let (status, json) = self
+            .call(
+                "POST",
+                &format!("/v1/organizations/{org}/webhook-endpoints"),
+                Some(key),
+                Some(body),
+            )
+            .await;
         assert_eq!(status, 201, "{json}");
         (
-            json["webhook_endpoint"]["id"].as_str().expect("id").to_owned(),
-            json["plaintext_secret"].as_str().expect("secret").to_owned(),
+            json["webhook_endpoint"]["id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+            json["plaintext_secret"]
+                .as_str()
+                .expect("secret")
+                .to_owned(),
         )
     }
 
     pub async fn publish(&self, org: &str, key: &str, body: Value) -> Value {
-        let (status, json) = self.call("POST", &format!("/v1/organizations/{org}/events"), Some(key), Some(body)).await;
+        let (status, json) = self
+            .call(
+                "POST",
+                &format!("/v1/organizations/{org}/events"),
+                Some(key),
+                Some(body),
+            )
+            .await;
         assert_eq!(status, 202, "{json}");
         json
     }
 
     pub async fn delivery(&self, org: &str, key: &str, endpoint: &str, delivery: &str) -> Value {
         let (status, json) = self
-            .call("GET", &format!("/v1/organizations/{org}/webhook-endpoints/{endpoint}/deliveries/{delivery}"), Some(key), None)
+            .call(
+                "GET",
+                &format!(
+                    "/v1/organizations/{org}/webhook-endpoints/{endpoint}/deliveries/{delivery}"
+                ),
+                Some(key),
+                None,
+            )
             .await;
         assert_eq!(status, 200, "{json}");
         json["delivery"].clone()
     }
 
     /// Waits until the delivery leaves `pending`, and returns it.
-    pub async fn settled(&self, org: &str, key: &str, endpoint: &str, delivery: &str, deadline: Duration) -> Value {
-        eventually(deadline, &format!("delivery {delivery} to settle"), || async {
-            let d = self.delivery(org, key, endpoint, delivery).await;
-            (d["state"] != "pending").then_some(d)
-        })
+    pub async fn settled(
+        &self,
+        org: &str,
+        key: &str,
+        endpoint: &str,
+        delivery: &str,
+        deadline: Duration,
+    ) -> Value {
+        eventually(
+            deadline,
+            &format!("delivery {delivery} to settle"),
+            || async {
+                let d = self.delivery(org, key, endpoint, delivery).await;
+                (d["state"] != "pending").then_some(d)
+            },
+        )
         .await
     }
 }
@@ -326,11 +443,20 @@ pub fn verify_with_official_libraries(secret: &str, r: &Received) -> Result<(), 
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
-    child.stdin.take().expect("stdin").write_all(input.to_string().as_bytes()).map_err(|e| e.to_string())?;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.to_string().as_bytes())
+        .map_err(|e| e.to_string())?;
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }

@@ -52,53 +52,80 @@ impl Receiver {
 
     /// Answers from `script` in order, then `otherwise` forever.
     pub async fn scripted(script: Vec<Reply>, otherwise: Reply) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let state = Arc::new(Mutex::new(State { received: vec![], script: script.into(), otherwise: Some(otherwise) }));
+        let state = Arc::new(Mutex::new(State {
+            received: vec![],
+            script: script.into(),
+            otherwise: Some(otherwise),
+        }));
         let st = state.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let st = st.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let st = st.clone();
-                        async move {
-                            let headers = req
-                                .headers()
-                                .iter()
-                                .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-                                .collect();
-                            let path = req.uri().path().to_owned();
-                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            let reply = {
-                                let mut s = st.lock().expect("state");
-                                s.received.push(Received { headers, body: String::from_utf8_lossy(&body).into_owned(), path });
-                                s.script.pop_front().or_else(|| s.otherwise.clone()).unwrap_or(Reply::Status(200))
-                            };
-                            let status = match reply {
-                                Reply::Status(s) => s,
-                                Reply::Slow(s, d) => {
-                                    tokio::time::sleep(d).await;
-                                    s
-                                }
-                                Reply::Reset => return Err("reset"),
-                            };
-                            Ok::<_, &'static str>(
-                                hyper::Response::builder()
-                                    .status(status)
-                                    .body(Full::new(Bytes::from(format!("answer {status}"))))
-                                    .expect("response"),
-                            )
-                        }
-                    });
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let st = st.clone();
+                            async move {
+                                let headers = req
+                                    .headers()
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())
+                                    })
+                                    .collect();
+                                let path = req.uri().path().to_owned();
+                                let body = req
+                                    .into_body()
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                let reply = {
+                                    let mut s = st.lock().expect("state");
+                                    s.received.push(Received {
+                                        headers,
+                                        body: String::from_utf8_lossy(&body).into_owned(),
+                                        path,
+                                    });
+                                    s.script
+                                        .pop_front()
+                                        .or_else(|| s.otherwise.clone())
+                                        .unwrap_or(Reply::Status(200))
+                                };
+                                let status = match reply {
+                                    Reply::Status(s) => s,
+                                    Reply::Slow(s, d) => {
+                                        tokio::time::sleep(d).await;
+                                        s
+                                    }
+                                    Reply::Reset => return Err("reset"),
+                                };
+                                Ok::<_, &'static str>(
+                                    hyper::Response::builder()
+                                        .status(status)
+                                        .body(Full::new(Bytes::from(format!("answer {status}"))))
+                                        .expect("response"),
+                                )
+                            }
+                        },
+                    );
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
             }
         });
-        Self { url: format!("http://{addr}/hook"), state }
+        Self {
+            url: format!("http://{addr}/hook"),
+            state,
+        }
     }
 
     pub fn received(&self) -> Vec<Received> {

@@ -19,25 +19,40 @@ pub fn json_object<T: for<'de> Deserialize<'de>>(
     no_null: &[&str],
 ) -> Result<T, ApiError> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge(format!("request body exceeds {MAX_BODY_BYTES} bytes")));
+        return Err(ApiError::PayloadTooLarge(format!(
+            "request body exceeds {MAX_BODY_BYTES} bytes"
+        )));
     }
     if let Some(ct) = content_type {
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if essence != "application/json" && !essence.ends_with("+json") {
-            return Err(ApiError::BadRequest(format!("content-type must be application/json, not {essence:?}")));
+            return Err(ApiError::BadRequest(format!(
+                "content-type must be application/json, not {essence:?}"
+            )));
         }
     }
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::BadRequest("request body is required (a JSON object)".into()));
+        return Err(ApiError::BadRequest(
+            "request body is required (a JSON object)".into(),
+        ));
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?;
     let Value::Object(map) = value else {
-        return Err(ApiError::BadRequest("request body must be a JSON object".into()));
+        return Err(ApiError::BadRequest(
+            "request body must be a JSON object".into(),
+        ));
     };
     for field in no_null {
         if map.get(*field).is_some_and(Value::is_null) {
-            return Err(ApiError::BadRequest(format!("`{field}` must not be null; omit it instead")));
+            return Err(ApiError::BadRequest(format!(
+                "`{field}` must not be null; omit it instead"
+            )));
         }
     }
     serde_json::from_value(Value::Object(map))
@@ -46,7 +61,11 @@ pub fn json_object<T: for<'de> Deserialize<'de>>(
 
 /// A body-less POST must not carry a body we would silently ignore.
 pub fn no_body(body: &[u8]) -> Result<(), ApiError> {
-    let trimmed: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    let trimmed: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
     if trimmed.is_empty() || trimmed == b"{}" {
         Ok(())
     } else {
@@ -67,7 +86,9 @@ pub const ENDPOINT_FIELDS: &[&str] = &["url", "description", "event_types", "is_
 
 pub fn check_description(d: &str) -> Result<(), ApiError> {
     if d.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(ApiError::BadRequest(format!("description must be at most {MAX_DESCRIPTION_CHARS} characters")));
+        return Err(ApiError::BadRequest(format!(
+            "description must be at most {MAX_DESCRIPTION_CHARS} characters"
+        )));
     }
     Ok(())
 }
@@ -79,23 +100,35 @@ fn is_name_char(c: char, wildcard: bool) -> bool {
 pub fn check_event_type_name(name: &str, what: &str, wildcard: bool) -> Result<(), ApiError> {
     let len = name.chars().count();
     if len == 0 || len > MAX_EVENT_TYPE_CHARS {
-        return Err(ApiError::BadRequest(format!("{what} must be 1 to {MAX_EVENT_TYPE_CHARS} characters")));
+        return Err(ApiError::BadRequest(format!(
+            "{what} must be 1 to {MAX_EVENT_TYPE_CHARS} characters"
+        )));
     }
     if !name.chars().all(|c| is_name_char(c, wildcard)) {
-        let allowed = if wildcard { "letters, digits, '_', '.', '-' and '*'" } else { "letters, digits, '_', '.' and '-'" };
-        return Err(ApiError::BadRequest(format!("{what} {name:?} may contain only {allowed}")));
+        let allowed = if wildcard {
+            "letters, digits, '_', '.', '-' and '*'"
+        } else {
+            "letters, digits, '_', '.' and '-'"
+        };
+        return Err(ApiError::BadRequest(format!(
+            "{what} {name:?} may contain only {allowed}"
+        )));
     }
     Ok(())
 }
 
 pub fn check_event_types(types: &[String]) -> Result<(), ApiError> {
     if types.len() > MAX_EVENT_TYPES {
-        return Err(ApiError::BadRequest(format!("event_types may list at most {MAX_EVENT_TYPES} names")));
+        return Err(ApiError::BadRequest(format!(
+            "event_types may list at most {MAX_EVENT_TYPES} names"
+        )));
     }
     for (i, t) in types.iter().enumerate() {
         check_event_type_name(t, "each event_types entry", true)?;
         if types[..i].contains(t) {
-            return Err(ApiError::BadRequest(format!("event_types lists {t:?} twice")));
+            return Err(ApiError::BadRequest(format!(
+                "event_types lists {t:?} twice"
+            )));
         }
     }
     Ok(())
@@ -112,12 +145,19 @@ pub struct PublishInput {
 
 /// `payload` must be present even when null, which serde alone cannot tell from absent.
 pub fn require_payload(body: &[u8]) -> Result<(), ApiError> {
-    let has = serde_json::from_slice::<Map<String, Value>>(body).is_ok_and(|m| m.contains_key("payload"));
-    if has { Ok(()) } else { Err(ApiError::BadRequest("missing field `payload`".into())) }
+    let has =
+        serde_json::from_slice::<Map<String, Value>>(body).is_ok_and(|m| m.contains_key("payload"));
+    if has {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest("missing field `payload`".into()))
+    }
 }
 
 pub fn query_params(query: Option<&str>) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// Does an endpoint subscribed to `patterns` receive `event_type`? Empty = everything;
@@ -127,7 +167,8 @@ pub fn subscribed(patterns: &[String], event_type: &str) -> bool {
         || patterns.iter().any(|p| {
             p == "*"
                 || p == event_type
-                || p.strip_suffix('*').is_some_and(|prefix| prefix.ends_with('.') && event_type.starts_with(prefix))
+                || p.strip_suffix('*')
+                    .is_some_and(|prefix| prefix.ends_with('.') && event_type.starts_with(prefix))
         })
 }
 
@@ -144,21 +185,45 @@ mod tests {
         assert!(subscribed(&p(&["invoice.*"]), "invoice.line.added"));
         assert!(!subscribed(&p(&["invoice.*"]), "invoice"));
         assert!(!subscribed(&p(&["invoice.*"]), "invoices.paid"));
-        assert!(subscribed(&p(&["user.created", "invoice.paid"]), "invoice.paid"));
+        assert!(subscribed(
+            &p(&["user.created", "invoice.paid"]),
+            "invoice.paid"
+        ));
         assert!(!subscribed(&p(&["invoice.paid"]), "invoice.paid.late"));
     }
 
     #[test]
     fn strict_bodies() {
-        let ok: EndpointInput = json_object(Some("application/json; charset=utf-8"), br#"{"url":"https://a.example"}"#, ENDPOINT_FIELDS).expect("ok");
+        let ok: EndpointInput = json_object(
+            Some("application/json; charset=utf-8"),
+            br#"{"url":"https://a.example"}"#,
+            ENDPOINT_FIELDS,
+        )
+        .expect("ok");
         assert_eq!(ok.url.as_deref(), Some("https://a.example"));
         let e = |r: Result<EndpointInput, ApiError>| r.expect_err("rejected").to_string();
-        assert!(e(json_object(None, br#"{"url":"x","extra":1}"#, ENDPOINT_FIELDS)).contains("unknown field `extra`"));
+        assert!(
+            e(json_object(
+                None,
+                br#"{"url":"x","extra":1}"#,
+                ENDPOINT_FIELDS
+            ))
+            .contains("unknown field `extra`")
+        );
         assert!(e(json_object(None, br#"{"url":5}"#, ENDPOINT_FIELDS)).contains("invalid type"));
-        assert!(e(json_object(None, br#"{"description":null}"#, ENDPOINT_FIELDS)).contains("must not be null"));
+        assert!(
+            e(json_object(
+                None,
+                br#"{"description":null}"#,
+                ENDPOINT_FIELDS
+            ))
+            .contains("must not be null")
+        );
         assert!(e(json_object(None, b"{", ENDPOINT_FIELDS)).contains("not valid JSON"));
         assert!(e(json_object(None, b"[]", ENDPOINT_FIELDS)).contains("JSON object"));
-        assert!(e(json_object(Some("text/plain"), b"{}", ENDPOINT_FIELDS)).contains("content-type"));
+        assert!(
+            e(json_object(Some("text/plain"), b"{}", ENDPOINT_FIELDS)).contains("content-type")
+        );
         assert!(matches!(
             json_object::<EndpointInput>(None, &vec![b' '; MAX_BODY_BYTES + 1], ENDPOINT_FIELDS),
             Err(ApiError::PayloadTooLarge(_))
