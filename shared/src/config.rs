@@ -117,11 +117,22 @@ impl Settings {
 /// store, which was most of an SDK client's construction and so of a cold start. Plain
 /// `http://` endpoints (moto through `AWS_ENDPOINT_URL`) go through the same client unchanged.
 pub async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(sdk_http_client(SdkTrust::from_env()))
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
-        .load()
-        .await
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5));
+    // Pointed at an emulator with no credentials or region configured: use dummy ones rather
+    // than walk the credential chain (IMDS timeouts) and fail on a missing region.
+    if var("AWS_ENDPOINT_URL").is_some() {
+        if var("AWS_ACCESS_KEY_ID").is_none() && var("AWS_PROFILE").is_none() {
+            loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "test", "test", None, None, "emulator",
+            ));
+        }
+        if var("AWS_REGION").is_none() && var("AWS_DEFAULT_REGION").is_none() {
+            loader = loader.region(aws_config::Region::new("us-east-1"));
+        }
+    }
+    loader.load().await
 }
 
 /// Which embedded roots the SDK's client trusts.
