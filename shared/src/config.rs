@@ -112,59 +112,55 @@ impl Settings {
 
 /// The AWS SDK's shared config: region, credentials, `AWS_ENDPOINT_URL`; built once per process.
 ///
-/// The HTTP client is the SDK's own hyper + rustls client on aws-lc-rs, but it trusts roots
-/// compiled into the binary (`webpki-root-certs`) instead of scanning the OS certificate
-/// store, which was most of an SDK client's construction and so of a cold start. Plain
-/// `http://` endpoints (moto through `AWS_ENDPOINT_URL`) go through the same client unchanged.
+/// The HTTP client is the SDK's own hyper + rustls client on aws-lc-rs, but on AWS it trusts
+/// the Amazon Trust Services roots compiled into the binary instead of scanning the OS
+/// certificate store, which was most of an SDK client's construction and so of a cold start.
+/// Plain `http://` endpoints (moto through `AWS_ENDPOINT_URL`) go through the same client.
 pub async fn aws_config() -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(sdk_http_client(SdkTrust::from_env()))
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5));
-    // Pointed at an emulator with no credentials or region configured: use dummy ones rather
-    // than walk the credential chain (IMDS timeouts) and fail on a missing region.
-    if var("AWS_ENDPOINT_URL").is_some() {
-        if var("AWS_ACCESS_KEY_ID").is_none() && var("AWS_PROFILE").is_none() {
-            loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "test", "test", None, None, "emulator",
-            ));
-        }
-        if var("AWS_REGION").is_none() && var("AWS_DEFAULT_REGION").is_none() {
-            loader = loader.region(aws_config::Region::new("us-east-1"));
-        }
-    }
-    loader.load().await
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
+        .load()
+        .await
 }
 
-/// Which embedded roots the SDK's client trusts.
+/// Which roots the SDK's client trusts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SdkTrust {
     /// Amazon Trust Services only (Amazon Root CA 1–4 and the Starfield Services G2 root that
-    /// cross-signs them): the CAs of every AWS service endpoint. Five roots parse in a few
-    /// microseconds each time the SDK builds a connector (once per client at construction).
+    /// cross-signs them), compiled in: the CAs of every AWS service endpoint. Five roots
+    /// parse in microseconds each time the SDK builds a connector (once per client).
     Aws,
-    /// The whole Mozilla set, for endpoints that are not AWS's: an emulator or proxy over https.
-    Mozilla,
+    /// The OS certificate store, for endpoints that are not AWS's (an emulator or a proxy
+    /// over https), where the cost of reading it does not matter.
+    System,
 }
 
 impl SdkTrust {
-    /// `CAPY_SDK_TRUST=aws|mozilla` if set; else `Mozilla` when `AWS_ENDPOINT_URL` points the
+    /// `CAPY_SDK_TRUST=aws|system` if set; else `System` when `AWS_ENDPOINT_URL` points the
     /// SDK somewhere else than AWS, `Aws` otherwise.
     pub fn from_env() -> Self {
         match var("CAPY_SDK_TRUST").as_deref() {
-            Some("mozilla") => Self::Mozilla,
+            Some("system") => Self::System,
             Some(_) => Self::Aws,
-            None if var("AWS_ENDPOINT_URL").is_some() => Self::Mozilla,
+            None if var("AWS_ENDPOINT_URL").is_some() => Self::System,
             None => Self::Aws,
         }
     }
 }
 
-/// The SDK's HTTPS client with embedded roots; share it between clients (cheap to clone).
+/// The Amazon Trust Services roots, PEM (the form the SDK's trust store takes).
+pub const AMAZON_TRUST_SERVICES_ROOTS: &[u8] = include_bytes!("amazon-trust-services-roots.pem");
+
+/// The SDK's HTTPS client; share it between clients (cheap to clone).
 pub fn sdk_http_client(trust: SdkTrust) -> aws_sdk_dynamodb::config::SharedHttpClient {
     use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
-    let store = TrustStore::empty()
-        .with_native_roots(false)
-        .with_pem_certificate(embedded_roots_pem(trust));
+    let store = match trust {
+        SdkTrust::Aws => TrustStore::empty()
+            .with_native_roots(false)
+            .with_pem_certificate(AMAZON_TRUST_SERVICES_ROOTS),
+        SdkTrust::System => TrustStore::default(),
+    };
     let tls = TlsContext::builder()
         .with_trust_store(store)
         .build()
@@ -173,42 +169,6 @@ pub fn sdk_http_client(trust: SdkTrust) -> aws_sdk_dynamodb::config::SharedHttpC
         .tls_provider(tls::Provider::rustls(CryptoMode::AwsLc))
         .tls_context(tls)
         .build_https()
-}
-
-fn is_amazon_trust_services_root(der: &[u8]) -> bool {
-    // A root's subject is its issuer; both name the CA in plain ASCII inside the DER.
-    const NAMES: [&[u8]; 2] = [
-        b"Amazon Root CA ",
-        b"Starfield Services Root Certificate Authority - G2",
-    ];
-    NAMES.iter().any(|n| der.windows(n.len()).any(|w| w == *n))
-}
-
-/// The embedded roots as one PEM bundle (the form the SDK's trust store takes).
-pub fn embedded_roots_pem(trust: SdkTrust) -> &'static [u8] {
-    static AWS: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    static MOZILLA: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    let (cell, only_aws) = match trust {
-        SdkTrust::Aws => (&AWS, true),
-        SdkTrust::Mozilla => (&MOZILLA, false),
-    };
-    cell.get_or_init(|| {
-        use base64::Engine as _;
-        let mut pem = Vec::new();
-        for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
-            if only_aws && !is_amazon_trust_services_root(der.as_ref()) {
-                continue;
-            }
-            pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
-            let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-            for line in b64.as_bytes().chunks(64) {
-                pem.extend_from_slice(line);
-                pem.push(b'\n');
-            }
-            pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
-        }
-        pem
-    })
 }
 
 pub fn table(settings: &Settings, sdk: &aws_config::SdkConfig) -> Table {
@@ -256,25 +216,34 @@ pub fn sender(settings: &Settings) -> Sender {
 mod tests {
     use super::*;
 
-    fn count(pem: &[u8]) -> usize {
-        pem.windows(27)
-            .filter(|w| w == b"-----BEGIN CERTIFICATE-----")
-            .count()
-    }
-
     #[test]
-    fn embedded_roots_are_pem_bundles_of_the_mozilla_set_and_of_amazon_trust_services() {
-        let all = count(embedded_roots_pem(SdkTrust::Mozilla));
-        assert_eq!(all, webpki_root_certs::TLS_SERVER_ROOT_CERTS.len());
+    fn the_embedded_roots_are_mozillas_amazon_trust_services_roots() {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject as _;
+        let mut embedded: Vec<Vec<u8>> =
+            CertificateDer::pem_slice_iter(AMAZON_TRUST_SERVICES_ROOTS)
+                .map(|c| c.expect("PEM").as_ref().to_vec())
+                .collect();
+        let names: [&[u8]; 2] = [
+            b"Amazon Root CA ",
+            b"Starfield Services Root Certificate Authority - G2",
+        ];
+        let mut mozilla: Vec<Vec<u8>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            .iter()
+            .map(|c| c.as_ref().to_vec())
+            .filter(|der| names.iter().any(|n| der.windows(n.len()).any(|w| w == *n)))
+            .collect();
+        embedded.sort();
+        mozilla.sort();
+        assert_eq!(embedded.len(), 5);
         assert!(
-            all > 100,
-            "the Mozilla set has well over 100 roots, got {all}"
+            embedded == mozilla,
+            "shared/src/amazon-trust-services-roots.pem differs from webpki-root-certs' roots"
         );
-        // Amazon Root CA 1-4 and Starfield Services Root Certificate Authority - G2.
-        assert_eq!(count(embedded_roots_pem(SdkTrust::Aws)), 5);
+
         // A client's construction builds a connector, which parses the bundle (and panics on
         // a certificate rustls cannot take).
-        for trust in [SdkTrust::Aws, SdkTrust::Mozilla] {
+        for trust in [SdkTrust::Aws, SdkTrust::System] {
             let conf = aws_sdk_dynamodb::Config::builder()
                 .behavior_version(aws_config::BehaviorVersion::latest())
                 .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
