@@ -29,7 +29,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 mb() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 1000000 }'; }
 
-printf '%-18s %-8s %10s %10s %10s  %s\n' function arch "built MB" "strip MB" "zip MB" "≤ $(mb "$LIMIT") MB"
+printf '%-24s %-8s %10s %10s %10s  %s\n' function arch "built MB" "strip MB" "zip MB" "≤ $(mb "$LIMIT") MB"
 over=0
 total_zip=0
 for bin in "${bins[@]}"; do
@@ -51,7 +51,7 @@ PY
   total_zip=$((total_zip + zipped))
   ok=yes
   if ((stripped > LIMIT)); then ok=OVER; over=1; fi
-  printf '%-18s %-8s %10s %10s %10s  %s\n' "$name" "${arch:-?}" "$(mb "$built")" "$(mb "$stripped")" "$(mb "$zipped")" "$ok"
+  printf '%-24s %-8s %10s %10s %10s  %s\n' "$name" "${arch:-?}" "$(mb "$built")" "$(mb "$stripped")" "$(mb "$zipped")" "$ok"
 done
-printf '%-18s %-8s %10s %10s %10s\n' total "" "" "" "$(mb "$total_zip")"
+printf '%-24s %-8s %10s %10s %10s\n' total "" "" "" "$(mb "$total_zip")"
 exit $over
