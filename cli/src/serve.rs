@@ -171,6 +171,7 @@ pub async fn run(addr: SocketAddr, dev_key_org: Option<String>) -> Result<(), St
         },
     });
     let consumer = Arc::new(ConsumerDeps {
+        reader: Arc::new(table.clone()),
         endpoints: Arc::new(table.clone()),
         deliveries: Arc::new(table.clone()),
         cipher,

@@ -199,6 +199,7 @@ pub async fn consumer_deps(settings: &Settings) -> Result<ConsumerDeps, Error> {
     let sdk = config::aws_config().await;
     let table = config::table(settings, &sdk);
     Ok(ConsumerDeps {
+        reader: Arc::new(table.clone()),
         endpoints: Arc::new(table.clone()),
         deliveries: Arc::new(table),
         cipher: config::cipher(settings, &sdk)?,

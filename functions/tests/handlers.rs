@@ -205,6 +205,10 @@ async fn receiver(status: u16) -> String {
 
 fn consumer(w: &World) -> ConsumerDeps {
     ConsumerDeps {
+        reader: Arc::new(SeparateReads {
+            endpoints: w.endpoints.clone(),
+            deliveries: w.deliveries.clone(),
+        }),
         endpoints: w.endpoints.clone(),
         deliveries: w.deliveries.clone(),
         cipher: w.cipher.clone(),

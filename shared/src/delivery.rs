@@ -25,6 +25,8 @@ const MAX_LOGGED_ATTEMPTS: usize = 50;
 const DUE_SLACK: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 pub struct ConsumerDeps {
+    /// Reads a delivery and its endpoint in one request.
+    pub reader: Arc<dyn DeliveryReader>,
     pub endpoints: Arc<dyn EndpointStore>,
     pub deliveries: Arc<dyn DeliveryLog>,
     pub cipher: Arc<dyn SecretCipher>,
@@ -110,11 +112,8 @@ async fn process(
     msg: &DeliveryMessage,
     receipt: &str,
 ) -> Result<Disposition, ProcessError> {
-    let Some(d) = deps
-        .deliveries
-        .get(msg.endpoint_id, msg.delivery_id)
-        .await?
-    else {
+    let (delivery, endpoint) = deps.reader.load(msg).await?;
+    let Some(d) = delivery else {
         tracing::warn!("delivery not found; dropping its message");
         return Ok(Disposition::Ack);
     };
@@ -130,10 +129,7 @@ async fn process(
         }
         return Ok(Disposition::Retry);
     }
-    let endpoint = deps
-        .endpoints
-        .get(&d.organization_id, d.endpoint_id)
-        .await?;
+    let endpoint = endpoint.filter(|e| e.organization_id == d.organization_id);
     let endpoint = match endpoint {
         None => return finish_without_sending(deps, d, "endpoint deleted").await,
         Some(e) if !e.is_active => {
@@ -490,6 +486,10 @@ mod tests {
             .await
             .expect("delivery");
         let deps = ConsumerDeps {
+            reader: Arc::new(crate::memory::SeparateReads {
+                endpoints: endpoints.clone(),
+                deliveries: deliveries.clone(),
+            }),
             endpoints,
             deliveries: deliveries.clone(),
             cipher,

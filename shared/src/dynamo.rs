@@ -18,8 +18,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, PutRequest, ScalarAttributeType, TimeToLiveSpecification,
-    WriteRequest,
+    KeyType, KeysAndAttributes, Projection, ProjectionType, PutRequest, ScalarAttributeType,
+    TimeToLiveSpecification, WriteRequest,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -641,6 +641,70 @@ impl DeliveryLog for Table {
             }
         }
         Ok(out)
+    }
+}
+
+#[async_trait]
+impl DeliveryReader for Table {
+    /// One consistent BatchGetItem for both items: a single read request per delivery.
+    async fn load(
+        &self,
+        msg: &DeliveryMessage,
+    ) -> Result<(Option<Delivery>, Option<Endpoint>), StoreError> {
+        let keys = KeysAndAttributes::builder()
+            .keys(key(
+                delivery_pk(msg.endpoint_id),
+                delivery_sk(msg.delivery_id),
+            ))
+            .keys(key(
+                org_pk(&msg.organization_id),
+                endpoint_sk(msg.endpoint_id),
+            ))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut pending = Some(keys);
+        let (mut delivery, mut endpoint) = (None, None);
+        let mut backoff = Duration::from_millis(25);
+        for attempt in 0.. {
+            let Some(keys) = pending.take() else { break };
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.name, keys)
+                .send()
+                .await
+                .map_err(backend)?;
+            for item in out
+                .responses
+                .and_then(|mut r| r.remove(&self.name))
+                .unwrap_or_default()
+            {
+                let is_delivery = item
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|sk| sk.starts_with("DLV#"));
+                if is_delivery {
+                    delivery = Some(from_item::<DeliveryItem>(item)?.delivery);
+                } else {
+                    endpoint = Some(from_item::<EndpointItem>(item)?.endpoint);
+                }
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.name))
+                .filter(|k| !k.keys.is_empty());
+            if pending.is_some() {
+                if attempt >= 8 {
+                    return Err(StoreError::Backend(
+                        "BatchGetItem left keys unprocessed after retries".into(),
+                    ));
+                }
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+        Ok((delivery, endpoint))
     }
 }
 

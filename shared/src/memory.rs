@@ -188,6 +188,29 @@ impl DeliveryLog for MemoryDeliveries {
     }
 }
 
+/// A [`DeliveryReader`] made of two stores, read one after the other.
+pub struct SeparateReads {
+    pub endpoints: std::sync::Arc<dyn EndpointStore>,
+    pub deliveries: std::sync::Arc<dyn DeliveryLog>,
+}
+
+#[async_trait]
+impl DeliveryReader for SeparateReads {
+    async fn load(
+        &self,
+        msg: &DeliveryMessage,
+    ) -> Result<(Option<Delivery>, Option<Endpoint>), StoreError> {
+        Ok((
+            self.deliveries
+                .get(msg.endpoint_id, msg.delivery_id)
+                .await?,
+            self.endpoints
+                .get(&msg.organization_id, msg.endpoint_id)
+                .await?,
+        ))
+    }
+}
+
 #[derive(Default)]
 pub struct MemoryApiKeys {
     items: Mutex<HashMap<String, ApiKeyRecord>>,

@@ -97,6 +97,15 @@ pub trait DeliveryLog: Send + Sync {
     ) -> Result<Vec<DeliveryMessage>, StoreError>;
 }
 
+/// The consumer's one read per message: the delivery and its endpoint together.
+#[async_trait]
+pub trait DeliveryReader: Send + Sync {
+    async fn load(
+        &self,
+        msg: &DeliveryMessage,
+    ) -> Result<(Option<Delivery>, Option<Endpoint>), StoreError>;
+}
+
 #[async_trait]
 pub trait ApiKeyStore: Send + Sync {
     async fn get(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;

@@ -307,6 +307,7 @@ async fn bench(args: Args, receiver: Receiver, url: String) {
     // The deliver function, fed by a poller doing what the event source mapping does.
     let consumer_table = Table::new(consumer.dynamo.clone(), &table_name);
     let deps = ConsumerDeps {
+        reader: Arc::new(consumer_table.clone()),
         endpoints: Arc::new(consumer_table.clone()),
         deliveries: Arc::new(consumer_table.clone()),
         cipher: cipher.clone(),

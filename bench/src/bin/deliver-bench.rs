@@ -79,6 +79,10 @@ fn payload(bytes: usize) -> String {
 
 fn consumer(stores: &Stores) -> ConsumerDeps {
     ConsumerDeps {
+        reader: Arc::new(capy_shared::memory::SeparateReads {
+            endpoints: stores.endpoints.clone(),
+            deliveries: stores.deliveries.clone(),
+        }),
         endpoints: stores.endpoints.clone(),
         deliveries: stores.deliveries.clone(),
         cipher: stores.cipher.clone(),
