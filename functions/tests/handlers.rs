@@ -56,27 +56,15 @@ async fn world(url: &str) -> World {
     let deliveries = Arc::new(MemoryDeliveries::default());
     let queue = Arc::new(MemoryQueue::default());
     let cipher = Arc::new(LocalCipher::new([9u8; 32]));
-    let id = "ep_01JABCDEFGHJKMNPQRSTVWXYZ0"
+    let id: capy_shared::ids::EndpointId = "ep_01JABCDEFGHJKMNPQRSTVWXYZ0"
         .parse()
         .expect("fixture endpoint id");
     let now = capy_shared::time::now();
-    let endpoint = Endpoint {
-        id,
-        organization_id: ORG.into(),
-        url: url.into(),
-        description: String::new(),
-        event_types: vec![],
-        is_active: true,
-        created_at: now,
-        updated_at: now,
-        secret: cipher
-            .seal(&SigningSecret::generate(), &id.to_string())
-            .await
-            .expect("seal"),
-        previous_secret: None,
-        stats: Default::default(),
-        disabled_reason: None,
-    };
+    let sealed = cipher
+        .seal(&SigningSecret::generate(), &id.to_string())
+        .await
+        .expect("seal");
+    let endpoint = Endpoint::new(id, ORG, url, sealed, now);
     endpoints.create(&endpoint).await.expect("endpoint");
     for dlv in [
         "dlv_01JABCDEFGHJKMNPQRSTVWXYZ0",

@@ -462,22 +462,13 @@ mod tests {
         let cipher = Arc::new(LocalCipher::new([3u8; 32]));
         let id = EndpointId::new();
         let now = time::now();
+        let sealed = cipher
+            .seal(&SigningSecret::generate(), &id.to_string())
+            .await
+            .expect("seal");
         let endpoint = Endpoint {
-            id,
-            organization_id: "org".into(),
-            url: "http://127.0.0.1:9/unreachable".into(),
-            description: String::new(),
-            event_types: vec![],
             is_active,
-            created_at: now,
-            updated_at: now,
-            secret: cipher
-                .seal(&SigningSecret::generate(), &id.to_string())
-                .await
-                .expect("seal"),
-            previous_secret: None,
-            stats: Default::default(),
-            disabled_reason: None,
+            ..Endpoint::new(id, "org", "http://127.0.0.1:9/unreachable", sealed, now)
         };
         endpoints.create(&endpoint).await.expect("endpoint");
         let delivery = Delivery::new_pending(&endpoint, EventId::new(), "a.b", "{}", 3, now);
@@ -607,20 +598,13 @@ mod tests {
     #[test]
     fn the_body_splices_the_payload_byte_for_byte() {
         let now = time::now();
-        let e = Endpoint {
-            id: EndpointId::new(),
-            organization_id: "o".into(),
-            url: String::new(),
-            description: String::new(),
-            event_types: vec![],
-            is_active: true,
-            created_at: now,
-            updated_at: now,
-            secret: crate::model::SealedSecret(String::new()),
-            previous_secret: None,
-            stats: Default::default(),
-            disabled_reason: None,
-        };
+        let e = Endpoint::new(
+            EndpointId::new(),
+            "o",
+            "",
+            crate::model::SealedSecret(String::new()),
+            now,
+        );
         let d = Delivery::new_pending(
             &e,
             EventId::new(),

@@ -43,18 +43,15 @@ mod tests {
     fn endpoint(stats: DeliveryStats, is_active: bool) -> Endpoint {
         let t = crate::time::now();
         Endpoint {
-            id: EndpointId::new(),
-            organization_id: "org".into(),
-            url: "https://example.com".into(),
-            description: String::new(),
-            event_types: vec![],
             is_active,
-            created_at: t,
-            updated_at: t,
-            secret: SealedSecret(String::new()),
-            previous_secret: None,
             stats,
-            disabled_reason: None,
+            ..Endpoint::new(
+                EndpointId::new(),
+                "org",
+                "https://example.com",
+                SealedSecret(String::new()),
+                t,
+            )
         }
     }
 

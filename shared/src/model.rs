@@ -55,6 +55,32 @@ pub struct Endpoint {
     pub disabled_reason: Option<String>,
 }
 
+impl Endpoint {
+    /// A new active endpoint receiving every event type, with no description.
+    pub fn new(
+        id: EndpointId,
+        organization_id: &str,
+        url: &str,
+        secret: SealedSecret,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            organization_id: organization_id.to_owned(),
+            url: url.to_owned(),
+            description: String::new(),
+            event_types: Vec::new(),
+            is_active: true,
+            created_at: now,
+            updated_at: now,
+            secret,
+            previous_secret: None,
+            stats: DeliveryStats::default(),
+            disabled_reason: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {

@@ -355,18 +355,8 @@ impl Env {
             .await
             .expect("seal");
         let e = Endpoint {
-            id,
-            organization_id: ORG.into(),
-            url: url.into(),
             description: "runtime api test".into(),
-            event_types: vec![],
-            is_active: true,
-            created_at: now,
-            updated_at: now,
-            secret: sealed,
-            previous_secret: None,
-            stats: Default::default(),
-            disabled_reason: None,
+            ..Endpoint::new(id, ORG, url, sealed, now)
         };
         EndpointStore::create(&self.table, &e)
             .await

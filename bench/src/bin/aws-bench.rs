@@ -220,22 +220,13 @@ async fn bench(args: Args, receiver: Receiver, url: String) {
         let id = EndpointId::new();
         endpoint_ids.push(id);
         let now = time::now();
+        let sealed = cipher
+            .seal(&SigningSecret::generate(), &id.to_string())
+            .await
+            .expect("seal");
         let e = Endpoint {
-            id,
-            organization_id: org.into(),
-            url: receiver.url(&format!("/hook/{i}")),
             description: format!("bench endpoint {i}"),
-            event_types: Vec::new(),
-            is_active: true,
-            created_at: now,
-            updated_at: now,
-            secret: cipher
-                .seal(&SigningSecret::generate(), &id.to_string())
-                .await
-                .expect("seal"),
-            previous_secret: None,
-            stats: Default::default(),
-            disabled_reason: None,
+            ..Endpoint::new(id, org, &receiver.url(&format!("/hook/{i}")), sealed, now)
         };
         EndpointStore::create(&setup_table, &e)
             .await

@@ -118,20 +118,7 @@ async fn make_endpoints(
             .seal(&SigningSecret::generate(), &id.to_string())
             .await
             .expect("seal");
-        let e = Endpoint {
-            id,
-            organization_id: org.to_owned(),
-            url,
-            description: String::new(),
-            event_types: Vec::new(),
-            is_active: true,
-            created_at: now,
-            updated_at: now,
-            secret: sealed,
-            previous_secret: None,
-            stats: Default::default(),
-            disabled_reason: None,
-        };
+        let e = Endpoint::new(id, org, &url, sealed, now);
         stores.endpoints.create(&e).await.expect("create endpoint");
         out.push(e);
     }

@@ -213,19 +213,12 @@ impl Ctx<'_> {
         let now = time::now();
         let id = EndpointId::new();
         let secret = SigningSecret::generate();
+        let sealed = self.deps.cipher.seal(&secret, &id.to_string()).await?;
         let endpoint = Endpoint {
-            id,
-            organization_id: self.org.to_owned(),
-            url,
             description,
             event_types,
             is_active: input.is_active.unwrap_or(true),
-            created_at: now,
-            updated_at: now,
-            secret: self.deps.cipher.seal(&secret, &id.to_string()).await?,
-            previous_secret: None,
-            stats: Default::default(),
-            disabled_reason: None,
+            ..Endpoint::new(id, self.org, &url, sealed, now)
         };
         self.deps.endpoints.create(&endpoint).await?;
         Ok(ApiResponse::json(
