@@ -449,13 +449,15 @@ mod tests {
 
     struct Fixture {
         deps: ConsumerDeps,
+        endpoints: Arc<MemoryEndpoints>,
         deliveries: Arc<MemoryDeliveries>,
         queue: Arc<MemoryQueue>,
         delivery: Delivery,
     }
 
-    /// One endpoint whose URL nothing listens on, and one pending delivery to it.
-    async fn fixture(is_active: bool) -> Fixture {
+    /// One endpoint whose URL nothing listens on (shaped by `shape`), and one pending
+    /// delivery to it.
+    async fn fixture(shape: impl FnOnce(Endpoint) -> Endpoint) -> Fixture {
         let endpoints = Arc::new(MemoryEndpoints::default());
         let deliveries = Arc::new(MemoryDeliveries::default());
         let queue = Arc::new(MemoryQueue::default());
@@ -466,10 +468,13 @@ mod tests {
             .seal(&SigningSecret::generate(), &id.to_string())
             .await
             .expect("seal");
-        let endpoint = Endpoint {
-            is_active,
-            ..Endpoint::new(id, "org", "http://127.0.0.1:9/unreachable", sealed, now)
-        };
+        let endpoint = shape(Endpoint::new(
+            id,
+            "org",
+            "http://127.0.0.1:9/unreachable",
+            sealed,
+            now,
+        ));
         endpoints.create(&endpoint).await.expect("endpoint");
         let delivery = Delivery::new_pending(&endpoint, EventId::new(), "a.b", "{}", 3, now);
         deliveries
@@ -481,7 +486,7 @@ mod tests {
                 endpoints: endpoints.clone(),
                 deliveries: deliveries.clone(),
             }),
-            endpoints,
+            endpoints: endpoints.clone(),
             deliveries: deliveries.clone(),
             cipher,
             visibility: queue.clone(),
@@ -494,6 +499,7 @@ mod tests {
         };
         Fixture {
             deps,
+            endpoints,
             deliveries,
             queue,
             delivery,
@@ -520,7 +526,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_early_message_goes_back_to_sleep_without_an_attempt() {
-        let f = fixture(true).await;
+        let f = fixture(|e| e).await;
         let mut early = f.delivery.clone();
         early.next_attempt_at = Some(time::now() + chrono::TimeDelta::seconds(120));
         f.deliveries
@@ -540,7 +546,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_terminal_delivery_is_acknowledged_and_never_resurrected() {
-        let f = fixture(true).await;
+        let f = fixture(|e| e).await;
         let mut done = f.delivery.clone();
         done.state = DeliveryState::Delivered;
         done.attempts = 1;
@@ -555,7 +561,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_attempt_is_counted_once_and_timed_by_visibility() {
-        let f = fixture(true).await;
+        let f = fixture(|e| e).await;
         let resp = deliver_batch(&f.deps, event(&f.delivery)).await;
         assert_eq!(resp.batch_item_failures.len(), 1);
         let d = stored(&f).await;
@@ -577,7 +583,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_inactive_endpoint_fails_the_delivery_with_the_reason() {
-        let f = fixture(false).await;
+        let f = fixture(|e| Endpoint {
+            is_active: false,
+            ..e
+        })
+        .await;
         let resp = deliver_batch(&f.deps, event(&f.delivery)).await;
         assert!(resp.batch_item_failures.is_empty());
         let d = stored(&f).await;
@@ -587,8 +597,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_endpoint_failing_for_five_days_is_disabled_and_its_delivery_failed() {
+        let long_ago = time::now() - crate::health::DISABLE_AFTER - chrono::TimeDelta::hours(1);
+        let f = fixture(|e| Endpoint {
+            updated_at: long_ago,
+            stats: crate::model::DeliveryStats {
+                failure_streak: 40,
+                failing_since: Some(long_ago),
+                last_failure_at: Some(time::now()),
+            },
+            ..e
+        })
+        .await;
+        let resp = deliver_batch(&f.deps, event(&f.delivery)).await;
+        assert!(resp.batch_item_failures.is_empty());
+        let d = stored(&f).await;
+        assert_eq!(d.state, DeliveryState::Failed);
+        assert_eq!(d.attempts, 0, "no send to an endpoint being disabled");
+        assert!(
+            d.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("5 days")),
+            "{:?}",
+            d.last_error
+        );
+        let e = f
+            .endpoints
+            .get("org", f.delivery.endpoint_id)
+            .await
+            .expect("get")
+            .expect("endpoint");
+        assert!(!e.is_active);
+        assert_eq!(
+            crate::health::health(&e, time::now()),
+            crate::model::Health::Disabled
+        );
+    }
+
+    #[tokio::test]
     async fn unreadable_messages_are_left_for_the_dead_letter_queue() {
-        let f = fixture(true).await;
+        let f = fixture(|e| e).await;
         let mut e = event(&f.delivery);
         e.records[0].body = Some("not json".into());
         let resp = deliver_batch(&f.deps, e).await;
