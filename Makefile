@@ -37,6 +37,7 @@ run: venv build
 	AWS_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) ./target/debug/capy serve --addr $(ADDR) --dev-key-org $(DEV_ORG)
 
 test: venv
+	cargo build --workspace --bins
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo test --workspace
 	$(MAKE) check-template
 	$(MAKE) fuzz

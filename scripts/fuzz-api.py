@@ -156,7 +156,7 @@ def main() -> int:
     try:
         capy = os.environ.get("CAPY_BIN")
         if not capy:
-            subprocess.run(["cargo", "build", "-q", "-p", "capy", "--bin", "capy"], cwd=ROOT, check=True)
+            subprocess.run(["cargo", "build", "-q", "--workspace", "--bins"], cwd=ROOT, check=True)
             capy = str(ROOT / "target" / "debug" / "capy")
 
         moto_port = free_port()

@@ -109,22 +109,27 @@ pub fn moto() -> &'static Moto {
     })
 }
 
+/// Builds the workspace's binaries (debug) once per test process, so tests run the current
+/// code. `--workspace` keeps cargo's feature resolution the same as `make test`'s own
+/// `cargo build --workspace --bins`, which makes this a no-op there instead of a rebuild.
+pub fn build_bins() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "--workspace", "--bins"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building the workspace binaries failed");
+    });
+}
+
 pub fn capy_bin() -> PathBuf {
     if let Ok(p) = std::env::var("CAPY_BIN") {
         return PathBuf::from(p);
     }
-    let root = workspace_root();
-    let bin = root.join("target/debug/capy");
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "capy", "--bin", "capy"])
-            .current_dir(&root)
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building capy failed");
-    });
-    bin
+    build_bins();
+    workspace_root().join("target/debug/capy")
 }
 
 fn unique(prefix: &str) -> String {
