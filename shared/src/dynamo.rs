@@ -273,6 +273,19 @@ impl Table {
     }
 }
 
+/// A lost conditional write is a `Conflict`; anything else is the backend's fault.
+fn conflict_or_backend<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    if is_condition_failure(&e) {
+        StoreError::Conflict
+    } else {
+        backend(e)
+    }
+}
+
 fn is_condition_failure<E: std::fmt::Debug, R>(e: &SdkError<E, R>) -> bool {
     // Each operation has its own error enum; they share this variant name.
     matches!(e, SdkError::ServiceError(se) if format!("{:?}", se.err()).starts_with("ConditionalCheckFailed"))
@@ -293,13 +306,7 @@ impl EndpointStore for Table {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await
-            .map_err(|err| {
-                if is_condition_failure(&err) {
-                    StoreError::Conflict
-                } else {
-                    backend(err)
-                }
-            })?;
+            .map_err(conflict_or_backend)?;
         Ok(())
     }
 
@@ -362,13 +369,7 @@ impl EndpointStore for Table {
             .expression_attribute_values(":expected", s(time::format(&expected_updated_at)))
             .send()
             .await
-            .map_err(|err| {
-                if is_condition_failure(&err) {
-                    StoreError::Conflict
-                } else {
-                    backend(err)
-                }
-            })?;
+            .map_err(conflict_or_backend)?;
         Ok(())
     }
 
@@ -521,16 +522,7 @@ impl DeliveryLog for Table {
                 break;
             }
         }
-        let more = found.len() > limit;
-        found.truncate(limit);
-        Ok(DeliveryPage {
-            next_after: if more {
-                found.last().map(|d| d.id)
-            } else {
-                None
-            },
-            deliveries: found,
-        })
+        Ok(DeliveryPage::from_overfetch(found, limit))
     }
 
     async fn save_progress(
@@ -579,13 +571,10 @@ impl DeliveryLog for Table {
             }
             None => expr.push_str(" REMOVE sweep_pk, sweep_sk"),
         }
-        req.update_expression(expr).send().await.map_err(|err| {
-            if is_condition_failure(&err) {
-                StoreError::Conflict
-            } else {
-                backend(err)
-            }
-        })?;
+        req.update_expression(expr)
+            .send()
+            .await
+            .map_err(conflict_or_backend)?;
         Ok(())
     }
 

@@ -134,7 +134,7 @@ impl DeliveryLog for MemoryDeliveries {
         let Some(m) = items.get(&endpoint) else {
             return Ok(DeliveryPage::default());
         };
-        let mut page: Vec<Delivery> = m
+        let page: Vec<Delivery> = m
             .values()
             .rev()
             .filter(|d| after.is_none_or(|a| d.id < a))
@@ -142,16 +142,7 @@ impl DeliveryLog for MemoryDeliveries {
             .take(limit + 1)
             .cloned()
             .collect();
-        let more = page.len() > limit;
-        page.truncate(limit);
-        Ok(DeliveryPage {
-            next_after: if more {
-                page.last().map(|d| d.id)
-            } else {
-                None
-            },
-            deliveries: page,
-        })
+        Ok(DeliveryPage::from_overfetch(page, limit))
     }
 
     async fn save_progress(

@@ -65,6 +65,23 @@ pub struct DeliveryPage {
     pub next_after: Option<DeliveryId>,
 }
 
+impl DeliveryPage {
+    /// A page from up to `limit + 1` deliveries, newest first: the extra one only says that
+    /// more follow.
+    pub fn from_overfetch(mut found: Vec<Delivery>, limit: usize) -> Self {
+        let more = found.len() > limit;
+        found.truncate(limit);
+        Self {
+            next_after: if more {
+                found.last().map(|d| d.id)
+            } else {
+                None
+            },
+            deliveries: found,
+        }
+    }
+}
+
 #[async_trait]
 pub trait DeliveryLog: Send + Sync {
     /// Writes new pending deliveries (batched).

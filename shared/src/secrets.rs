@@ -76,6 +76,12 @@ fn aes_open(key: &[u8; 32], sealed: &[u8], aad: &str) -> Result<Vec<u8>, CipherE
         .map_err(|_| CipherError::Tampered)
 }
 
+/// The bytes of a sealed secret written by the cipher that owns `tag`.
+fn untag(sealed: &SealedSecret, tag: &str) -> Result<Vec<u8>, CipherError> {
+    let body = sealed.0.strip_prefix(tag).ok_or(CipherError::Malformed)?;
+    B64.decode(body).map_err(|_| CipherError::Malformed)
+}
+
 /// AES-256-GCM under a key from configuration.
 pub struct LocalCipher {
     key: [u8; 32],
@@ -125,11 +131,7 @@ impl SecretCipher for LocalCipher {
         sealed: &SealedSecret,
         context: &str,
     ) -> Result<SigningSecret, CipherError> {
-        let body = sealed
-            .0
-            .strip_prefix(Self::TAG)
-            .ok_or(CipherError::Malformed)?;
-        let bytes = B64.decode(body).map_err(|_| CipherError::Malformed)?;
+        let bytes = untag(sealed, Self::TAG)?;
         aes_open(&self.key, &bytes, context).map(SigningSecret::from_bytes)
     }
 }
@@ -206,11 +208,7 @@ impl SecretCipher for KmsCipher {
         sealed: &SealedSecret,
         context: &str,
     ) -> Result<SigningSecret, CipherError> {
-        let body = sealed
-            .0
-            .strip_prefix(Self::TAG)
-            .ok_or(CipherError::Malformed)?;
-        let blob = B64.decode(body).map_err(|_| CipherError::Malformed)?;
+        let blob = untag(sealed, Self::TAG)?;
         let (len, rest) = blob.split_at_checked(2).ok_or(CipherError::Malformed)?;
         let len = u16::from_be_bytes([len[0], len[1]]) as usize;
         let (wrapped, sealed) = rest.split_at_checked(len).ok_or(CipherError::Malformed)?;
