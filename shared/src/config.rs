@@ -117,11 +117,53 @@ impl Settings {
 /// certificate store, which was most of an SDK client's construction and so of a cold start.
 /// Plain `http://` endpoints (moto through `AWS_ENDPOINT_URL`) go through the same client.
 pub async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    if let Some(config) = lambda_sdk_config() {
+        return config;
+    }
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(sdk_http_client(SdkTrust::from_env()))
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
-        .load()
-        .await
+        .retry_config(sdk_retry());
+    // Pointed at an emulator with no credentials or region configured: use dummy ones rather
+    // than walk the credential chain (IMDS timeouts) and fail on a missing region.
+    if var("AWS_ENDPOINT_URL").is_some() {
+        if var("AWS_ACCESS_KEY_ID").is_none() && var("AWS_PROFILE").is_none() {
+            loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "test", "test", None, None, "emulator",
+            ));
+        }
+        if var("AWS_REGION").is_none() && var("AWS_DEFAULT_REGION").is_none() {
+            loader = loader.region(aws_config::Region::new("us-east-1"));
+        }
+    }
+    loader.load().await
+}
+
+fn sdk_retry() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard().with_max_attempts(5)
+}
+
+/// Inside Lambda the environment already holds what the SDK needs: the region and the
+/// execution role's credentials. Taking them directly skips the default loader's provider
+/// chains (profile files, ECS/IMDS providers, a dozen env-or-profile lookups), which is a
+/// measurable part of a cold start. Anywhere else, or with anything missing, `None`.
+fn lambda_sdk_config() -> Option<aws_config::SdkConfig> {
+    var("AWS_LAMBDA_RUNTIME_API")?;
+    let region = var("AWS_REGION")?;
+    var("AWS_ACCESS_KEY_ID")?;
+    var("AWS_SECRET_ACCESS_KEY")?;
+    let credentials = aws_config::environment::EnvironmentVariableCredentialsProvider::new();
+    let mut builder = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region))
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            credentials,
+        ))
+        .http_client(sdk_http_client(SdkTrust::from_env()))
+        .retry_config(sdk_retry());
+    if let Some(url) = var("AWS_ENDPOINT_URL") {
+        builder = builder.endpoint_url(url);
+    }
+    Some(builder.build())
 }
 
 /// Which roots the SDK's client trusts.
