@@ -277,6 +277,20 @@ impl Stack {
         key
     }
 
+    /// Revokes a key the way an operator does: `capy api-keys revoke`.
+    pub fn revoke_key(&self, key: &str) {
+        let out = Command::new(capy_bin())
+            .args(["api-keys", "revoke", "--key", key])
+            .envs(&self.env)
+            .output()
+            .expect("capy api-keys revoke");
+        assert!(
+            out.status.success(),
+            "api-keys revoke failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

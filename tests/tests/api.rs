@@ -612,27 +612,7 @@ async fn api_keys_are_stored_only_as_hashes() {
         "no plaintext signing secret at rest"
     );
     // A revoked key stops working.
-    let hash = hex_sha256(&key);
-    stack
-        .dynamo()
-        .update_item()
-        .table_name(&stack.table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("KEY#{hash}")),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("KEY".into()),
-        )
-        .update_expression("SET revoked_at = :t")
-        .expression_attribute_values(
-            ":t",
-            aws_sdk_dynamodb::types::AttributeValue::S("2026-01-01T00:00:00.000Z".into()),
-        )
-        .send()
-        .await
-        .expect("revoke");
+    stack.revoke_key(&key);
     let (s, b) = stack
         .call(
             "GET",
@@ -654,11 +634,6 @@ async fn api_keys_are_stored_only_as_hashes() {
             .0,
         200
     );
-}
-
-fn hex_sha256(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }
 
 #[tokio::test]

@@ -9,7 +9,6 @@ use capy_shared::api::Route;
 use capy_tests::{Receiver, Stack, StackOptions, eventually, verify_with_official_libraries};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ORG_A: &str = "org_sec_a";
@@ -157,30 +156,6 @@ fn org_path(org: &str, route: Route, endpoint: &str, delivery: &str) -> String {
         .replace("{delivery_id}", delivery)
 }
 
-async fn revoke(stack: &Stack, key: &str) {
-    let hash = hex::encode(Sha256::digest(key.as_bytes()));
-    stack
-        .dynamo()
-        .update_item()
-        .table_name(&stack.table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("KEY#{hash}")),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("KEY".into()),
-        )
-        .update_expression("SET revoked_at = :t")
-        .expression_attribute_values(
-            ":t",
-            aws_sdk_dynamodb::types::AttributeValue::S(chrono::Utc::now().to_rfc3339()),
-        )
-        .send()
-        .await
-        .expect("revoke the key");
-}
-
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Cred {
     Own,
@@ -242,7 +217,7 @@ async fn auth_matrix_every_route_every_credential() {
     let project = stack.mint_key(ORG_A, Some("proj_1"));
     let key_b = stack.mint_key(ORG_B, None);
     let revoked = stack.mint_key(ORG_A, None);
-    revoke(&stack, &revoked).await;
+    stack.revoke_key(&revoked);
     let truncated = own[..own.len() - 1].to_owned();
     let malformed = format!("{}!{}", &own[..20], &own[21..]);
 
