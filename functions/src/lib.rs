@@ -7,7 +7,7 @@ use capy_shared::api::{self, ApiDeps, ApiRequest, ApiResponse, ApiSettings, Rout
 use capy_shared::config::{self, Settings};
 use capy_shared::delivery::{self, ConsumerDeps, DeadLetterDeps, SweeperDeps};
 use capy_shared::model::SealedSecret;
-use capy_shared::ports::QueueError;
+use capy_shared::ports::{DeliveryQueue, QueueError, VisibilityControl};
 use capy_shared::secrets::{CipherError, SecretCipher};
 use capy_shared::signing::SigningSecret;
 use lambda_http::{Body, RequestExt};
@@ -58,12 +58,8 @@ pub async fn api_deps(settings: &Settings) -> Result<ApiDeps, Error> {
     let table = config::table(settings, &sdk);
     // Read routes have no queue URL in some setups; they never enqueue, so a missing URL only
     // matters to the routes that do.
-    let queue: Arc<dyn capy_shared::ports::DeliveryQueue> = match settings.queue_url() {
-        Ok(_) => Arc::new(LazyQueue {
-            settings: settings.clone(),
-            sdk: sdk.clone(),
-            queue: OnceLock::new(),
-        }),
+    let queue: Arc<dyn DeliveryQueue> = match LazySqs::new(settings, &sdk) {
+        Ok(queue) => Arc::new(queue),
         Err(_) => Arc::new(capy_shared::memory::MemoryQueue::default()),
     };
     let cipher: Arc<dyn SecretCipher> = match &settings.secrets {
@@ -125,26 +121,54 @@ impl SecretCipher for LazyCipher {
     }
 }
 
-/// The SQS delivery queue, its client built on the first enqueue.
-struct LazyQueue {
+/// The SQS delivery queue, its client built on the first call.
+///
+/// Of the functions that hold a queue, only publish/retry enqueue on every call. The `deliver`
+/// consumer touches SQS only to postpone a retry (a delivery that succeeds never does), and
+/// the sweeper only when it finds overdue deliveries; a container that never needs SQS should
+/// not build its client. The queue URL is checked at init all the same.
+struct LazySqs {
     settings: Settings,
     sdk: aws_config::SdkConfig,
     queue: OnceLock<Result<capy_shared::sqs::SqsQueue, String>>,
 }
 
+impl LazySqs {
+    fn new(settings: &Settings, sdk: &aws_config::SdkConfig) -> Result<Self, Error> {
+        settings.queue_url()?;
+        Ok(Self {
+            settings: settings.clone(),
+            sdk: sdk.clone(),
+            queue: OnceLock::new(),
+        })
+    }
+
+    fn get(&self) -> Result<&capy_shared::sqs::SqsQueue, QueueError> {
+        self.queue
+            .get_or_init(|| config::queue(&self.settings, &self.sdk))
+            .as_ref()
+            .map_err(|e| QueueError(e.clone()))
+    }
+}
+
 #[async_trait::async_trait]
-impl capy_shared::ports::DeliveryQueue for LazyQueue {
+impl DeliveryQueue for LazySqs {
     async fn enqueue(
         &self,
         messages: &[capy_shared::model::DeliveryMessage],
     ) -> Result<(), QueueError> {
-        let queue = self
-            .queue
-            .get_or_init(|| config::queue(&self.settings, &self.sdk));
-        match queue {
-            Ok(q) => q.enqueue(messages).await,
-            Err(e) => Err(QueueError(e.clone())),
-        }
+        self.get()?.enqueue(messages).await
+    }
+}
+
+#[async_trait::async_trait]
+impl VisibilityControl for LazySqs {
+    async fn postpone(
+        &self,
+        receipt_handle: &str,
+        delay: std::time::Duration,
+    ) -> Result<(), QueueError> {
+        self.get()?.postpone(receipt_handle, delay).await
     }
 }
 
@@ -203,7 +227,7 @@ pub async fn consumer_deps(settings: &Settings) -> Result<ConsumerDeps, Error> {
         endpoints: Arc::new(table.clone()),
         deliveries: Arc::new(table),
         cipher: config::cipher(settings, &sdk)?,
-        visibility: Arc::new(config::queue(settings, &sdk)?),
+        visibility: Arc::new(LazySqs::new(settings, &sdk)?),
         sender: config::sender(settings),
         retry: settings.retry.clone(),
     })
@@ -244,7 +268,7 @@ pub async fn run_sweeper() -> Result<(), Error> {
     let table = config::table(&settings, &sdk);
     let deps = SweeperDeps {
         deliveries: Arc::new(table),
-        queue: Arc::new(config::queue(&settings, &sdk)?),
+        queue: Arc::new(LazySqs::new(&settings, &sdk)?),
         grace: match std::env::var("SWEEP_GRACE") {
             Ok(v) if !v.trim().is_empty() => {
                 capy_shared::time::parse_duration(&v).map_err(|e| format!("SWEEP_GRACE: {e}"))?

@@ -207,10 +207,47 @@ pub fn sdk_http_client(trust: SdkTrust) -> aws_sdk_dynamodb::config::SharedHttpC
         .with_trust_store(store)
         .build()
         .expect("a trust store of PEM certificates");
-    aws_smithy_http_client::Builder::new()
+    let client = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::rustls(CryptoMode::AwsLc))
         .tls_context(tls)
-        .build_https()
+        .build_https();
+    aws_sdk_dynamodb::config::SharedHttpClient::new(ConnectorOnFirstRequest(client))
+}
+
+/// The SDK's hyper client, minus the connector it builds and throws away at every client's
+/// construction.
+///
+/// `HyperClient::validate_base_client_config` builds a whole HTTPS connector (TLS config,
+/// trust store) each time an SDK client is constructed, only so that an OS certificate
+/// store is read at init rather than on the first request; the connector is then dropped and
+/// built again, cached, on the first request. With embedded roots there is nothing to front
+/// load, so the eager build is skipped: one connector per process instead of one per client
+/// plus one. Everything else is delegated unchanged.
+#[derive(Debug)]
+struct ConnectorOnFirstRequest(aws_sdk_dynamodb::config::SharedHttpClient);
+
+impl aws_smithy_runtime_api::client::http::HttpClient for ConnectorOnFirstRequest {
+    fn http_connector(
+        &self,
+        settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+    ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn validate_final_config(
+        &self,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        self.0.validate_final_config(components, cfg)
+    }
+
+    fn connector_metadata(
+        &self,
+    ) -> Option<aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
 }
 
 pub fn table(settings: &Settings, sdk: &aws_config::SdkConfig) -> Table {
