@@ -58,7 +58,7 @@ clean:
 # test requirements so CI stays fast), the arm64 std from rustup, then one
 # `cargo lambda build --release --arm64` of every binary of capy-functions
 # (target/lambda/<function>/bootstrap). `make sam-build` runs SAM's own build of the same.
-.PHONY: lambda-tools lambda sam-build sizes host-release runtime-test coldstart
+.PHONY: lambda-tools lambda sam-build sizes host-release runtime-test coldstart coldstart-phases
 
 $(VENV)/.lambda-installed: requirements-lambda.txt $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -r requirements-lambda.txt
@@ -80,7 +80,7 @@ sizes:
 # Host (x86_64) release builds, same profile as the artifacts: every function and the bare
 # lambda_runtime hello-world (functions/examples/hello.rs, never deployed).
 host-release:
-	cargo build --release -p capy-functions --bins --example hello
+	cargo build --release -p capy-functions --bins --example hello --example hello-current-thread
 
 # The Runtime API suite (tests/tests/runtime_api.rs) against the release binaries. `make test`
 # runs the same suite against the debug binaries (a release LTO build of twelve binaries
@@ -97,6 +97,12 @@ coldstart: host-release
 	cargo run -q -p capy-tests --bin coldstart -- --runs $(COLDSTART_RUNS)
 	@if compgen -G "target/lambda/*/bootstrap" >/dev/null || compgen -G ".aws-sam/build/*/bootstrap" >/dev/null; then \
 		echo; echo "arm64 artifacts:"; bash scripts/artifact-sizes.sh; fi
+
+# Where init time goes: each step before the first `next` (runtime, tracing, settings, SDK
+# config, each SDK client, sender), timed in fresh processes, median of 31.
+coldstart-phases:
+	cargo run -q --release -p capy-functions --example init-phases -- --runs 31
+	cargo run -q --release -p capy-functions --example init-phases -- --runs 31 --current-thread
 
 # --- Benchmarks (issue 3) ---
 # Numbers, not tests. `make bench`: the deliver consumer (in-memory stores and queue) sending

@@ -4,9 +4,35 @@
 //!
 //!   cargo run --release -p capy-functions --example init-phases -- [--runs N] [--current-thread]
 //!
-//! Set the environment a function would see (`make coldstart-phases` does).
+//! Children run with the environment a function sees in the cloud (KMS secrets, an SQS
+//! URL, role credentials, no endpoint override), like `make coldstart`'s.
 
 use std::time::Instant;
+
+const CLOUD_ENV: [(&str, &str); 13] = [
+    ("PATH", "/usr/bin:/bin"),
+    ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
+    ("AWS_LAMBDA_FUNCTION_NAME", "init-phases"),
+    ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
+    (
+        "AWS_SECRET_ACCESS_KEY",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    ),
+    ("AWS_SESSION_TOKEN", "bench"),
+    ("TABLE_NAME", "capy-webhooks-Table-BENCH"),
+    (
+        "DELIVERY_QUEUE_URL",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/capy-webhooks-DeliveryQueue-BENCH",
+    ),
+    (
+        "SECRETS_KMS_KEY_ID",
+        "arn:aws:kms:us-east-1:123456789012:key/0f7c1d2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f",
+    ),
+    ("RETRY_SCHEDULE", "0s,5s,5m,30m,2h,5h,10h,10h"),
+    ("RUST_LOG", "info"),
+];
 
 const PHASES: [&str; 9] = [
     "tokio runtime",
@@ -79,6 +105,8 @@ fn main() {
         let out = std::process::Command::new(&args[0])
             .args(&args[1..])
             .arg("--child")
+            .env_clear()
+            .envs(CLOUD_ENV)
             .stderr(std::process::Stdio::null())
             .output()
             .expect("run a child");

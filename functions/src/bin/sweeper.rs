@@ -1,4 +1,4 @@
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), capy_functions::Error> {
     capy_functions::run_sweeper().await
 }
