@@ -101,8 +101,8 @@ coldstart: host-release
 # Where init time goes: each step before the first `next` (runtime, tracing, settings, SDK
 # config, each SDK client, sender), timed in fresh processes, median of 31.
 coldstart-phases:
-	cargo run -q --release -p capy-functions --example init-phases -- --runs 31
-	cargo run -q --release -p capy-functions --example init-phases -- --runs 31 --current-thread
+	cargo build --release -p capy-functions --example init-phases
+	cargo run -q -p capy-tests --bin coldstart -- --phases --runs 31
 
 # --- Benchmarks (issue 3) ---
 # Numbers, not tests. `make bench`: the deliver consumer (in-memory stores and queue) sending

@@ -6,6 +6,10 @@
 //! the current-thread runtime the functions use. `make coldstart` builds the binaries and runs this.
 //!
 //!   coldstart [--runs N] [--dir target/release] [--hello target/release/examples/hello]
+//!   coldstart --phases [--runs N] [--dir target/release]
+//!
+//! `--phases` runs `examples/init-phases` (each step of a function's init timed inside one
+//! process) N times on each runtime flavor, with the same environment, and prints medians.
 //!
 //! The environment is the cloud's (no AWS_ENDPOINT_URL, KMS secrets, an SQS URL), so init does
 //! what it does on AWS; nothing is reachable, so anything that touched the network at init
@@ -187,6 +191,49 @@ fn mb(b: u64) -> String {
     format!("{:.2}", b as f64 / 1e6)
 }
 
+/// `--phases`: medians of `init-phases`' per-step timings over `runs` fresh processes.
+fn phases(bin: &Path, runs: usize) {
+    for flavor in [None, Some("--current-thread")] {
+        let mut names: Vec<String> = Vec::new();
+        let mut samples: Vec<Vec<u64>> = Vec::new();
+        for _ in 0..runs {
+            let out = Command::new(bin)
+                .args(flavor)
+                .env_clear()
+                .envs(env_for("init-phases", 9))
+                .stderr(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("{}: {e} (make coldstart-phases builds it)", bin.display())
+                });
+            let line = String::from_utf8_lossy(&out.stdout);
+            let pairs: Vec<(String, u64)> = line
+                .split_whitespace()
+                .filter_map(|p| p.split_once('='))
+                .filter_map(|(n, v)| Some((n.to_owned(), v.parse().ok()?)))
+                .collect();
+            assert!(!pairs.is_empty(), "init-phases failed: {}", out.status);
+            if names.is_empty() {
+                names = pairs.iter().map(|(n, _)| n.clone()).collect();
+                samples = vec![Vec::with_capacity(runs); names.len()];
+            }
+            for (i, (_, v)) in pairs.into_iter().enumerate() {
+                samples[i].push(v);
+            }
+        }
+        let label = flavor.map_or("multi-thread runtime", |_| "current-thread runtime");
+        println!("init phases, {label}, median of {runs} processes (µs)");
+        let mut total = 0;
+        for (name, mut s) in names.iter().zip(samples) {
+            s.sort_unstable();
+            let median = s[s.len() / 2];
+            total += median;
+            println!("  {name:<18} {median:>6}");
+        }
+        println!("  {:<18} {total:>6}", "sum");
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -196,13 +243,18 @@ fn main() {
     let mut runs = 25usize;
     let mut dir = root.join("target/release");
     let mut hello = root.join("target/release/examples/hello");
+    let mut only_phases = false;
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--phases" => only_phases = true,
             "--runs" => runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
             "--dir" => dir = PathBuf::from(args.next().expect("--dir DIR")),
             "--hello" => hello = PathBuf::from(args.next().expect("--hello BIN")),
             other => panic!("unknown argument {other}"),
         }
+    }
+    if only_phases {
+        return phases(&dir.join("examples/init-phases"), runs);
     }
     // The second baseline: the same hello-world on the current-thread runtime the functions
     // use, so what our own init costs shows apart from the runtime flavor.
