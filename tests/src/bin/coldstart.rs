@@ -191,12 +191,14 @@ fn mb(b: u64) -> String {
     format!("{:.2}", b as f64 / 1e6)
 }
 
-/// `--phases`: medians of `init-phases`' per-step timings over `runs` fresh processes.
+/// `--phases`: medians of `init-phases`' per-step timings over `runs` fresh processes per
+/// runtime flavor, the flavors alternating so that drift hits both alike.
 fn phases(bin: &Path, runs: usize) {
-    for flavor in [None, Some("--current-thread")] {
-        let mut names: Vec<String> = Vec::new();
-        let mut samples: Vec<Vec<u64>> = Vec::new();
-        for _ in 0..runs {
+    let flavors = [None, Some("--current-thread")];
+    let mut names: Vec<String> = Vec::new();
+    let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); flavors.len()];
+    for _ in 0..runs {
+        for (f, flavor) in flavors.iter().enumerate() {
             let out = Command::new(bin)
                 .args(flavor)
                 .env_clear()
@@ -207,31 +209,40 @@ fn phases(bin: &Path, runs: usize) {
                     panic!("{}: {e} (make coldstart-phases builds it)", bin.display())
                 });
             let line = String::from_utf8_lossy(&out.stdout);
-            let pairs: Vec<(String, u64)> = line
+            let pairs: Vec<(&str, u64)> = line
                 .split_whitespace()
                 .filter_map(|p| p.split_once('='))
-                .filter_map(|(n, v)| Some((n.to_owned(), v.parse().ok()?)))
+                .filter_map(|(n, v)| Some((n, v.parse().ok()?)))
                 .collect();
             assert!(!pairs.is_empty(), "init-phases failed: {}", out.status);
             if names.is_empty() {
-                names = pairs.iter().map(|(n, _)| n.clone()).collect();
-                samples = vec![Vec::with_capacity(runs); names.len()];
+                names = pairs.iter().map(|(n, _)| (*n).to_owned()).collect();
+            }
+            if samples[f].is_empty() {
+                samples[f] = vec![Vec::with_capacity(runs); names.len()];
             }
             for (i, (_, v)) in pairs.into_iter().enumerate() {
-                samples[i].push(v);
+                samples[f][i].push(v);
             }
         }
-        let label = flavor.map_or("multi-thread runtime", |_| "current-thread runtime");
-        println!("init phases, {label}, median of {runs} processes (µs)");
-        let mut total = 0;
-        for (name, mut s) in names.iter().zip(samples) {
-            s.sort_unstable();
-            let median = s[s.len() / 2];
-            total += median;
-            println!("  {name:<18} {median:>6}");
-        }
-        println!("  {:<18} {total:>6}", "sum");
     }
+    println!("init phases, median of {runs} processes each (µs)");
+    println!(
+        "  {:<18} {:>13} {:>15}",
+        "phase", "multi-thread", "current-thread"
+    );
+    let mut totals = [0u64; 2];
+    for (i, name) in names.iter().enumerate() {
+        let mut row = [0u64; 2];
+        for (f, cell) in row.iter_mut().enumerate() {
+            let mut s = samples[f][i].clone();
+            s.sort_unstable();
+            *cell = s[s.len() / 2];
+            totals[f] += *cell;
+        }
+        println!("  {name:<18} {:>13} {:>15}", row[0], row[1]);
+    }
+    println!("  {:<18} {:>13} {:>15}", "sum", totals[0], totals[1]);
 }
 
 fn main() {
