@@ -73,10 +73,14 @@ impl Drop for ChildGuard {
     }
 }
 
-/// One moto server per test binary, killed when the binary exits.
+/// One moto server per test binary, stopped when the binary exits.
+///
+/// A `static` is never dropped, so a guard cannot stop it. Instead moto runs under a small
+/// `sh` that waits for EOF on a pipe from this process: when the test binary exits, however
+/// it exits, the kernel closes the pipe and the shell stops moto.
 pub struct Moto {
     pub endpoint: String,
-    _child: ChildGuard,
+    _lifeline: std::process::ChildStdin,
 }
 
 fn wait_for_port(port: u16, what: &str) {
@@ -94,17 +98,23 @@ pub fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
     MOTO.get_or_init(|| {
         let port = free_port();
-        let child = Command::new(tool("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut child = Command::new("sh")
+            .args([
+                "-c",
+                r#""$0" -H 127.0.0.1 -p "$1" </dev/null & m=$!; cat >/dev/null; kill $m; wait $m"#,
+            ])
+            .arg(tool("moto_server"))
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server (make test installs it into .venv)");
-        let guard = ChildGuard(child);
+        let lifeline = child.stdin.take().expect("piped stdin");
         wait_for_port(port, "moto_server");
         Moto {
             endpoint: format!("http://127.0.0.1:{port}"),
-            _child: guard,
+            _lifeline: lifeline,
         }
     })
 }
