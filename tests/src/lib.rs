@@ -81,6 +81,7 @@ impl Drop for ChildGuard {
 pub struct Moto {
     pub endpoint: String,
     _lifeline: std::process::ChildStdin,
+    _shell: Child,
 }
 
 fn wait_for_port(port: u16, what: &str) {
@@ -115,6 +116,7 @@ pub fn moto() -> &'static Moto {
         Moto {
             endpoint: format!("http://127.0.0.1:{port}"),
             _lifeline: lifeline,
+            _shell: child,
         }
     })
 }
