@@ -58,7 +58,7 @@ clean:
 # test requirements so CI stays fast), the arm64 std from rustup, then one
 # `cargo lambda build --release --arm64` of every binary of capy-functions
 # (target/lambda/<function>/bootstrap). `make sam-build` runs SAM's own build of the same.
-.PHONY: lambda-tools lambda sam-build sizes host-release runtime-test coldstart coldstart-phases
+.PHONY: lambda-tools lambda sam-build sizes host-release runtime-test runtime-test-arm64 coldstart coldstart-phases
 
 $(VENV)/.lambda-installed: requirements-lambda.txt $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -r requirements-lambda.txt
@@ -87,6 +87,15 @@ host-release:
 # does not fit CI's time budget).
 runtime-test: venv host-release
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CAPY_FUNCTIONS_DIR=$(CURDIR)/target/release \
+		cargo test -p capy-tests --test runtime_api -- --nocapture
+
+# The same suite against the arm64 artifacts `make lambda` builds for deployment, run under
+# qemu user-mode emulation (Debian: apt-get install qemu-user libc6-arm64-cross).
+QEMU_LD_PREFIX ?= /usr/aarch64-linux-gnu
+runtime-test-arm64: venv lambda
+	@command -v qemu-aarch64 >/dev/null || { echo "needs qemu-aarch64: apt-get install qemu-user libc6-arm64-cross"; exit 1; }
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CAPY_FUNCTIONS_DIR=$(CURDIR)/target/lambda \
+		CAPY_FUNCTIONS_RUNNER=qemu-aarch64 QEMU_LD_PREFIX=$(QEMU_LD_PREFIX) \
 		cargo test -p capy-tests --test runtime_api -- --nocapture
 
 # Cold start: exec -> first Runtime API `next`, median of COLDSTART_RUNS, beside the

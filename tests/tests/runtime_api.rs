@@ -9,6 +9,10 @@
 //! release build. Without it the suite builds the debug binaries of `capy-functions`
 //! (the same code; what CI's `make test` runs, since a release LTO build of twelve
 //! binaries does not fit CI's time).
+//!
+//! `CAPY_FUNCTIONS_RUNNER` names a program that runs each binary, given it as its first
+//! argument: `make runtime-test-arm64` sets it to `qemu-aarch64` (with `QEMU_LD_PREFIX`, which
+//! is passed through) to run the very arm64 artifacts `make lambda` builds for deployment.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -310,9 +314,18 @@ impl Env {
         let api = RuntimeApi::start().await;
         let log = std::env::temp_dir().join(format!("capy-rt-{function}-{}.log", ulid_like()));
         let file = std::fs::File::create(&log).expect("log file");
-        let child = tokio::process::Command::new(function_bin(function))
+        let mut command = match std::env::var("CAPY_FUNCTIONS_RUNNER") {
+            Ok(runner) if !runner.is_empty() => {
+                let mut c = tokio::process::Command::new(runner);
+                c.arg(function_bin(function));
+                c
+            }
+            _ => tokio::process::Command::new(function_bin(function)),
+        };
+        let child = command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(std::env::var("QEMU_LD_PREFIX").map(|v| ("QEMU_LD_PREFIX", v)))
             .envs(self.vars(function))
             .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", api.port))
             .stdin(Stdio::null())
