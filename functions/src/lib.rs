@@ -58,14 +58,15 @@ fn settings() -> Result<Settings, Error> {
 /// only publish/retry enqueue, and the read routes should not pay for clients they never
 /// call (each SDK client's construction builds its TLS connector). Configuration is still
 /// checked here, at init, so a bad setting fails the cold start, not a request.
-pub async fn api_deps(settings: &Settings) -> Result<ApiDeps, Error> {
+pub async fn api_deps(settings: &Settings, route: Route) -> Result<ApiDeps, Error> {
     let sdk = config::aws_config().await;
     let table = config::table(settings, &sdk);
-    // Read routes have no queue URL in some setups; they never enqueue, so a missing URL only
-    // matters to the routes that do.
+    // A route that enqueues cannot start without the queue URL. The others never enqueue;
+    // should one ever try, it fails loudly rather than drop the messages.
     let queue: Arc<dyn DeliveryQueue> = match LazySqs::new(settings, &sdk) {
         Ok(queue) => Arc::new(queue),
-        Err(_) => Arc::new(capy_shared::memory::MemoryQueue::default()),
+        Err(e) if route.enqueues() => return Err(e),
+        Err(e) => Arc::new(NoQueue(e.to_string())),
     };
     let cipher: Arc<dyn SecretCipher> = match &settings.secrets {
         // Local AES key: no client, nothing to defer.
@@ -177,6 +178,16 @@ impl VisibilityControl for LazySqs {
     }
 }
 
+/// The queue of a function that has no queue URL configured: every enqueue fails.
+struct NoQueue(String);
+
+#[async_trait::async_trait]
+impl DeliveryQueue for NoQueue {
+    async fn enqueue(&self, _: &[capy_shared::model::DeliveryMessage]) -> Result<(), QueueError> {
+        Err(QueueError(self.0.clone()))
+    }
+}
+
 /// API Gateway (HTTP API, payload 2.0) request → the library's request.
 pub fn to_api_request(req: lambda_http::Request) -> ApiRequest {
     let params = req
@@ -213,7 +224,7 @@ pub fn to_lambda_response(r: ApiResponse) -> lambda_http::Response<Body> {
 /// The whole of an API function's `main`.
 pub async fn run_route(route: Route) -> Result<(), Error> {
     init_tracing();
-    let deps = api_deps(&settings()?).await?;
+    let deps = api_deps(&settings()?, route).await?;
     let deps = &deps;
     lambda_http::run(lambda_http::service_fn(
         move |req: lambda_http::Request| async move {

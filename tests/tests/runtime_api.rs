@@ -311,6 +311,11 @@ impl Env {
 
     /// Starts `function`'s bootstrap against its own Runtime API.
     async fn start(&self, function: &str) -> Function {
+        self.start_without(function, &[]).await
+    }
+
+    /// Starts `function` with some of the template's variables missing.
+    async fn start_without(&self, function: &str, missing: &[&str]) -> Function {
         let api = RuntimeApi::start().await;
         let log = std::env::temp_dir().join(format!("capy-rt-{function}-{}.log", ulid_like()));
         let file = std::fs::File::create(&log).expect("log file");
@@ -326,7 +331,11 @@ impl Env {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(std::env::var("QEMU_LD_PREFIX").map(|v| ("QEMU_LD_PREFIX", v)))
-            .envs(self.vars(function))
+            .envs(
+                self.vars(function)
+                    .into_iter()
+                    .filter(|(k, _)| !missing.contains(&k.as_str())),
+            )
             .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", api.port))
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log"))
@@ -337,7 +346,7 @@ impl Env {
         Function {
             name: function.to_owned(),
             api,
-            _child: child,
+            child,
             log,
         }
     }
@@ -440,7 +449,7 @@ impl Env {
 struct Function {
     name: String,
     api: RuntimeApi,
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     log: PathBuf,
 }
 
@@ -697,4 +706,45 @@ async fn publish_event_fans_out_to_the_queue() {
         serde_json::from_str(messages[0].body.as_deref().unwrap_or_default()).expect("json");
     assert_eq!(m["endpoint_id"], e.id.to_string());
     assert_eq!(receiver.count(), 0, "publishing only enqueues");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_that_enqueues_will_not_start_without_the_queue_url() {
+    let env = Env::new().await;
+    for function in ["publish-event", "retry-delivery"] {
+        let mut f = env.start_without(function, &["DELIVERY_QUEUE_URL"]).await;
+        let status = tokio::time::timeout(Duration::from_secs(60), f.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{function} kept running without a queue URL"))
+            .expect("exit status");
+        assert!(!status.success(), "{function}: {status}");
+        assert!(
+            f.log_text().contains("DELIVERY_QUEUE_URL is not set"),
+            "{function}: {}",
+            f.log_text()
+        );
+        assert_eq!(
+            f.api.next_calls.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "{function} asked for an event"
+        );
+    }
+    // A route that never enqueues starts without it.
+    let list = env
+        .start_without("list-endpoints", &["DELIVERY_QUEUE_URL"])
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while list
+        .api
+        .next_calls
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "list-endpoints did not start: {}",
+            list.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

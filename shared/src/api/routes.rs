@@ -45,6 +45,11 @@ impl Route {
         }
     }
 
+    /// Whether the route puts deliveries on the queue (its function needs the queue URL).
+    pub fn enqueues(self) -> bool {
+        matches!(self, Self::RetryDelivery | Self::PublishEvent)
+    }
+
     /// The path under the organization, API Gateway style.
     fn suffix(self) -> &'static str {
         match self {
