@@ -4,17 +4,22 @@
 # (deflate of the single `bootstrap`). Exits 1 if any stripped binary is over the 6 MB
 # budget (issue 4; MB = 10^6 bytes).
 #
-#   scripts/artifact-sizes.sh                 # .aws-sam/build if `sam build` ran, else target/lambda
+#   scripts/artifact-sizes.sh                 # the newer of .aws-sam/build (sam build) and target/lambda (make lambda)
 #   scripts/artifact-sizes.sh DIR/bootstrap…  # explicit binaries (the name is the parent folder)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LIMIT=${SIZE_LIMIT_BYTES:-6000000}
 
+# The newer of the two builds, so that an old `sam build` does not hide a fresh `make lambda`.
+newest() { find "$@" -name bootstrap -printf '%T@\n' 2>/dev/null | sort -n | tail -1; }
+sam_built=$(compgen -G ".aws-sam/build/*/bootstrap" >/dev/null && newest .aws-sam/build || echo 0)
+cargo_built=$(compgen -G "target/lambda/*/bootstrap" >/dev/null && newest target/lambda || echo 0)
+
 if [[ $# -gt 0 ]]; then
   bins=("$@")
-elif compgen -G ".aws-sam/build/*/bootstrap" >/dev/null; then
+elif [[ $sam_built != 0 ]] && awk -v a="$sam_built" -v b="$cargo_built" 'BEGIN { exit !(a >= b) }'; then
   bins=(.aws-sam/build/*/bootstrap)
-elif compgen -G "target/lambda/*/bootstrap" >/dev/null; then
+elif [[ $cargo_built != 0 ]]; then
   bins=(target/lambda/*/bootstrap)
 else
   echo "no artifacts: run \`make lambda\` or \`make sam-build\` first" >&2

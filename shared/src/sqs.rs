@@ -78,10 +78,20 @@ impl DeliveryQueue for SqsQueue {
     }
 }
 
+/// SQS caps a message's visibility at 12 h counted from when it was *received*, so asking
+/// for the full 12 h some seconds after the receive is refused. Stay a margin below it (more
+/// than a consumer invocation lasts); a message that returns early is postponed again.
+const POSTPONE_CEILING: Duration = Duration::from_secs(MAX_VISIBILITY.as_secs() - 600);
+
+/// The `VisibilityTimeout` (whole seconds, rounded up) that postpones a message by `delay`.
+fn visibility_secs(delay: Duration) -> i32 {
+    delay.min(POSTPONE_CEILING).as_secs_f64().ceil() as i32
+}
+
 #[async_trait]
 impl VisibilityControl for SqsQueue {
     async fn postpone(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
-        let secs = delay.min(MAX_VISIBILITY).as_secs_f64().ceil() as i32;
+        let secs = visibility_secs(delay);
         self.client
             .change_message_visibility()
             .queue_url(&self.url)
@@ -91,5 +101,19 @@ impl VisibilityControl for SqsQueue {
             .await
             .map_err(|e| QueueError(DisplayErrorContext(e).to_string()))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postponing_stays_below_the_sqs_twelve_hour_cap() {
+        assert_eq!(visibility_secs(Duration::from_millis(200)), 1);
+        assert_eq!(visibility_secs(Duration::from_secs(5)), 5);
+        assert_eq!(visibility_secs(Duration::from_secs(10 * 3600)), 36_000);
+        assert_eq!(visibility_secs(Duration::from_secs(12 * 3600)), 42_600);
+        assert_eq!(visibility_secs(Duration::from_secs(40 * 3600)), 42_600);
     }
 }
