@@ -28,7 +28,9 @@ use capy_shared::model::{Delivery, DeliveryState, Endpoint};
 use capy_shared::ports::{ApiKeyStore, DeliveryLog, EndpointStore};
 use capy_shared::secrets::{LocalCipher, SecretCipher};
 use capy_shared::signing::SigningSecret;
-use capy_tests::{Receiver, Reply, free_port, moto, workspace_root};
+use capy_tests::{
+    Receiver, Reply, free_port, moto, verify_with_official_libraries, workspace_root,
+};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -316,6 +318,25 @@ impl Env {
 
     /// Starts `function` with some of the template's variables missing.
     async fn start_without(&self, function: &str, missing: &[&str]) -> Function {
+        self.start_custom(function, missing, &[]).await
+    }
+
+    /// Starts `function` with the cloud's secrets setting: a KMS key instead of a local one.
+    async fn start_with_kms(&self, function: &str, key_id: &str) -> Function {
+        self.start_custom(
+            function,
+            &["SECRETS_LOCAL_KEY", "SECRETS_KMS_KEY_ID"],
+            &[("SECRETS_KMS_KEY_ID", key_id)],
+        )
+        .await
+    }
+
+    async fn start_custom(
+        &self,
+        function: &str,
+        missing: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Function {
         let api = RuntimeApi::start().await;
         let log = std::env::temp_dir().join(format!("capy-rt-{function}-{}.log", ulid_like()));
         let file = std::fs::File::create(&log).expect("log file");
@@ -336,6 +357,7 @@ impl Env {
                     .into_iter()
                     .filter(|(k, _)| !missing.contains(&k.as_str())),
             )
+            .envs(extra.iter().copied())
             .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", api.port))
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log"))
@@ -747,4 +769,76 @@ async fn a_route_that_enqueues_will_not_start_without_the_queue_url() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The cloud's secrets path, end to end in the real binaries: create-endpoint seals the
+/// signing secret under a KMS data key (moto's KMS), deliver opens it and signs with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_secrets_sealed_with_kms_sign_deliveries() {
+    let env = Env::new().await;
+    let key = env.mint_key().await;
+    let kms = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .region(aws_sdk_kms::config::Region::new("us-east-1"))
+            .endpoint_url(&moto().endpoint)
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .build(),
+    );
+    let kms_key = kms
+        .create_key()
+        .description("capy runtime api test")
+        .send()
+        .await
+        .expect("create key")
+        .key_metadata
+        .expect("metadata")
+        .arn
+        .expect("arn");
+
+    let receiver = Receiver::start().await;
+    let create = env.start_with_kms("create-endpoint", &kms_key).await;
+    let mut event = api_event("create-endpoint", &key);
+    event["body"] =
+        json!(json!({ "url": receiver.url, "description": "kms", "event_types": [] }).to_string());
+    if let Some(headers) = event["headers"].as_object_mut() {
+        headers.remove("content-length");
+    }
+    let (status, created) = http_answer(&create.invoke(event).await);
+    assert_eq!(status, 201, "{created}\n{}", create.log_text());
+    let secret = created["plaintext_secret"]
+        .as_str()
+        .expect("plaintext_secret")
+        .to_owned();
+    let id: capy_shared::ids::EndpointId = created["webhook_endpoint"]["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("endpoint id");
+    let endpoint = EndpointStore::get(&env.table, ORG, id)
+        .await
+        .expect("get")
+        .expect("the endpoint");
+    assert!(
+        endpoint.secret.0.starts_with("kms1:"),
+        "the secret is sealed with KMS, not the local key"
+    );
+
+    let deliver = env.start_with_kms("deliver", &kms_key).await;
+    let d = env.pending(&endpoint, capy_shared::time::now()).await;
+    let (message_id, receipt, body) = env.received_message(&d).await;
+    let out = deliver
+        .invoke(sqs_event("deliver", &message_id, &receipt, &body))
+        .await;
+    assert_eq!(
+        out,
+        json!({ "batchItemFailures": [] }),
+        "{}",
+        deliver.log_text()
+    );
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    verify_with_official_libraries(&secret, &got[0]).expect("the official libraries verify");
+    assert_eq!(env.delivery(&d).await.state, DeliveryState::Delivered);
 }
