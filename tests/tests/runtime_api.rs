@@ -494,6 +494,15 @@ impl Function {
     }
 }
 
+impl Drop for Function {
+    /// The log stays behind only when the test failed, for reading.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
 fn fixture(name: &str) -> Value {
     let path = workspace_root().join("events").join(format!("{name}.json"));
     serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("fixture JSON")
