@@ -423,6 +423,18 @@ impl Env {
     }
 
     /// Sends the delivery's message to the queue and receives it, for a real receipt handle.
+    /// A pending delivery to `e`, its message on the queue and received, handed to `deliver`
+    /// as Lambda's event source mapping would: the delivery, the SQS message id and the
+    /// function's answer.
+    async fn deliver_one(&self, deliver: &Function, e: &Endpoint) -> (Delivery, String, Value) {
+        let d = self.pending(e, capy_shared::time::now()).await;
+        let (message_id, receipt, body) = self.received_message(&d).await;
+        let out = deliver
+            .invoke(sqs_event("deliver", &message_id, &receipt, &body))
+            .await;
+        (d, message_id, out)
+    }
+
     async fn received_message(&self, d: &Delivery) -> (String, String, String) {
         let body = serde_json::to_string(&d.message()).expect("json");
         self.sqs
@@ -607,11 +619,7 @@ async fn deliver_reports_a_failing_receiver_and_not_a_good_one() {
     // A good receiver: delivered, no batch item failures.
     let good = Receiver::start().await;
     let e = env.endpoint(&good.url).await;
-    let d = env.pending(&e, capy_shared::time::now()).await;
-    let (id, receipt, body) = env.received_message(&d).await;
-    let out = deliver
-        .invoke(sqs_event("deliver", &id, &receipt, &body))
-        .await;
+    let (d, _, out) = env.deliver_one(&deliver, &e).await;
     assert_eq!(
         out,
         json!({ "batchItemFailures": [] }),
@@ -626,11 +634,7 @@ async fn deliver_reports_a_failing_receiver_and_not_a_good_one() {
     // A failing receiver: the record comes back in batchItemFailures, the attempt is counted.
     let bad = Receiver::scripted(vec![], Reply::Status(500)).await;
     let e = env.endpoint(&bad.url).await;
-    let d = env.pending(&e, capy_shared::time::now()).await;
-    let (id, receipt, body) = env.received_message(&d).await;
-    let out = deliver
-        .invoke(sqs_event("deliver", &id, &receipt, &body))
-        .await;
+    let (d, id, out) = env.deliver_one(&deliver, &e).await;
     assert_eq!(
         out,
         json!({ "batchItemFailures": [{ "itemIdentifier": id }] }),
@@ -835,11 +839,7 @@ async fn endpoint_secrets_sealed_with_kms_sign_deliveries() {
     );
 
     let deliver = env.start_with_kms("deliver", &kms_key).await;
-    let d = env.pending(&endpoint, capy_shared::time::now()).await;
-    let (message_id, receipt, body) = env.received_message(&d).await;
-    let out = deliver
-        .invoke(sqs_event("deliver", &message_id, &receipt, &body))
-        .await;
+    let (d, _, out) = env.deliver_one(&deliver, &endpoint).await;
     assert_eq!(
         out,
         json!({ "batchItemFailures": [] }),
