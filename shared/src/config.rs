@@ -221,8 +221,9 @@ pub fn sdk_http_client(trust: SdkTrust) -> aws_sdk_dynamodb::config::SharedHttpC
 /// trust store) each time an SDK client is constructed, only so that an OS certificate
 /// store is read at init rather than on the first request; the connector is then dropped and
 /// built again, cached, on the first request. With embedded roots there is nothing to front
-/// load, so the eager build is skipped: one connector per process instead of one per client
-/// plus one. Everything else is delegated unchanged.
+/// load (and the OS store is only used against emulators, where it does not matter when it
+/// is read), so the eager build is skipped: one connector per process instead of one per
+/// client plus one. Everything else is delegated unchanged.
 #[derive(Debug)]
 struct ConnectorOnFirstRequest(aws_sdk_dynamodb::config::SharedHttpClient);
 
