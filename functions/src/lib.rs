@@ -64,7 +64,7 @@ pub async fn api_deps(settings: &Settings, route: Route) -> Result<ApiDeps, Erro
     let table = config::table(settings, &sdk);
     // A route that enqueues cannot start without the queue URL. The others never enqueue;
     // should one ever try, it fails loudly rather than drop the messages.
-    let queue: Arc<dyn DeliveryQueue> = match LazySqs::new(settings, &sdk) {
+    let queue: Arc<dyn DeliveryQueue> = match LazySqs::checked(settings, &sdk) {
         Ok(queue) => Arc::new(queue),
         Err(e) if route.enqueues() => return Err(e),
         Err(e) => Arc::new(NoQueue(e.to_string())),
@@ -72,11 +72,9 @@ pub async fn api_deps(settings: &Settings, route: Route) -> Result<ApiDeps, Erro
     let cipher: Arc<dyn SecretCipher> = match &settings.secrets {
         // Local AES key: no client, nothing to defer.
         Some(config::SecretsKey::Local(_)) | None => config::cipher(settings, &sdk)?,
-        Some(config::SecretsKey::Kms(_)) => Arc::new(LazyCipher {
-            settings: settings.clone(),
-            sdk: sdk.clone(),
-            cipher: OnceLock::new(),
-        }),
+        Some(config::SecretsKey::Kms(_)) => {
+            Arc::new(LazyCipher::new(settings, &sdk, config::cipher))
+        }
     };
     Ok(ApiDeps {
         auth: config::authenticator(settings, &table)?,
@@ -93,21 +91,38 @@ pub async fn api_deps(settings: &Settings, route: Route) -> Result<ApiDeps, Erro
     })
 }
 
-/// The KMS cipher, its client built on the first seal/open.
-struct LazyCipher {
+/// An SDK-backed dependency built on its first use, from the settings and SDK config taken
+/// at init (the configuration itself is checked at init by whoever creates this).
+struct OnFirstUse<T> {
     settings: Settings,
     sdk: aws_config::SdkConfig,
-    cipher: OnceLock<Result<Arc<dyn SecretCipher>, String>>,
+    build: fn(&Settings, &aws_config::SdkConfig) -> Result<T, String>,
+    built: OnceLock<Result<T, String>>,
 }
 
-impl LazyCipher {
-    fn get(&self) -> Result<&Arc<dyn SecretCipher>, CipherError> {
-        self.cipher
-            .get_or_init(|| config::cipher(&self.settings, &self.sdk))
+impl<T> OnFirstUse<T> {
+    fn new(
+        settings: &Settings,
+        sdk: &aws_config::SdkConfig,
+        build: fn(&Settings, &aws_config::SdkConfig) -> Result<T, String>,
+    ) -> Self {
+        Self {
+            settings: settings.clone(),
+            sdk: sdk.clone(),
+            build,
+            built: OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> Result<&T, &String> {
+        self.built
+            .get_or_init(|| (self.build)(&self.settings, &self.sdk))
             .as_ref()
-            .map_err(|e| CipherError::Kms(e.clone()))
     }
 }
+
+/// The KMS cipher, its client built on the first seal/open.
+type LazyCipher = OnFirstUse<Arc<dyn SecretCipher>>;
 
 #[async_trait::async_trait]
 impl SecretCipher for LazyCipher {
@@ -116,7 +131,8 @@ impl SecretCipher for LazyCipher {
         secret: &SigningSecret,
         context: &str,
     ) -> Result<SealedSecret, CipherError> {
-        self.get()?.seal(secret, context).await
+        let cipher = self.get().map_err(|e| CipherError::Kms(e.clone()))?;
+        cipher.seal(secret, context).await
     }
 
     async fn open(
@@ -124,7 +140,8 @@ impl SecretCipher for LazyCipher {
         sealed: &SealedSecret,
         context: &str,
     ) -> Result<SigningSecret, CipherError> {
-        self.get()?.open(sealed, context).await
+        let cipher = self.get().map_err(|e| CipherError::Kms(e.clone()))?;
+        cipher.open(sealed, context).await
     }
 }
 
@@ -134,27 +151,16 @@ impl SecretCipher for LazyCipher {
 /// consumer touches SQS only to postpone a retry (a delivery that succeeds never does), and
 /// the sweeper only when it finds overdue deliveries; a container that never needs SQS should
 /// not build its client. The queue URL is checked at init all the same.
-struct LazySqs {
-    settings: Settings,
-    sdk: aws_config::SdkConfig,
-    queue: OnceLock<Result<capy_shared::sqs::SqsQueue, String>>,
-}
+type LazySqs = OnFirstUse<capy_shared::sqs::SqsQueue>;
 
 impl LazySqs {
-    fn new(settings: &Settings, sdk: &aws_config::SdkConfig) -> Result<Self, Error> {
+    fn checked(settings: &Settings, sdk: &aws_config::SdkConfig) -> Result<Self, Error> {
         settings.queue_url()?;
-        Ok(Self {
-            settings: settings.clone(),
-            sdk: sdk.clone(),
-            queue: OnceLock::new(),
-        })
+        Ok(Self::new(settings, sdk, config::queue))
     }
 
-    fn get(&self) -> Result<&capy_shared::sqs::SqsQueue, QueueError> {
-        self.queue
-            .get_or_init(|| config::queue(&self.settings, &self.sdk))
-            .as_ref()
-            .map_err(|e| QueueError(e.clone()))
+    fn queue(&self) -> Result<&capy_shared::sqs::SqsQueue, QueueError> {
+        self.get().map_err(|e| QueueError(e.clone()))
     }
 }
 
@@ -164,7 +170,7 @@ impl DeliveryQueue for LazySqs {
         &self,
         messages: &[capy_shared::model::DeliveryMessage],
     ) -> Result<(), QueueError> {
-        self.get()?.enqueue(messages).await
+        self.queue()?.enqueue(messages).await
     }
 }
 
@@ -175,7 +181,7 @@ impl VisibilityControl for LazySqs {
         receipt_handle: &str,
         delay: std::time::Duration,
     ) -> Result<(), QueueError> {
-        self.get()?.postpone(receipt_handle, delay).await
+        self.queue()?.postpone(receipt_handle, delay).await
     }
 }
 
@@ -244,7 +250,7 @@ pub async fn consumer_deps(settings: &Settings) -> Result<ConsumerDeps, Error> {
         endpoints: Arc::new(table.clone()),
         deliveries: Arc::new(table),
         cipher: config::cipher(settings, &sdk)?,
-        visibility: Arc::new(LazySqs::new(settings, &sdk)?),
+        visibility: Arc::new(LazySqs::checked(settings, &sdk)?),
         sender: config::sender(settings),
         retry: settings.retry.clone(),
     })
@@ -285,7 +291,7 @@ pub async fn run_sweeper() -> Result<(), Error> {
     let table = config::table(&settings, &sdk);
     let deps = SweeperDeps {
         deliveries: Arc::new(table),
-        queue: Arc::new(LazySqs::new(&settings, &sdk)?),
+        queue: Arc::new(LazySqs::checked(&settings, &sdk)?),
         grace: match std::env::var("SWEEP_GRACE") {
             Ok(v) if !v.trim().is_empty() => {
                 capy_shared::time::parse_duration(&v).map_err(|e| format!("SWEEP_GRACE: {e}"))?
