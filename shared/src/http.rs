@@ -1,6 +1,7 @@
-//! Outbound HTTP: the webhook sender (guarded resolver, timeouts, no redirects, capped body)
-//! and a plain client for fetching a JWKS. Both trust the embedded Mozilla roots, so building
-//! them never scans the OS certificate store.
+//! Outbound HTTP: the webhook sender (destination checks on literal hosts and on every
+//! resolved address, timeouts, no redirects, capped body) and a plain client for fetching a
+//! JWKS. Both trust the embedded Mozilla roots, so building them never scans the OS
+//! certificate store.
 
 use std::future::Future;
 use std::io;
@@ -19,7 +20,7 @@ use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::TokioExecutor;
 
 use crate::retry::{FailureKind, parse_retry_after};
-use crate::ssrf::DestinationPolicy;
+use crate::ssrf::{DestinationError, DestinationPolicy};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -37,6 +38,9 @@ fn https<R>(http: HttpConnector<R>) -> HttpsConnector<HttpConnector<R>> {
 }
 
 /// Resolves through the destination policy: only checked addresses reach `connect`.
+///
+/// `HttpConnector` calls it for names only; a literal address in the URL goes straight to
+/// `connect`, which is why [`Sender::post`] checks literals itself.
 #[derive(Clone)]
 pub struct GuardedResolver {
     policy: Arc<DestinationPolicy>,
@@ -59,21 +63,10 @@ impl tower_service::Service<Name> for GuardedResolver {
                 .resolve(name.as_str(), 0)
                 .await
                 .map(Vec::into_iter)
-                .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, RefusedDestination(e)))
+                .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))
         })
     }
 }
-
-#[derive(Debug)]
-struct RefusedDestination(String);
-
-impl std::fmt::Display for RefusedDestination {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RefusedDestination {}
 
 /// What one send came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +90,7 @@ impl SendOutcome {
 
 pub struct Sender {
     client: Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>,
+    policy: Arc<DestinationPolicy>,
     total_timeout: Duration,
 }
 
@@ -106,8 +100,9 @@ impl Sender {
     }
 
     pub fn with_timeouts(policy: DestinationPolicy, connect: Duration, total: Duration) -> Self {
+        let policy = Arc::new(policy);
         let mut http = HttpConnector::new_with_resolver(GuardedResolver {
-            policy: Arc::new(policy),
+            policy: policy.clone(),
         });
         http.enforce_http(false);
         http.set_connect_timeout(Some(connect));
@@ -118,11 +113,30 @@ impl Sender {
             .build(https(http));
         Self {
             client,
+            policy,
             total_timeout: total,
         }
     }
 
+    /// The destination check for what the resolver never sees: a host written as an address.
+    ///
+    /// Both parsers' readings are checked: the WHATWG one (which reads `2130706433` or
+    /// `0x7f.1` as 127.0.0.1, as the save-time check does) and `http::Uri`'s, which is the
+    /// host the connector actually connects to without resolving when it parses as an address.
+    fn check_literal_host(&self, url: &str, uri: &http::Uri) -> Result<(), DestinationError> {
+        if let Ok(parsed) = url::Url::parse(url) {
+            self.policy.check_literal(&parsed)?;
+        }
+        let host = uri.host().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => self.policy.check_ip(ip),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// POSTs `body`; never follows redirects (a 3xx is a failure like any other non-2xx).
+    /// A destination the policy refuses is never connected to; the refusal is the error.
     pub async fn post(&self, url: &str, headers: &[(&str, String)], body: Bytes) -> SendOutcome {
         let started = Instant::now();
         let mut req = http::Request::post(url)
@@ -135,6 +149,9 @@ impl Sender {
             Ok(r) => r,
             Err(e) => return failure(started, format!("invalid request: {e}"), FailureKind::Other),
         };
+        if let Err(refused) = self.check_literal_host(url, req.uri()) {
+            return failure(started, refused.to_string(), FailureKind::Other);
+        }
         let exchange = async {
             let resp = self.client.request(req).await?;
             let status = resp.status();
@@ -209,15 +226,15 @@ async fn read_capped(mut body: hyper::body::Incoming, cap: usize) -> String {
 fn describe(e: &hyper_util::client::legacy::Error, total: Duration) -> (String, FailureKind) {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = source {
-        if let Some(r) = s.downcast_ref::<RefusedDestination>() {
-            return (r.0.clone(), FailureKind::Other);
+        if let Some(r) = s.downcast_ref::<DestinationError>() {
+            return (r.to_string(), FailureKind::Other);
         }
         if let Some(io) = s.downcast_ref::<io::Error>() {
             if let Some(r) = io
                 .get_ref()
-                .and_then(|i| i.downcast_ref::<RefusedDestination>())
+                .and_then(|i| i.downcast_ref::<DestinationError>())
             {
-                return (r.0.clone(), FailureKind::Other);
+                return (r.to_string(), FailureKind::Other);
             }
             match io.kind() {
                 io::ErrorKind::ConnectionRefused => {
@@ -290,5 +307,122 @@ impl PlainClient {
         tokio::time::timeout(TOTAL_TIMEOUT, fetch)
             .await
             .map_err(|_| "timed out".to_string())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A loopback listener that answers `204` to every connection and counts them.
+    async fn listener() -> (u16, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = l.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = stream.read(&mut buf).await;
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    fn strict() -> Sender {
+        Sender::new(DestinationPolicy {
+            allow_http: true,
+            ..Default::default()
+        })
+    }
+
+    /// The connector connects to a literal host without resolving it: the sender checks
+    /// literals itself, in every spelling, before connecting.
+    #[tokio::test]
+    async fn literal_private_hosts_are_refused_before_connecting() {
+        let (port, accepted) = listener().await;
+        let sender = strict();
+        for (host, ip) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("127.1", "127.0.0.1"),
+            ("2130706433", "127.0.0.1"),
+            ("0x7f.0.0.1", "127.0.0.1"),
+            ("[::1]", "::1"),
+            ("[::ffff:127.0.0.1]", "::ffff:127.0.0.1"),
+            ("10.0.0.1", "10.0.0.1"),
+            ("169.254.169.254", "169.254.169.254"),
+        ] {
+            let url = format!("http://{host}:{port}/hook");
+            let out = sender.post(&url, &[], Bytes::from_static(b"{}")).await;
+            let error = out.error.as_deref().unwrap_or_default();
+            assert!(
+                error.starts_with(&format!("destination {ip} is a "))
+                    && error.ends_with("; only public addresses are allowed"),
+                "{url}: {out:?}"
+            );
+            assert_eq!(out.status, None, "{url}");
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            0,
+            "nothing was connected to"
+        );
+    }
+
+    /// Names go through the guarded resolver, and the sentence names the address.
+    #[tokio::test]
+    async fn names_resolving_to_private_addresses_are_refused_before_connecting() {
+        let (port, accepted) = listener().await;
+        let out = strict()
+            .post(
+                &format!("http://localhost:{port}/hook"),
+                &[],
+                Bytes::from_static(b"{}"),
+            )
+            .await;
+        let error = out.error.as_deref().unwrap_or_default();
+        assert!(
+            error.starts_with("localhost resolves to a refused address: destination ")
+                && error.contains("is a loopback address"),
+            "{out:?}"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 0);
+    }
+
+    /// What the policy opens is sent to: local development, and an allowlisted subnet.
+    #[tokio::test]
+    async fn opened_destinations_are_sent_to() {
+        let (port, accepted) = listener().await;
+        let open = Sender::new(DestinationPolicy {
+            allow_private: true,
+            allow_http: true,
+            ..Default::default()
+        });
+        let peered = Sender::new(DestinationPolicy {
+            allow_http: true,
+            allowlist: crate::ssrf::parse_allowlist("127.0.0.0/8").expect("cidr"),
+            ..Default::default()
+        });
+        for (sender, host) in [
+            (&open, "127.0.0.1"),
+            (&open, "localhost"),
+            (&peered, "127.0.0.1"),
+        ] {
+            let url = format!("http://{host}:{port}/hook");
+            let out = sender.post(&url, &[], Bytes::from_static(b"{}")).await;
+            assert_eq!(out.status, Some(204), "{url}: {out:?}");
+            assert!(out.succeeded(), "{url}: {out:?}");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
 }

@@ -1,8 +1,10 @@
 //! Where we are willing to send: public addresses only, unless the deployment says otherwise.
 //!
 //! Checked twice: on the URL when an endpoint is saved (literal addresses and names that
-//! resolve to a refused range), and on the resolved address at every send, which is the one
-//! the connection then uses, so DNS cannot change the answer between check and connect.
+//! resolve to a refused range), and at every send: a literal address in the URL is checked
+//! before connecting (the connector never resolves a literal), and a name's resolved
+//! addresses are checked in the resolver, which hands the connection only those, so DNS
+//! cannot change the answer between check and connect.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -12,6 +14,44 @@ use url::{Host, Url};
 pub const MAX_URL_LEN: usize = 2048;
 /// A slow resolver must not stall an API call; the send-time check still runs.
 const SAVE_TIME_LOOKUP: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Why a URL or destination is refused. `Display` is the sentence an owner reads: the API's
+/// 400 message at save time, a delivery's `last_error` at send time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DestinationError {
+    #[error("url must be at most {MAX_URL_LEN} characters")]
+    TooLong,
+    #[error("url must not have leading or trailing whitespace")]
+    Whitespace,
+    #[error("url is not a valid absolute URL ({0})")]
+    Invalid(url::ParseError),
+    #[error("url must use https")]
+    NotHttps,
+    #[error("url scheme {0:?} is not supported; use https")]
+    Scheme(String),
+    #[error("url must not contain credentials")]
+    Credentials,
+    #[error("url must have a host")]
+    NoHost,
+    /// `localhost` and `*.localhost`, refused by name before any lookup.
+    #[error("destination {0} is a loopback name; only public addresses are allowed")]
+    LoopbackName(String),
+    /// An address in a refused range, written as a literal or resolved from a name.
+    #[error("destination {ip} is a {reason}; only public addresses are allowed")]
+    Refused { ip: IpAddr, reason: &'static str },
+    /// A name with at least one refused address among its answers.
+    #[error(
+        "{host} resolves to a refused address: destination {ip} is a {reason}; only public addresses are allowed"
+    )]
+    ResolvesToRefused {
+        host: String,
+        ip: IpAddr,
+        reason: &'static str,
+    },
+    /// The name has no address (now). Not a refusal at save time; every send checks again.
+    #[error("could not resolve host {0}")]
+    Unresolved(String),
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct DestinationPolicy {
@@ -73,88 +113,101 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
 }
 
 impl DestinationPolicy {
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
-        let Some(reason) = refusal_reason(ip) else {
-            return Ok(());
-        };
-        if self.allow_private || self.allowlist.iter().any(|n| n.contains(&ip)) {
-            return Ok(());
+    /// Why this policy refuses `ip`, or `None` if it may be sent to.
+    fn refuses(&self, ip: IpAddr) -> Option<&'static str> {
+        let reason = refusal_reason(ip)?;
+        let opened = self.allow_private || self.allowlist.iter().any(|n| n.contains(&ip));
+        (!opened).then_some(reason)
+    }
+
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), DestinationError> {
+        match self.refuses(ip) {
+            None => Ok(()),
+            Some(reason) => Err(DestinationError::Refused { ip, reason }),
         }
-        Err(format!(
-            "destination {ip} is a {reason}; only public addresses are allowed"
-        ))
     }
 
     /// The checks that need no network: shape, scheme, credentials, literal addresses.
-    pub fn check_url(&self, raw: &str) -> Result<Url, String> {
+    pub fn check_url(&self, raw: &str) -> Result<Url, DestinationError> {
         if raw.len() > MAX_URL_LEN {
-            return Err(format!("url must be at most {MAX_URL_LEN} characters"));
+            return Err(DestinationError::TooLong);
         }
         if raw.trim() != raw {
-            return Err("url must not have leading or trailing whitespace".into());
+            return Err(DestinationError::Whitespace);
         }
-        let url = Url::parse(raw).map_err(|e| format!("url is not a valid absolute URL ({e})"))?;
+        let url = Url::parse(raw).map_err(DestinationError::Invalid)?;
         match url.scheme() {
             "https" => {}
             "http" if self.allow_http => {}
-            "http" => return Err("url must use https".into()),
-            other => return Err(format!("url scheme {other:?} is not supported; use https")),
+            "http" => return Err(DestinationError::NotHttps),
+            other => return Err(DestinationError::Scheme(other.to_owned())),
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err("url must not contain credentials".into());
+            return Err(DestinationError::Credentials);
         }
-        // The WHATWG parser has already turned decimal, octal and hex IPv4 spellings into addresses.
         match url.host() {
-            None => return Err("url must have a host".into()),
-            Some(Host::Ipv4(ip)) => self.check_ip(ip.into())?,
-            Some(Host::Ipv6(ip)) => self.check_ip(ip.into())?,
+            None => return Err(DestinationError::NoHost),
             Some(Host::Domain(d)) => {
                 let d = d.trim_end_matches('.').to_ascii_lowercase();
                 if (d == "localhost" || d.ends_with(".localhost")) && !self.allow_private {
-                    return Err(format!(
-                        "destination {d} is a loopback name; only public addresses are allowed"
-                    ));
+                    return Err(DestinationError::LoopbackName(d));
                 }
             }
+            Some(_) => self.check_literal(&url)?,
         }
         Ok(url)
     }
 
+    /// The address a URL names literally, checked; a URL naming a host by name passes (its
+    /// addresses are checked when it is resolved).
+    ///
+    /// The send-time half for literals: the connector connects to a literal host without
+    /// asking the resolver, so the resolver's check never sees it. The WHATWG parser has
+    /// already turned decimal, octal, hex and shortened IPv4 spellings into addresses.
+    pub fn check_literal(&self, url: &Url) -> Result<(), DestinationError> {
+        match url.host() {
+            Some(Host::Ipv4(ip)) => self.check_ip(ip.into()),
+            Some(Host::Ipv6(ip)) => self.check_ip(ip.into()),
+            Some(Host::Domain(_)) | None => Ok(()),
+        }
+    }
+
     /// Resolves `host` and keeps only permitted addresses; the caller connects to these.
-    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    pub async fn resolve(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<Vec<SocketAddr>, DestinationError> {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => tokio::net::lookup_host((host, port))
                 .await
-                .map_err(|_| format!("could not resolve host {host}"))?
+                .map_err(|_| DestinationError::Unresolved(host.to_owned()))?
                 .collect(),
         };
         if addrs.is_empty() {
-            return Err(format!("could not resolve host {host}"));
+            return Err(DestinationError::Unresolved(host.to_owned()));
         }
-        let mut refusal = None;
-        let allowed: Vec<SocketAddr> = addrs
-            .into_iter()
-            .filter(|a| match self.check_ip(a.ip()) {
-                Ok(()) => true,
-                Err(e) => {
-                    refusal.get_or_insert(e);
-                    false
-                }
-            })
-            .collect();
         // One refused address refuses the name: a name mixing public and private answers is a
         // rebinding setup, not a real endpoint.
-        match refusal {
-            Some(e) => Err(format!("{host} resolves to a refused address: {e}")),
-            None => Ok(allowed),
+        match addrs
+            .iter()
+            .find_map(|a| Some((a.ip(), self.refuses(a.ip())?)))
+        {
+            Some((ip, reason)) => Err(DestinationError::ResolvesToRefused {
+                host: host.to_owned(),
+                ip,
+                reason,
+            }),
+            None => Ok(addrs),
         }
     }
 
     /// The save-time check: shape, then the resolved addresses if the name resolves now.
-    /// A name that does not resolve yet is accepted; every send checks again.
-    pub async fn check_endpoint_url(&self, raw: &str) -> Result<Url, String> {
+    /// A name that does not resolve yet (or not within [`SAVE_TIME_LOOKUP`]) is accepted;
+    /// every send checks again.
+    pub async fn check_new_endpoint(&self, raw: &str) -> Result<Url, DestinationError> {
         let url = self.check_url(raw)?;
         if self.allow_private {
             // Every address is allowed: nothing a lookup could refuse.
@@ -162,11 +215,19 @@ impl DestinationPolicy {
         }
         if let (Some(Host::Domain(d)), Some(port)) = (url.host(), url.port_or_known_default()) {
             match tokio::time::timeout(SAVE_TIME_LOOKUP, self.resolve(d, port)).await {
-                Ok(Err(e)) if !e.starts_with("could not resolve") => return Err(e),
-                _ => {}
+                Ok(Ok(_)) | Ok(Err(DestinationError::Unresolved(_))) | Err(_) => {}
+                Ok(Err(refused)) => return Err(refused),
             }
         }
         Ok(url)
+    }
+
+    /// [`Self::check_new_endpoint`] with the refusal as its sentence, which is what the API's
+    /// `400` carries (`ApiError::BadRequest` takes text).
+    pub async fn check_endpoint_url(&self, raw: &str) -> Result<Url, String> {
+        self.check_new_endpoint(raw)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -227,7 +288,7 @@ mod tests {
         assert!(HOSTILE.len() >= 25);
         let policy = DestinationPolicy::default();
         for (url, why) in HOSTILE {
-            let err = policy.check_url(url).expect_err(url);
+            let err = policy.check_url(url).expect_err(url).to_string();
             assert!(err.contains(why), "{url}: {err}");
         }
     }
@@ -245,13 +306,13 @@ mod tests {
         }
         assert_eq!(
             cloud.check_url("http://example.com/").expect_err("http"),
-            "url must use https"
+            DestinationError::NotHttps
         );
-        assert!(
+        assert_eq!(
             cloud
                 .check_url("https://user:pw@example.com/")
-                .expect_err("creds")
-                .contains("credentials")
+                .expect_err("creds"),
+            DestinationError::Credentials
         );
         assert!(cloud.check_url("/relative").is_err());
         assert!(cloud.check_url("ftp://example.com/").is_err());
@@ -285,12 +346,15 @@ mod tests {
             .resolve("localhost", 443)
             .await
             .expect_err("loopback");
-        assert!(err.contains("loopback"), "{err}");
+        assert!(
+            matches!(&err, DestinationError::ResolvesToRefused { host, reason: "loopback address", .. } if host == "localhost"),
+            "{err:?}"
+        );
         let err = policy
             .resolve("127.0.0.1", 443)
             .await
             .expect_err("loopback");
-        assert!(err.contains("loopback"), "{err}");
+        assert!(err.to_string().contains("loopback"), "{err}");
         let open = DestinationPolicy {
             allow_private: true,
             ..Default::default()
@@ -299,5 +363,95 @@ mod tests {
             open.resolve("127.0.0.1", 80).await.expect("allowed"),
             vec!["127.0.0.1:80".parse().expect("addr")]
         );
+    }
+
+    /// The sentences are what owners read (API 400s, `last_error`): the same words as when
+    /// they were built as strings.
+    #[test]
+    fn refusals_read_as_sentences() {
+        let cases: [(DestinationError, &str); 6] = [
+            (
+                DestinationError::Refused {
+                    ip: "10.0.0.1".parse().expect("ip"),
+                    reason: "private address",
+                },
+                "destination 10.0.0.1 is a private address; only public addresses are allowed",
+            ),
+            (
+                DestinationError::ResolvesToRefused {
+                    host: "localhost".into(),
+                    ip: "127.0.0.1".parse().expect("ip"),
+                    reason: "loopback address",
+                },
+                "localhost resolves to a refused address: destination 127.0.0.1 is a \
+                 loopback address; only public addresses are allowed",
+            ),
+            (
+                DestinationError::LoopbackName("api.localhost".into()),
+                "destination api.localhost is a loopback name; only public addresses are allowed",
+            ),
+            (
+                DestinationError::Scheme("ftp".into()),
+                "url scheme \"ftp\" is not supported; use https",
+            ),
+            (
+                DestinationError::Unresolved("nowhere.invalid".into()),
+                "could not resolve host nowhere.invalid",
+            ),
+            (
+                DestinationError::TooLong,
+                "url must be at most 2048 characters",
+            ),
+        ];
+        for (e, sentence) in cases {
+            assert_eq!(e.to_string(), sentence);
+        }
+        let e = DestinationPolicy::default()
+            .check_url("https://exa mple.com/")
+            .expect_err("space");
+        assert!(
+            e.to_string()
+                .starts_with("url is not a valid absolute URL ("),
+            "{e}"
+        );
+    }
+
+    /// The send-time check of literal hosts refuses every spelling the save-time check does,
+    /// and passes names (the resolver checks those) and what the policy opens.
+    #[test]
+    fn literal_hosts_are_checked_in_every_spelling() {
+        let strict = DestinationPolicy {
+            allow_http: true,
+            ..Default::default()
+        };
+        for (raw, why) in HOSTILE.iter().filter(|(_, why)| *why != "loopback name") {
+            let url = Url::parse(raw).expect("url");
+            let err = strict.check_literal(&url).expect_err(raw).to_string();
+            assert!(err.contains(why), "{raw}: {err}");
+        }
+        for ok in [
+            "https://8.8.8.8/",
+            "https://[2606:4700::1111]/",
+            "https://localhost/",
+            "https://hooks.example.com/",
+        ] {
+            assert_eq!(
+                strict.check_literal(&Url::parse(ok).expect("url")),
+                Ok(()),
+                "{ok}"
+            );
+        }
+        let peered = DestinationPolicy {
+            allowlist: parse_allowlist("10.1.0.0/16").expect("cidr"),
+            ..Default::default()
+        };
+        let url = |s: &str| Url::parse(s).expect("url");
+        assert_eq!(peered.check_literal(&url("https://10.1.2.3/")), Ok(()));
+        assert!(peered.check_literal(&url("https://10.2.0.1/")).is_err());
+        let open = DestinationPolicy {
+            allow_private: true,
+            ..Default::default()
+        };
+        assert_eq!(open.check_literal(&url("http://127.0.0.1:9/")), Ok(()));
     }
 }
