@@ -47,24 +47,26 @@ export function stackedBars(slots, width, height, gap = 1, scaleMax = null) {
   });
 }
 
-/** An SVG path through the non-null values (a gap breaks the line), scaled to `max`. */
+/**
+ * An SVG path through the non-null values (a gap breaks the line), scaled to `max`. A value
+ * with no neighbour is a short level stroke across its slot, so it still shows.
+ */
 export function linePath(values, width, height, max) {
   const n = values.length;
   if (!n) return '';
   const top = Math.max(1, max ?? Math.max(0, ...values.filter((v) => v !== null)));
   const step = width / n;
+  const y = (v) => (height - (Math.min(v, top) / top) * height).toFixed(1);
+  const known = (i) => i >= 0 && i < n && values[i] !== null && values[i] !== undefined;
   let d = '';
-  let pen = false;
-  values.forEach((v, i) => {
-    if (v === null || v === undefined) {
-      pen = false;
-      return;
+  for (let i = 0; i < n; i++) {
+    if (!known(i)) continue;
+    if (!known(i - 1) && !known(i + 1)) {
+      d += `M${(i * step + step * 0.15).toFixed(1)} ${y(values[i])}L${((i + 1) * step - step * 0.15).toFixed(1)} ${y(values[i])}`;
+      continue;
     }
-    const x = (i + 0.5) * step;
-    const y = height - (Math.min(v, top) / top) * height;
-    d += `${pen ? 'L' : 'M'}${x.toFixed(1)} ${y.toFixed(1)}`;
-    pen = true;
-  });
+    d += `${known(i - 1) ? 'L' : 'M'}${((i + 0.5) * step).toFixed(1)} ${y(values[i])}`;
+  }
   return d;
 }
 

@@ -144,7 +144,7 @@ test('buckets fill a full grid; bars and lines scale', () => {
   assert.equal(bars[1].failed.h, 2.5);
   assert.equal(bars[1].failed.y, 0);
   assert.equal(stackedBars(slots, 40, 10, 0, 8)[1].delivered.h, 3.75);
-  assert.equal(linePath([null, 10, 20, null, 5], 50, 20, 20), 'M15.0 10.0L25.0 0.0M45.0 15.0');
+  assert.equal(linePath([null, 10, 20, null, 5], 50, 20, 20), 'M15.0 10.0L25.0 0.0M41.5 15.0L48.5 15.0');
   assert.deepEqual([niceMax(0), niceMax(3), niceMax(7), niceMax(12), niceMax(1000)], [1, 5, 10, 20, 1000]);
 });
 

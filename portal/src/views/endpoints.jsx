@@ -114,6 +114,7 @@ function EndpointRow({ ep, manage, onChanged }) {
           <ConfirmButton
             label="Delete"
             danger
+            class="secondary"
             question="Delete this endpoint and its delivery history?"
             confirmLabel="Yes, delete"
             onConfirm={async () => {
