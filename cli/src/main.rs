@@ -1,5 +1,6 @@
 //! `capy`: the operator CLI. Mints API keys and serves the whole stack locally.
 
+mod portal;
 mod serve;
 
 use std::net::SocketAddr;

@@ -264,6 +264,10 @@ fn to_http(r: ApiResponse) -> hyper::Response<Full<Bytes>> {
 
 /// What API Gateway does in front of a Lambda: route, cap the body, pass path parameters.
 async fn serve_http(deps: &ApiDeps, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+    let path = req.uri().path();
+    if path == "/portal" || path.starts_with("/portal/") {
+        return crate::portal::serve(req.method(), path);
+    }
     let (route, params) = match api::match_route(req.method(), req.uri().path()) {
         Ok(m) => m,
         Err(RouteMiss::NotFound) => {
