@@ -758,6 +758,68 @@ async fn jwt_attacks_are_refused() {
     }
 }
 
+/// `CLERK_JWKS_URL`: the signing keys come from a JWKS served on loopback. A token signed by
+/// the published key (picked by `kid`) is accepted; one signed by another key is refused,
+/// whether it claims the published `kid` or names one the set does not have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_tokens_verify_against_the_jwks_url() {
+    use capy_tests::jwt::{JwksServer, rsa_jwk, sign_rs256_kid};
+    let good = fixture("clerk-test.private.pem");
+    let wrong = fixture("wrong-key.private.pem");
+    let jwks = JwksServer::start(vec![rsa_jwk(&good, "clerk-test")]).await;
+    let stack = Stack::start_with(
+        StackOptions::default()
+            .set("CLERK_JWKS_URL", &jwks.url)
+            .set("CLERK_ISSUER", ISSUER)
+            .set("CLERK_AUTHORIZED_PARTIES", AZP),
+    )
+    .await;
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({ "sub": "user_1", "iss": ISSUER, "azp": AZP, "iat": now, "nbf": now - 10, "exp": now + 600, "org_id": ORG_A });
+    let path = format!("/v1/organizations/{ORG_A}/webhook-endpoints");
+
+    let valid = sign_rs256_kid(&good, "clerk-test", &claims);
+    let r = api(&stack, "GET", &path, Some(&valid), None).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text, stack.log());
+    assert_eq!(r.json()["webhook_endpoints"], json!([]), "{}", r.text);
+    assert_eq!(
+        jwks.requests(),
+        1,
+        "the set was fetched from CLERK_JWKS_URL"
+    );
+
+    for (name, token) in [
+        (
+            "wrong key claiming the published kid",
+            sign_rs256_kid(&wrong, "clerk-test", &claims),
+        ),
+        (
+            "wrong key under its own kid",
+            sign_rs256_kid(&wrong, "wrong-key", &claims),
+        ),
+        (
+            "right key without a kid",
+            sign(
+                Algorithm::RS256,
+                &EncodingKey::from_rsa_pem(good.as_bytes()).expect("test key"),
+                &claims,
+            ),
+        ),
+    ] {
+        api(&stack, "GET", &path, Some(&token), None)
+            .await
+            .assert_error(401, name);
+    }
+    // The accepted token still is: the refusals did not evict the published key.
+    let r = api(&stack, "GET", &path, Some(&valid), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        jwks.requests(),
+        1,
+        "keys are cached; an unknown kid does not refetch within a minute"
+    );
+}
+
 // --- Hostile inputs -----------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1361,6 +1423,84 @@ async fn ssrf_loopback_allowed_by_the_local_default() {
         .find(|r| r.header("webhook-id") == dlv)
         .expect("received");
     verify_with_official_libraries(&secret, &got).expect("signed");
+}
+
+/// Send time, through the real sender: endpoints stored while private destinations were
+/// allowed (a laxer deployment, or a policy tightened since) are refused at every send once
+/// `capy serve` runs with the strict policy, before anything is connected to, with the reason
+/// in `last_error`. The connector never resolves a literal address, so literals are checked
+/// before connecting; names are checked on their resolved addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssrf_stored_private_destinations_refused_at_send_time() {
+    let receiver = Receiver::start().await;
+    let named = receiver.url.replace("127.0.0.1", "localhost");
+    assert_ne!(named, receiver.url, "the receiver listens on 127.0.0.1");
+    // The local default allows private destinations and plain http: all three are saved.
+    let mut stack = Stack::start().await;
+    let key = stack.mint_key(ORG_A, None);
+    let mut endpoints = vec![];
+    for (url, event_type) in [
+        (receiver.url.clone(), "ssrf.literal"),
+        (named.clone(), "ssrf.named"),
+        ("http://10.0.0.1/hook".to_owned(), "ssrf.private"),
+    ] {
+        let (id, _) = stack
+            .create_endpoint(
+                ORG_A,
+                &key,
+                json!({ "url": url, "event_types": [event_type] }),
+            )
+            .await;
+        endpoints.push((id, event_type));
+    }
+
+    // The same table and queues under the strict policy (plain http still allowed, so the
+    // refusal is the destination's and not the scheme's).
+    stack
+        .env
+        .insert("ALLOW_PRIVATE_DESTINATIONS".into(), "false".into());
+    stack
+        .env
+        .insert("ALLOW_INSECURE_URLS".into(), "true".into());
+    stack.spawn().await;
+
+    let only_public = "only public addresses are allowed";
+    for (endpoint, event_type) in &endpoints {
+        let p = stack
+            .publish(
+                ORG_A,
+                &key,
+                json!({ "event_type": event_type, "payload": {} }),
+            )
+            .await;
+        let ids = p["delivery_ids"].as_array().expect("ids");
+        assert_eq!(ids.len(), 1, "{p}");
+        let dlv = ids[0].as_str().expect("id");
+        let d = stack
+            .settled(ORG_A, &key, endpoint, dlv, Duration::from_secs(30))
+            .await;
+        assert_eq!(d["state"], "failed", "{event_type}: {d}");
+        assert_eq!(d["attempts"], 3, "{event_type}: every attempt refused: {d}");
+        let error = d["last_error"].as_str().expect("last_error");
+        match *event_type {
+            "ssrf.literal" => assert_eq!(
+                error,
+                format!("destination 127.0.0.1 is a loopback address; {only_public}"),
+                "{d}"
+            ),
+            "ssrf.private" => assert_eq!(
+                error,
+                format!("destination 10.0.0.1 is a private address; {only_public}"),
+                "{d}"
+            ),
+            _ => assert!(
+                error.starts_with("localhost resolves to a refused address: destination ")
+                    && error.ends_with(&format!("is a loopback address; {only_public}")),
+                "{d}"
+            ),
+        }
+    }
+    assert_eq!(receiver.count(), 0, "nothing reached the receiver");
 }
 
 // --- Secrets at rest ----------------------------------------------------------------------
