@@ -636,7 +636,7 @@ async fn a_failed_delivery_can_be_retried_by_hand() {
 
 #[tokio::test]
 async fn endpoints_deleted_disabled_or_gone_fail_their_deliveries_with_the_reason() {
-    let stack = Stack::start().await;
+    let mut stack = Stack::start().await;
     let key = stack.mint_key("org_gone", None);
     let gone = Receiver::scripted(vec![], Reply::Status(410)).await;
     let (endpoint, _) = stack
@@ -701,15 +701,19 @@ async fn endpoints_deleted_disabled_or_gone_fail_their_deliveries_with_the_reaso
         "delivered"
     );
 
-    // Deleted between publish and send: the consumer finds no endpoint.
-    let slow = Receiver::scripted(vec![], Reply::Status(200)).await;
+    // Deleted between publish and send: the consumer finds no endpoint. `capy serve` runs
+    // without delivery consumers (CAPY_POLLERS=0) from publish to delete, so the message
+    // waits on the queue and the send cannot win the race.
+    let receiver = Receiver::start().await;
     let (doomed, _) = stack
         .create_endpoint(
             "org_gone",
             &key,
-            json!({"url": slow.url, "event_types": ["d.*"]}),
+            json!({"url": receiver.url, "event_types": ["d.*"]}),
         )
         .await;
+    stack.env.insert("CAPY_POLLERS".into(), "0".into());
+    stack.spawn().await;
     let dlv = ids(&stack
         .publish(
             "org_gone",
@@ -719,8 +723,9 @@ async fn endpoints_deleted_disabled_or_gone_fail_their_deliveries_with_the_reaso
         .await)
     .remove(0);
     let dir = org_path("org_gone", &format!("/webhook-endpoints/{doomed}"));
-    let raced = stack.call("DELETE", &dir, Some(&key), None).await.0;
-    assert_eq!(raced, 200);
+    assert_eq!(stack.call("DELETE", &dir, Some(&key), None).await.0, 200);
+    stack.env.remove("CAPY_POLLERS");
+    stack.spawn().await;
     // The delivery's history outlives the endpoint in storage; read it straight from the table.
     let table = capy_shared::dynamo::Table::new(stack.dynamo(), stack.table.clone());
     let final_state = eventually(SETTLE, "the orphaned delivery to settle", || async {
@@ -735,9 +740,10 @@ async fn endpoints_deleted_disabled_or_gone_fail_their_deliveries_with_the_reaso
         d.state.is_terminal().then_some(d)
     })
     .await;
-    if slow.count() == 0 {
-        assert_eq!(final_state.last_error.as_deref(), Some("endpoint deleted"));
-    }
+    assert_eq!(final_state.state, capy_shared::model::DeliveryState::Failed);
+    assert_eq!(final_state.last_error.as_deref(), Some("endpoint deleted"));
+    assert_eq!(final_state.attempts, 0, "nothing was sent");
+    assert_eq!(receiver.count(), 0);
 }
 
 #[tokio::test]
