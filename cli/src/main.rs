@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use capy_shared::auth::mint_api_key;
 use capy_shared::config::{self, Settings};
-use capy_shared::ids::is_valid_org_id;
+use capy_shared::domain::ids::is_valid_org_id;
 use capy_shared::ports::ApiKeyStore;
 use clap::{Parser, Subcommand};
 
@@ -115,7 +115,7 @@ async fn revoke_key(key: Option<String>) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .ok_or("no such API key")?;
     if record.revoked_at.is_none() {
-        record.revoked_at = Some(capy_shared::time::now());
+        record.revoked_at = Some(capy_shared::domain::time::now());
         table.put(&record).await.map_err(|e| e.to_string())?;
     }
     eprintln!("revoked the key of organization {}", record.organization_id);

@@ -14,15 +14,16 @@ use aws_sdk_sqs::types::{
 };
 use base64::Engine;
 use bytes::Bytes;
+use capy_shared::adapters::sqs::SqsQueue;
 use capy_shared::api::{
-    self, ApiDeps, ApiRequest, ApiResponse, ApiSettings, RouteMiss, error::ApiError,
-    input::MAX_BODY_BYTES,
+    self, ApiRequest, ApiResponse, RouteMiss, error::ApiError, input::MAX_BODY_BYTES,
 };
 use capy_shared::auth::mint_api_key;
 use capy_shared::config::{self, SecretsKey, Settings};
-use capy_shared::delivery::{self, ConsumerDeps, DeadLetterDeps, SweeperDeps};
+use capy_shared::consumers;
 use capy_shared::ports::ApiKeyStore;
-use capy_shared::sqs::SqsQueue;
+use capy_shared::services::Deps;
+use capy_shared::wiring::{self, Requires};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -32,7 +33,7 @@ fn env_duration(name: &str, default: &str) -> Result<Duration, String> {
         .ok()
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| default.into());
-    capy_shared::time::parse_duration(&v).map_err(|e| format!("{name}: {e}"))
+    capy_shared::domain::time::parse_duration(&v).map_err(|e| format!("{name}: {e}"))
 }
 
 fn env_or(name: &str, default: &str) -> String {
@@ -67,20 +68,20 @@ fn local_secrets_key(settings: &mut Settings) -> Result<(), String> {
 mod rand_key {
     /// 32 random bytes from the OS, via the secret generator's source.
     pub fn fill() -> Vec<u8> {
-        capy_shared::signing::SigningSecret::generate()
+        capy_shared::domain::signing::SigningSecret::generate()
             .as_bytes()
             .to_vec()
     }
 }
 
-struct Queues {
-    deliveries: SqsQueue,
+/// A queue and its dead-letter queue.
+struct QueuePair {
+    main: SqsQueue,
     dead_letters: SqsQueue,
 }
 
-/// Creates the delivery queue and its DLQ (redrive after MAX_RECEIVE_COUNT) unless they exist.
-async fn ensure_queues(client: &aws_sdk_sqs::Client) -> Result<Queues, String> {
-    let name = env_or("CAPY_QUEUE_NAME", "capy-deliveries");
+/// Creates a queue and its DLQ (redrive after MAX_RECEIVE_COUNT) unless they exist.
+async fn ensure_queue_pair(client: &aws_sdk_sqs::Client, name: &str) -> Result<QueuePair, String> {
     let visibility = env_duration("QUEUE_VISIBILITY_TIMEOUT", "60s")?;
     let max_receives: u32 = env_or("MAX_RECEIVE_COUNT", "20")
         .parse()
@@ -112,7 +113,7 @@ async fn ensure_queues(client: &aws_sdk_sqs::Client) -> Result<Queues, String> {
             .to_string();
     let url = client
         .create_queue()
-        .queue_name(&name)
+        .queue_name(name)
         .attributes(
             QueueAttributeName::VisibilityTimeout,
             visibility.as_secs().to_string(),
@@ -123,10 +124,26 @@ async fn ensure_queues(client: &aws_sdk_sqs::Client) -> Result<Queues, String> {
         .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?
         .queue_url
         .ok_or("no queue url")?;
-    Ok(Queues {
-        deliveries: SqsQueue::new(client.clone(), url),
+    Ok(QueuePair {
+        main: SqsQueue::new(client.clone(), url),
         dead_letters: SqsQueue::new(client.clone(), dlq),
     })
+}
+
+/// The queue pair named by a URL setting, or one created under `name`.
+async fn queue_pair(
+    sqs: &aws_sdk_sqs::Client,
+    url: &Option<String>,
+    dlq_setting: &str,
+    name: &str,
+) -> Result<QueuePair, String> {
+    match url {
+        Some(url) => Ok(QueuePair {
+            main: SqsQueue::new(sqs.clone(), url.clone()),
+            dead_letters: SqsQueue::new(sqs.clone(), env_or(dlq_setting, &format!("{url}-dlq"))),
+        }),
+        None => ensure_queue_pair(sqs, name).await,
+    }
 }
 
 pub async fn run(addr: SocketAddr, dev_key_org: Option<String>) -> Result<(), String> {
@@ -146,47 +163,33 @@ pub async fn run(addr: SocketAddr, dev_key_org: Option<String>) -> Result<(), St
         .await
         .map_err(|e| format!("table {}: {e}", settings.table_name))?;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let queues = match &settings.delivery_queue_url {
-        Some(url) => Queues {
-            deliveries: SqsQueue::new(sqs.clone(), url.clone()),
-            dead_letters: SqsQueue::new(
-                sqs.clone(),
-                env_or("DEAD_LETTER_QUEUE_URL", &format!("{url}-dlq")),
-            ),
-        },
-        None => ensure_queues(&sqs).await?,
-    };
-    let cipher = config::cipher(&settings, &sdk)?;
-    let api_deps = Arc::new(ApiDeps {
-        auth: config::authenticator(&settings, &table)?,
-        endpoints: Arc::new(table.clone()),
-        deliveries: Arc::new(table.clone()),
-        idempotency: Arc::new(table.clone()),
-        queue: Arc::new(queues.deliveries.clone()),
-        cipher: cipher.clone(),
-        settings: ApiSettings {
-            destinations: settings.destinations.clone(),
-            rotation_grace: settings.rotation_grace,
-            retry: settings.retry.clone(),
-        },
-    });
-    let consumer = Arc::new(ConsumerDeps {
-        reader: Arc::new(table.clone()),
-        endpoints: Arc::new(table.clone()),
-        deliveries: Arc::new(table.clone()),
-        cipher,
-        visibility: Arc::new(queues.deliveries.clone()),
-        sender: config::sender(&settings),
-        retry: settings.retry.clone(),
-    });
-    let dead = Arc::new(DeadLetterDeps {
-        deliveries: Arc::new(table.clone()),
-    });
-    let sweeper = Arc::new(SweeperDeps {
-        deliveries: Arc::new(table.clone()),
-        queue: Arc::new(queues.deliveries.clone()),
-        grace: env_duration("SWEEP_GRACE", "15m")?,
-    });
+    let name = env_or("CAPY_QUEUE_NAME", "capy-deliveries");
+    let deliveries = queue_pair(
+        &sqs,
+        &settings.delivery_queue_url,
+        "DEAD_LETTER_QUEUE_URL",
+        &name,
+    )
+    .await?;
+    let fan_outs = queue_pair(
+        &sqs,
+        &settings.fan_out_queue_url,
+        "FAN_OUT_DEAD_LETTER_QUEUE_URL",
+        &format!("{name}-fanout"),
+    )
+    .await?;
+    settings.delivery_queue_url = Some(deliveries.main.url.clone());
+    settings.fan_out_queue_url = Some(fan_outs.main.url.clone());
+    let deps = Arc::new(
+        wiring::aws(
+            &settings,
+            Requires {
+                delivery_queue: true,
+                fan_out_queue: true,
+            },
+        )
+        .await?,
+    );
 
     if let Some(org) = dev_key_org {
         let minted = mint_api_key(&org, None);
@@ -206,23 +209,34 @@ pub async fn run(addr: SocketAddr, dev_key_org: Option<String>) -> Result<(), St
         .map_err(|_| "CAPY_POLLERS must be a number")?;
     let wait = env_duration("CAPY_POLL_WAIT", "2s")?;
     for _ in 0..pollers {
-        let (c, q) = (consumer.clone(), queues.deliveries.clone());
-        tokio::spawn(poll(q, wait, move |e| {
-            let c = c.clone();
-            async move { delivery::deliver_batch(&c, e).await }
+        let d = deps.clone();
+        tokio::spawn(poll(deliveries.main.clone(), wait, move |e| {
+            let d = d.clone();
+            async move { consumers::deliver::deliver_batch(&d, e).await }
         }));
     }
-    let d = dead.clone();
-    tokio::spawn(poll(queues.dead_letters.clone(), wait, move |e| {
+    let d = deps.clone();
+    tokio::spawn(poll(fan_outs.main.clone(), wait, move |e| {
         let d = d.clone();
-        async move { delivery::dead_letter_batch(&d, e).await }
+        async move { consumers::fan_out::fan_out_batch(&d, e).await }
     }));
+    for dlq in [
+        deliveries.dead_letters.clone(),
+        fan_outs.dead_letters.clone(),
+    ] {
+        let d = deps.clone();
+        tokio::spawn(poll(dlq, wait, move |e| {
+            let d = d.clone();
+            async move { consumers::dead_letter::dead_letter_batch(&d, e).await }
+        }));
+    }
     let sweep_every = env_duration("SWEEP_INTERVAL", "60s")?;
+    let d = deps.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(sweep_every);
         loop {
             tick.tick().await;
-            if let Err(e) = delivery::sweep(&sweeper).await {
+            if let Err(e) = consumers::sweeper::sweep(&d).await {
                 tracing::warn!(error = %e, "sweep failed");
             }
         }
@@ -231,13 +245,13 @@ pub async fn run(addr: SocketAddr, dev_key_org: Option<String>) -> Result<(), St
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("bind {addr}: {e}"))?;
-    tracing::info!(%addr, table = %settings.table_name, queue = %queues.deliveries.url, "capy serve listening");
+    tracing::info!(%addr, table = %settings.table_name, queue = %deliveries.main.url, "capy serve listening");
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => accepted.map_err(|e| e.to_string())?,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
-        let deps = api_deps.clone();
+        let deps = deps.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let deps = deps.clone();
@@ -251,9 +265,13 @@ pub async fn run(addr: SocketAddr, dev_key_org: Option<String>) -> Result<(), St
 }
 
 fn to_http(r: ApiResponse) -> hyper::Response<Full<Bytes>> {
-    hyper::Response::builder()
+    let mut builder = hyper::Response::builder()
         .status(r.status)
-        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CONTENT_TYPE, "application/json");
+    for (name, value) in &r.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    builder
         .body(Full::new(Bytes::from(r.body.to_string())))
         .unwrap_or_else(|_| {
             hyper::Response::new(Full::new(Bytes::from_static(
@@ -263,7 +281,7 @@ fn to_http(r: ApiResponse) -> hyper::Response<Full<Bytes>> {
 }
 
 /// What API Gateway does in front of a Lambda: route, cap the body, pass path parameters.
-async fn serve_http(deps: &ApiDeps, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+async fn serve_http(deps: &Deps, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
     let path = req.uri().path();
     if path == "/portal" || path.starts_with("/portal/") {
         return crate::portal::serve(req.method(), path);

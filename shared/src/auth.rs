@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::RwLock;
 
-use crate::model::ApiKeyRecord;
+use crate::domain::api_key::ApiKeyRecord;
 use crate::ports::{ApiKeyStore, StoreError};
 
 pub const API_KEY_PREFIX: &str = "capy_live_";
@@ -43,7 +43,7 @@ pub fn mint_api_key(organization_id: &str, project_id: Option<&str>) -> NewApiKe
             key_hash: hash_api_key(&key),
             organization_id: organization_id.to_owned(),
             project_id: project_id.map(str::to_owned),
-            created_at: crate::time::now(),
+            created_at: crate::domain::time::now(),
             revoked_at: None,
         },
         key,
@@ -341,7 +341,7 @@ impl Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::MemoryApiKeys;
+    use crate::adapters::memory::MemoryApiKeys;
 
     #[tokio::test]
     async fn a_configured_issuer_is_required() {
@@ -356,7 +356,7 @@ mod tests {
             .expect("settings")
             .expect("verifier");
         let key = jsonwebtoken::EncodingKey::from_rsa_pem(private.as_bytes()).expect("key");
-        let exp = crate::time::now().timestamp() + 600;
+        let exp = crate::domain::time::now().timestamp() + 600;
         let token = |claims: serde_json::Value| {
             jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::RS256), &claims, &key)
                 .expect("sign")
@@ -416,7 +416,7 @@ mod tests {
         ));
 
         let mut revoked = org_key.record.clone();
-        revoked.revoked_at = Some(crate::time::now());
+        revoked.revoked_at = Some(crate::domain::time::now());
         store.put(&revoked).await.expect("put");
         assert!(matches!(
             auth.authorize(Some(&bearer(&org_key.key)), "org_a").await,

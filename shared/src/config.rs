@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::adapters::dynamo::{DEFAULT_RETENTION, Table};
+use crate::adapters::secrets::{KmsCipher, LocalCipher};
+use crate::adapters::sqs::SqsQueue;
 use crate::auth::{Authenticator, JwtSettings, JwtVerifier};
-use crate::dynamo::Table;
+use crate::domain::retry::RetryPolicy;
 use crate::http::Sender;
-use crate::retry::RetryPolicy;
-use crate::secrets::{KmsCipher, LocalCipher, SecretCipher};
-use crate::sqs::SqsQueue;
+use crate::ports::SecretCipher;
 use crate::ssrf::{DestinationPolicy, parse_allowlist};
 
 #[derive(Debug, Clone)]
@@ -27,6 +28,23 @@ pub struct Settings {
     pub jwt: JwtSettings,
     pub destinations: DestinationPolicy,
     pub secrets: Option<SecretsKey>,
+    /// The fan-out consumer's queue (`FAN_OUT_QUEUE_URL`).
+    pub fan_out_queue_url: Option<String>,
+    /// How long events and deliveries are kept (`RETENTION`, default 30 days).
+    pub retention: Duration,
+    /// Retry waits longer than this are parked in DynamoDB for the sweeper instead of held
+    /// in flight on the queue (`PARK_AFTER`, default 15 min, SQS's `DelaySeconds` cap).
+    pub park_after: Duration,
+    /// How long a message sent outside a consumer (retry, replay, resend) may take before
+    /// the sweeper sends it again (`SWEEP_GRACE`, default 15 min).
+    pub sweep_grace: Duration,
+}
+
+fn duration_var(name: &str, default: Duration) -> Result<Duration, String> {
+    match var(name) {
+        Some(s) => crate::domain::time::parse_duration(&s).map_err(|e| format!("{name}: {e}")),
+        None => Ok(default),
+    }
 }
 
 fn var(name: &str) -> Option<String> {
@@ -55,14 +73,14 @@ impl Settings {
         };
         let retry = match var("RETRY_MIN_BACKOFF") {
             Some(s) => retry.with_min_backoff(
-                crate::time::parse_duration(&s).map_err(|e| format!("RETRY_MIN_BACKOFF: {e}"))?,
+                crate::domain::time::parse_duration(&s)
+                    .map_err(|e| format!("RETRY_MIN_BACKOFF: {e}"))?,
             ),
             None => retry,
         };
         let rotation_grace = match var("ROTATION_GRACE") {
-            Some(s) => {
-                crate::time::parse_duration(&s).map_err(|e| format!("ROTATION_GRACE: {e}"))?
-            }
+            Some(s) => crate::domain::time::parse_duration(&s)
+                .map_err(|e| format!("ROTATION_GRACE: {e}"))?,
             None => Duration::from_secs(24 * 3600),
         };
         let jwt = JwtSettings {
@@ -100,7 +118,17 @@ impl Settings {
             jwt,
             destinations,
             secrets,
+            fan_out_queue_url: var("FAN_OUT_QUEUE_URL"),
+            retention: duration_var("RETENTION", DEFAULT_RETENTION)?,
+            park_after: duration_var("PARK_AFTER", Duration::from_secs(15 * 60))?,
+            sweep_grace: duration_var("SWEEP_GRACE", Duration::from_secs(15 * 60))?,
         })
+    }
+
+    pub fn fan_out_queue_url(&self) -> Result<&str, String> {
+        self.fan_out_queue_url
+            .as_deref()
+            .ok_or_else(|| "FAN_OUT_QUEUE_URL is not set".to_string())
     }
 
     pub fn queue_url(&self) -> Result<&str, String> {
@@ -256,6 +284,14 @@ pub fn table(settings: &Settings, sdk: &aws_config::SdkConfig) -> Table {
         aws_sdk_dynamodb::Client::new(sdk),
         settings.table_name.clone(),
     )
+    .with_retention(settings.retention)
+}
+
+pub fn fan_out_queue(settings: &Settings, sdk: &aws_config::SdkConfig) -> Result<SqsQueue, String> {
+    Ok(SqsQueue::new(
+        aws_sdk_sqs::Client::new(sdk),
+        settings.fan_out_queue_url()?,
+    ))
 }
 
 pub fn queue(settings: &Settings, sdk: &aws_config::SdkConfig) -> Result<SqsQueue, String> {

@@ -19,7 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::TokioExecutor;
 
-use crate::retry::{FailureKind, parse_retry_after};
+use crate::domain::retry::{FailureKind, parse_retry_after};
 use crate::ssrf::{DestinationError, DestinationPolicy};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

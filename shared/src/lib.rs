@@ -1,19 +1,23 @@
 //! Capy Webhooks: the library every Lambda, the local server and the tests share.
+//!
+//! | module | holds |
+//! |---|---|
+//! | `domain` | records and rules as pure data and functions (ids, time, retry, signing, health, subscriptions) |
+//! | `ports` | one trait per capability the services need |
+//! | `adapters` | the ports on DynamoDB, SQS and KMS, and their in-memory twins |
+//! | `services` | the use cases: publish, fan-out, endpoint changes, retries |
+//! | `api` | the HTTP routes: one file per resource, one error mapping, one view mapping |
+//! | `consumers` | the queue and schedule handlers |
+//! | `auth`, `http`, `ssrf`, `config`, `wiring` | credentials; outbound sends; destination policy; settings; building `Deps` |
 
+pub mod adapters;
 pub mod api;
 pub mod auth;
 pub mod config;
-pub mod delivery;
-pub mod dynamo;
-pub mod health;
+pub mod consumers;
+pub mod domain;
 pub mod http;
-pub mod ids;
-pub mod memory;
-pub mod model;
 pub mod ports;
-pub mod retry;
-pub mod secrets;
-pub mod signing;
-pub mod sqs;
+pub mod services;
 pub mod ssrf;
-pub mod time;
+pub mod wiring;

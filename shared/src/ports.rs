@@ -1,23 +1,41 @@
-//! The ports: one trait per capability, each with a DynamoDB/SQS adapter and an in-memory twin.
+//! The ports: one trait per capability, each with a DynamoDB/SQS/KMS adapter
+//! (`adapters::{dynamo, sqs, secrets}`) and an in-memory twin (`adapters::memory`). The
+//! conformance suite (`tests/tests/conformance.rs`) runs the same cases on both.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{DeliveryId, EndpointId, EventId};
-use crate::model::{ApiKeyRecord, Delivery, DeliveryMessage, DeliveryState, Endpoint};
-use crate::time::{self, Timestamp};
+use crate::domain::api_key::ApiKeyRecord;
+use crate::domain::delivery::{Delivery, DeliveryMessage, DeliveryState, Expected};
+use crate::domain::endpoint::{Endpoint, Outcome, SealedSecret};
+use crate::domain::event::{Event, FanOutMessage, FanOutPage};
+use crate::domain::ids::{DeliveryId, EndpointId, EventId};
+use crate::domain::signing::SigningSecret;
+use crate::domain::time::{self, Timestamp};
 
+/// Why a store call failed. Whether a retry can help is part of the type.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A conditional write lost: the record changed (or vanished) since it was read.
+    /// A conditional write lost: the record changed (or vanished, or already exists).
     #[error("the record changed concurrently")]
     Conflict,
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
+    /// Throttling, a timeout, a 5xx: the same call may succeed later.
+    #[error("storage backend unavailable: {0}")]
+    Transient(String),
+    /// A fault a retry will not fix (a bad request, a missing table, no permission).
     #[error("storage backend: {0}")]
     Backend(String),
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Transient(_))
+    }
 }
 
 #[async_trait]
@@ -25,9 +43,17 @@ pub trait EndpointStore: Send + Sync {
     /// Fails with `Conflict` if the id exists.
     async fn create(&self, e: &Endpoint) -> Result<(), StoreError>;
     async fn get(&self, org: &str, id: EndpointId) -> Result<Option<Endpoint>, StoreError>;
-    async fn list(&self, org: &str) -> Result<Vec<Endpoint>, StoreError>;
-    /// Writes the owner-controlled fields (not the delivery stats), if the endpoint still exists
-    /// and its `updated_at` is still `expected_updated_at`.
+    /// Up to `limit` endpoints in id order, after `after`; the cursor is `Some` when more
+    /// may follow.
+    async fn page(
+        &self,
+        org: &str,
+        after: Option<EndpointId>,
+        limit: usize,
+    ) -> Result<(Vec<Endpoint>, Option<EndpointId>), StoreError>;
+    /// Writes the owner-controlled fields (url, description, event types, activity, secrets),
+    /// never the delivery stats, if the endpoint still exists and its `updated_at` is still
+    /// `expected_updated_at`.
     async fn save_settings(
         &self,
         e: &Endpoint,
@@ -35,6 +61,7 @@ pub trait EndpointStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Returns whether it existed.
     async fn delete(&self, org: &str, id: EndpointId) -> Result<bool, StoreError>;
+    /// Applies an attempt's outcome to the counters; nothing if the endpoint is gone.
     async fn record_outcome(
         &self,
         org: &str,
@@ -43,18 +70,21 @@ pub trait EndpointStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
-/// What one attempt means for the endpoint's health counters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Failure {
-        at: Timestamp,
-    },
-    /// Sent only when a failure streak was open: a healthy endpoint costs no write.
-    RecoveredAfterFailures,
-    Disable {
-        reason: String,
-        at: Timestamp,
-    },
+/// Every endpoint of an organization, in id order.
+pub async fn all_endpoints(
+    store: &dyn EndpointStore,
+    org: &str,
+) -> Result<Vec<Endpoint>, StoreError> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, next) = store.page(org, after, 500).await?;
+        out.extend(page);
+        match next {
+            Some(n) => after = Some(n),
+            None => return Ok(out),
+        }
+    }
 }
 
 /// A page of deliveries, newest first.
@@ -82,15 +112,26 @@ impl DeliveryPage {
     }
 }
 
+/// What the sweeper finds: a delivery whose message is due (or overdue) by `sweep_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepEntry {
+    pub message: DeliveryMessage,
+    pub sweep_at: Timestamp,
+}
+
 #[async_trait]
 pub trait DeliveryLog: Send + Sync {
-    /// Writes new pending deliveries (batched).
-    async fn insert_many(&self, deliveries: &[Delivery]) -> Result<(), StoreError>;
     async fn get(
         &self,
         endpoint: EndpointId,
         id: DeliveryId,
     ) -> Result<Option<Delivery>, StoreError>;
+    /// The stored deliveries among `keys` (endpoint, delivery), in any order.
+    async fn get_many(
+        &self,
+        keys: &[(EndpointId, DeliveryId)],
+    ) -> Result<Vec<Delivery>, StoreError>;
+    /// Newest first across the endpoint's shards; `after` is the last id of the page before.
     async fn list(
         &self,
         endpoint: EndpointId,
@@ -98,29 +139,76 @@ pub trait DeliveryLog: Send + Sync {
         after: Option<DeliveryId>,
         state: Option<DeliveryState>,
     ) -> Result<DeliveryPage, StoreError>;
-    /// Writes the mutable fields of `d` if the stored copy still has `expected_attempts`
-    /// attempts and is still in `expected_state`; `Conflict` otherwise.
-    async fn save_progress(
+    /// Every delivery of the endpoint created in `[since, until]`, newest first.
+    async fn range(
         &self,
-        d: &Delivery,
-        expected_attempts: u32,
-        expected_state: DeliveryState,
-    ) -> Result<(), StoreError>;
-    /// Pending deliveries whose next attempt was due before `due_before` (the sweeper's view).
-    async fn overdue(
+        endpoint: EndpointId,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    /// Writes `d` if the stored copy is as `expected`; `Conflict` otherwise.
+    async fn save(&self, d: &Delivery, expected: Expected) -> Result<(), StoreError>;
+    /// Pending deliveries whose `sweep_at` is before `due_before` (the sweeper's view).
+    async fn due_for_sweep(
         &self,
         due_before: Timestamp,
         limit: usize,
-    ) -> Result<Vec<DeliveryMessage>, StoreError>;
+    ) -> Result<Vec<SweepEntry>, StoreError>;
+    /// Moves a swept delivery's `sweep_at` from `from` to `to`, if nobody changed it since.
+    async fn reschedule_sweep(&self, entry: &SweepEntry, to: Timestamp) -> Result<(), StoreError>;
 }
 
-/// The consumer's one read per message: the delivery and its endpoint together.
+/// What a consumer batch reads in one go: its deliveries, their endpoints and events.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub deliveries: HashMap<DeliveryId, Delivery>,
+    pub endpoints: HashMap<EndpointId, Endpoint>,
+    pub events: HashMap<EventId, Event>,
+}
+
+/// The consumer's one read per batch (strongly consistent: a stale read could drop a retry).
 #[async_trait]
 pub trait DeliveryReader: Send + Sync {
-    async fn load(
+    async fn load(&self, msgs: &[DeliveryMessage]) -> Result<Loaded, StoreError>;
+}
+
+/// One page of the events log.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub limit: usize,
+    pub after: Option<EventId>,
+    /// Exact type, or a prefix wildcard (`invoice.*`).
+    pub event_type: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Fails with `Conflict` if the id exists.
+    async fn create(&self, e: &Event) -> Result<(), StoreError>;
+    async fn get(&self, org: &str, id: EventId) -> Result<Option<Event>, StoreError>;
+    /// Newest first, only events still within retention; the id is the next cursor.
+    async fn list(
         &self,
-        msg: &DeliveryMessage,
-    ) -> Result<(Option<Delivery>, Option<Endpoint>), StoreError>;
+        org: &str,
+        q: &EventQuery,
+    ) -> Result<(Vec<Event>, Option<EventId>), StoreError>;
+    /// Records a fan-out page; `Conflict` if that page was already written.
+    async fn put_page(&self, page: &FanOutPage) -> Result<(), StoreError>;
+    /// Every page of an event's fan-out, in page order.
+    async fn pages(&self, event: EventId) -> Result<Vec<FanOutPage>, StoreError>;
+    /// Marks the fan-out done with its endpoint count.
+    async fn finish_fan_out(
+        &self,
+        org: &str,
+        id: EventId,
+        endpoints: u32,
+    ) -> Result<(), StoreError>;
+    /// Adds an endpoint to an event's recipients outside its fan-out (resend, test).
+    async fn add_recipient(&self, event: EventId, endpoint: EndpointId) -> Result<(), StoreError>;
+    /// Endpoints added by [`EventStore::add_recipient`].
+    async fn extra_recipients(&self, event: EventId) -> Result<Vec<EndpointId>, StoreError>;
 }
 
 #[async_trait]
@@ -129,14 +217,11 @@ pub trait ApiKeyStore: Send + Sync {
     async fn put(&self, record: &ApiKeyRecord) -> Result<(), StoreError>;
 }
 
-/// The first answer to a publish, kept under its idempotency key.
+/// The first publish under an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishRecord {
     pub request_hash: String,
     pub event_id: EventId,
-    pub delivery_ids: Vec<DeliveryId>,
-    /// False until the deliveries are written and enqueued.
-    pub committed: bool,
     #[serde(with = "time::rfc3339")]
     pub created_at: Timestamp,
 }
@@ -149,7 +234,8 @@ pub enum Claim {
 
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Claims `key` for `ttl` unless a live claim exists, which is returned instead.
+    /// Claims `key` for `ttl` unless a live claim exists (one younger than its TTL), which
+    /// is returned instead.
     async fn claim(
         &self,
         org: &str,
@@ -157,14 +243,32 @@ pub trait IdempotencyStore: Send + Sync {
         record: &PublishRecord,
         ttl: Duration,
     ) -> Result<Claim, StoreError>;
-    async fn commit(&self, org: &str, key: &str) -> Result<(), StoreError>;
-    /// Drops an abandoned, uncommitted claim so the request can run again.
+    /// Drops an abandoned claim (its event was never written) so the request can run again.
     async fn release(&self, org: &str, key: &str, event_id: EventId) -> Result<(), StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("queue: {0}")]
-pub struct QueueError(pub String);
+#[error("queue: {message}")]
+pub struct QueueError {
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl QueueError {
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
 
 #[async_trait]
 pub trait DeliveryQueue: Send + Sync {
@@ -173,7 +277,36 @@ pub trait DeliveryQueue: Send + Sync {
 }
 
 #[async_trait]
+pub trait FanOutQueue: Send + Sync {
+    async fn request_fan_out(&self, message: &FanOutMessage) -> Result<(), QueueError>;
+}
+
+#[async_trait]
 pub trait VisibilityControl: Send + Sync {
-    /// Hides a received message for `delay`, the retry mechanism.
+    /// Hides a received message for `delay`: the short-retry timer.
     async fn postpone(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CipherError {
+    #[error("sealed secret is malformed")]
+    Malformed,
+    #[error("sealed secret failed authentication")]
+    Tampered,
+    #[error("KMS: {0}")]
+    Kms(String),
+}
+
+#[async_trait]
+pub trait SecretCipher: Send + Sync {
+    async fn seal(
+        &self,
+        secret: &SigningSecret,
+        context: &str,
+    ) -> Result<SealedSecret, CipherError>;
+    async fn open(
+        &self,
+        sealed: &SealedSecret,
+        context: &str,
+    ) -> Result<SigningSecret, CipherError>;
 }

@@ -160,16 +160,37 @@ pub fn query_params(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Does an endpoint subscribed to `patterns` receive `event_type`? Empty = everything;
-/// `*` = everything; `invoice.*` = any type under `invoice.`; otherwise exact.
-pub fn subscribed(patterns: &[String], event_type: &str) -> bool {
-    patterns.is_empty()
-        || patterns.iter().any(|p| {
-            p == "*"
-                || p == event_type
-                || p.strip_suffix('*')
-                    .is_some_and(|prefix| prefix.ends_with('.') && event_type.starts_with(prefix))
+/// `limit`: 1 to 250.
+pub fn parse_limit(v: &str) -> Result<usize, ApiError> {
+    v.parse()
+        .ok()
+        .filter(|n| (1..=250).contains(n))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!("limit must be an integer from 1 to 250, not {v:?}"))
         })
+}
+
+/// A cursor this API returned: the base64url of the last id of the page before.
+pub fn parse_cursor<T: std::str::FromStr>(v: &str) -> Result<T, ApiError> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(v.as_bytes())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.parse::<T>().ok())
+        .ok_or_else(|| ApiError::BadRequest("cursor is not one this API returned".into()))
+}
+
+pub fn cursor_of(id: impl std::fmt::Display) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_string())
+}
+
+/// An RFC 3339 time (`since`, `until`).
+pub fn parse_time(name: &str, v: &str) -> Result<crate::domain::time::Timestamp, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| ApiError::BadRequest(format!("{name} must be an RFC 3339 time, not {v:?}")))
 }
 
 #[cfg(test)]
@@ -177,23 +198,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subscription_patterns() {
-        let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(subscribed(&[], "invoice.paid"));
-        assert!(subscribed(&p(&["*"]), "x"));
-        assert!(subscribed(&p(&["invoice.*"]), "invoice.paid"));
-        assert!(subscribed(&p(&["invoice.*"]), "invoice.line.added"));
-        assert!(!subscribed(&p(&["invoice.*"]), "invoice"));
-        assert!(!subscribed(&p(&["invoice.*"]), "invoices.paid"));
-        assert!(subscribed(
-            &p(&["user.created", "invoice.paid"]),
-            "invoice.paid"
-        ));
-        assert!(!subscribed(&p(&["invoice.paid"]), "invoice.paid.late"));
-    }
-
-    #[test]
     fn strict_bodies() {
+        assert_eq!(parse_limit("250").expect("ok"), 250);
+        assert!(
+            parse_limit("0").is_err() && parse_limit("251").is_err() && parse_limit("x").is_err()
+        );
+        assert!(parse_time("since", "2026-01-02T03:04:05Z").is_ok());
+        assert!(parse_time("since", "yesterday").is_err());
+        let id = crate::domain::ids::EventId::new();
+        assert_eq!(
+            parse_cursor::<crate::domain::ids::EventId>(&cursor_of(id)).expect("round trip"),
+            id
+        );
+        assert!(parse_cursor::<crate::domain::ids::EventId>("bm9wZQ").is_err());
         let ok: EndpointInput = json_object(
             Some("application/json; charset=utf-8"),
             br#"{"url":"https://a.example"}"#,

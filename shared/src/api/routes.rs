@@ -16,12 +16,14 @@ pub enum Route {
     GetDelivery,
     RetryDelivery,
     PublishEvent,
+    ListEvents,
+    GetEvent,
 }
 
 const ORG: &str = "/v1/organizations/{organization_id}";
 
 impl Route {
-    pub const ALL: [Route; 9] = [
+    pub const ALL: [Route; 11] = [
         Route::ListEndpoints,
         Route::CreateEndpoint,
         Route::UpdateEndpoint,
@@ -31,11 +33,17 @@ impl Route {
         Route::GetDelivery,
         Route::RetryDelivery,
         Route::PublishEvent,
+        Route::ListEvents,
+        Route::GetEvent,
     ];
 
     pub fn method(self) -> Method {
         match self {
-            Self::ListEndpoints | Self::ListDeliveries | Self::GetDelivery => Method::GET,
+            Self::ListEndpoints
+            | Self::ListDeliveries
+            | Self::GetDelivery
+            | Self::ListEvents
+            | Self::GetEvent => Method::GET,
             Self::CreateEndpoint
             | Self::RotateSecret
             | Self::RetryDelivery
@@ -61,7 +69,8 @@ impl Route {
             Self::RetryDelivery => {
                 "/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/retry"
             }
-            Self::PublishEvent => "/events",
+            Self::PublishEvent | Self::ListEvents => "/events",
+            Self::GetEvent => "/events/{event_id}",
         }
     }
 
@@ -81,6 +90,8 @@ impl Route {
             Self::GetDelivery => "get-delivery",
             Self::RetryDelivery => "retry-delivery",
             Self::PublishEvent => "publish-event",
+            Self::ListEvents => "list-events",
+            Self::GetEvent => "get-event",
         }
     }
 }

@@ -33,7 +33,7 @@ impl RetryPolicy {
     pub fn parse(s: &str) -> Result<Self, String> {
         let schedule = s
             .split(',')
-            .map(crate::time::parse_duration)
+            .map(crate::domain::time::parse_duration)
             .collect::<Result<Vec<_>, _>>()?;
         if schedule.is_empty() || schedule.len() > 50 {
             return Err("RETRY_SCHEDULE must list between 1 and 50 delays".into());

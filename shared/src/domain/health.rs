@@ -6,9 +6,19 @@
 //! - `healthy`: otherwise (including an endpoint that has never been called).
 
 use chrono::TimeDelta;
+use serde::{Deserialize, Serialize};
 
-use crate::model::{Endpoint, Health};
-use crate::time::Timestamp;
+use crate::domain::endpoint::Endpoint;
+use crate::domain::time::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Healthy,
+    Degraded,
+    Failing,
+    Disabled,
+}
 
 pub const FAILING_STREAK: u32 = 5;
 pub const DEGRADED_WINDOW: TimeDelta = TimeDelta::hours(24);
@@ -34,14 +44,25 @@ pub fn should_disable(e: &Endpoint, now: Timestamp) -> bool {
     matches!(e.stats.failing_since, Some(since) if now - since.max(e.updated_at) >= DISABLE_AFTER)
 }
 
+/// When the current failure streak started, if one is open on an active endpoint.
+pub fn failing_since(e: &Endpoint) -> Option<Timestamp> {
+    e.stats.failing_since.filter(|_| e.is_active)
+}
+
+/// When the open failure streak will disable the endpoint if nothing succeeds before: the
+/// same clock as [`should_disable`].
+pub fn disable_at(e: &Endpoint) -> Option<Timestamp> {
+    failing_since(e).map(|since| since.max(e.updated_at) + DISABLE_AFTER)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::EndpointId;
-    use crate::model::{DeliveryStats, SealedSecret};
+    use crate::domain::endpoint::{DeliveryStats, SealedSecret};
+    use crate::domain::ids::EndpointId;
 
     fn endpoint(stats: DeliveryStats, is_active: bool) -> Endpoint {
-        let t = crate::time::now();
+        let t = crate::domain::time::now();
         Endpoint {
             is_active,
             stats,
@@ -57,7 +78,7 @@ mod tests {
 
     #[test]
     fn classifies_by_streak_recency_and_activity() {
-        let now = crate::time::now();
+        let now = crate::domain::time::now();
         let fresh = DeliveryStats::default();
         assert_eq!(health(&endpoint(fresh.clone(), true), now), Health::Healthy);
         assert_eq!(health(&endpoint(fresh, false), now), Health::Disabled);
@@ -85,5 +106,11 @@ mod tests {
         assert_eq!(health(&e, now), Health::Failing);
         assert!(!should_disable(&e, now));
         assert!(should_disable(&e, now + DISABLE_AFTER));
+        assert_eq!(failing_since(&e), e.stats.failing_since);
+        // The forecast is the first instant the streak disables the endpoint.
+        let at = disable_at(&e).expect("forecast");
+        assert!(should_disable(&e, at));
+        assert!(!should_disable(&e, at - TimeDelta::milliseconds(1)));
+        assert_eq!(disable_at(&endpoint(DeliveryStats::default(), true)), None);
     }
 }

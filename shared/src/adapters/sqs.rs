@@ -7,9 +7,10 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
-use crate::model::DeliveryMessage;
-use crate::ports::{DeliveryQueue, QueueError, VisibilityControl};
-use crate::retry::MAX_VISIBILITY;
+use crate::domain::delivery::DeliveryMessage;
+use crate::domain::event::FanOutMessage;
+use crate::domain::retry::MAX_VISIBILITY;
+use crate::ports::{DeliveryQueue, FanOutQueue, QueueError, VisibilityControl};
 
 #[derive(Clone, Debug)]
 pub struct SqsQueue {
@@ -26,9 +27,35 @@ impl SqsQueue {
     }
 }
 
-#[async_trait]
-impl DeliveryQueue for SqsQueue {
-    async fn enqueue(&self, messages: &[DeliveryMessage]) -> Result<(), QueueError> {
+/// SDK failures that a later call may not repeat: throttling, timeouts, 5xx.
+fn sqs_error<E, R>(e: aws_sdk_sqs::error::SdkError<E, R>) -> QueueError
+where
+    E: std::error::Error + aws_sdk_sqs::error::ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    use aws_sdk_sqs::error::SdkError;
+    let transient = match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(se) => matches!(
+            se.err().code(),
+            Some(
+                "ThrottlingException" | "RequestThrottled" | "InternalError" | "ServiceUnavailable"
+            )
+        ),
+        _ => false,
+    };
+    let message = DisplayErrorContext(e).to_string();
+    QueueError {
+        message,
+        retryable: transient,
+    }
+}
+
+impl SqsQueue {
+    /// Sends every body (10 a call), retrying the entries SQS did not accept.
+    pub async fn send_all<T: serde::Serialize>(&self, messages: &[T]) -> Result<(), QueueError> {
         for chunk in messages.chunks(10) {
             let mut pending: Vec<(String, String)> = chunk
                 .iter()
@@ -36,7 +63,7 @@ impl DeliveryQueue for SqsQueue {
                 .map(|(i, m)| {
                     serde_json::to_string(m)
                         .map(|body| (i.to_string(), body))
-                        .map_err(|e| QueueError(e.to_string()))
+                        .map_err(|e| QueueError::permanent(e.to_string()))
                 })
                 .collect::<Result<_, _>>()?;
             let mut backoff = Duration::from_millis(50);
@@ -48,7 +75,7 @@ impl DeliveryQueue for SqsQueue {
                             .id(id)
                             .message_body(body)
                             .build()
-                            .map_err(|e| QueueError(e.to_string()))
+                            .map_err(|e| QueueError::permanent(e.to_string()))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 let out = self
@@ -58,14 +85,14 @@ impl DeliveryQueue for SqsQueue {
                     .set_entries(Some(entries))
                     .send()
                     .await
-                    .map_err(|e| QueueError(DisplayErrorContext(e).to_string()))?;
+                    .map_err(sqs_error)?;
                 let failed: Vec<String> = out.failed.iter().map(|f| f.id.clone()).collect();
                 pending.retain(|(id, _)| failed.contains(id));
                 if pending.is_empty() {
                     break;
                 }
                 if attempt >= 5 {
-                    return Err(QueueError(format!(
+                    return Err(QueueError::transient(format!(
                         "{} messages not accepted by SQS after retries",
                         pending.len()
                     )));
@@ -75,6 +102,20 @@ impl DeliveryQueue for SqsQueue {
             }
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for SqsQueue {
+    async fn enqueue(&self, messages: &[DeliveryMessage]) -> Result<(), QueueError> {
+        self.send_all(messages).await
+    }
+}
+
+#[async_trait]
+impl FanOutQueue for SqsQueue {
+    async fn request_fan_out(&self, message: &FanOutMessage) -> Result<(), QueueError> {
+        self.send_all(std::slice::from_ref(message)).await
     }
 }
 
@@ -99,7 +140,7 @@ impl VisibilityControl for SqsQueue {
             .visibility_timeout(secs)
             .send()
             .await
-            .map_err(|e| QueueError(DisplayErrorContext(e).to_string()))?;
+            .map_err(sqs_error)?;
         Ok(())
     }
 }

@@ -15,32 +15,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use rand::RngCore;
 
-use crate::model::SealedSecret;
-use crate::signing::SigningSecret;
-
-#[derive(Debug, thiserror::Error)]
-pub enum CipherError {
-    #[error("sealed secret is malformed")]
-    Malformed,
-    #[error("sealed secret failed authentication")]
-    Tampered,
-    #[error("KMS: {0}")]
-    Kms(String),
-}
-
-#[async_trait]
-pub trait SecretCipher: Send + Sync {
-    async fn seal(
-        &self,
-        secret: &SigningSecret,
-        context: &str,
-    ) -> Result<SealedSecret, CipherError>;
-    async fn open(
-        &self,
-        sealed: &SealedSecret,
-        context: &str,
-    ) -> Result<SigningSecret, CipherError>;
-}
+use crate::domain::endpoint::SealedSecret;
+use crate::domain::signing::SigningSecret;
+use crate::ports::{CipherError, SecretCipher};
 
 const NONCE: usize = 12;
 

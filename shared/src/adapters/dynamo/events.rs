@@ -1,0 +1,255 @@
+//! Events: `ORG#{org}#EVT` / `EVT#{id}`, newest first by Query; their fan-out pages and
+//! extra recipients under `EVT#{id}`.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::{Item, Table, from_item, key, n, s, store_error, to_item};
+use crate::domain::event::{Event, FanOutPage, FanOutState};
+use crate::domain::ids::{EndpointId, EventId};
+use crate::domain::time;
+use crate::ports::{EventQuery, EventStore, StoreError};
+
+fn events_pk(org: &str) -> String {
+    format!("ORG#{org}#EVT")
+}
+
+fn event_sk(id: EventId) -> String {
+    format!("EVT#{id}")
+}
+
+pub(super) fn event_key(org: &str, id: EventId) -> Item {
+    key(events_pk(org), event_sk(id))
+}
+
+fn recipients_pk(id: EventId) -> String {
+    format!("EVT#{id}")
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct EventItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    pub(super) event: Event,
+    expires_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PageItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    page: FanOutPage,
+    expires_at: i64,
+}
+
+impl Table {
+    fn expires_at(&self, id: EventId) -> i64 {
+        time::after(id.created_at(), self.retention).timestamp()
+    }
+}
+
+#[async_trait]
+impl EventStore for Table {
+    async fn create(&self, e: &Event) -> Result<(), StoreError> {
+        let item = to_item(&EventItem {
+            pk: events_pk(&e.organization_id),
+            sk: event_sk(e.id),
+            event: e.clone(),
+            expires_at: self.expires_at(e.id),
+        })?;
+        self.client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn get(&self, org: &str, id: EventId) -> Result<Option<Event>, StoreError> {
+        let now = time::now().timestamp();
+        Ok(self
+            .get_item::<EventItem>(events_pk(org), event_sk(id))
+            .await?
+            .filter(|i| i.expires_at > now)
+            .map(|i| i.event))
+    }
+
+    async fn list(
+        &self,
+        org: &str,
+        q: &EventQuery,
+    ) -> Result<(Vec<Event>, Option<EventId>), StoreError> {
+        let upper = q
+            .until
+            .map(EventId::highest_at)
+            .map(event_sk)
+            .unwrap_or_else(|| "EVT#~".into());
+        let lower = q
+            .since
+            .map(EventId::lowest_at)
+            .map(event_sk)
+            .unwrap_or_else(|| "EVT#".into());
+        let mut filter = vec!["expires_at > :now"];
+        let mut found: Vec<Event> = Vec::new();
+        let mut start = q.after.map(|a| event_key(org, a));
+        let (type_filter, type_value) = match q.event_type.as_deref() {
+            Some(t) => match t.strip_suffix('*') {
+                Some(prefix) => ("begins_with(event_type, :t)", Some(prefix.to_owned())),
+                None => ("event_type = :t", Some(t.to_owned())),
+            },
+            None => ("", None),
+        };
+        if type_value.is_some() {
+            filter.push(type_filter);
+        }
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .scan_index_forward(false)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .filter_expression(filter.join(" AND "))
+                .expression_attribute_values(":pk", s(events_pk(org)))
+                .expression_attribute_values(":lo", s(lower.clone()))
+                .expression_attribute_values(":hi", s(upper.clone()))
+                .expression_attribute_values(":now", n(time::now().timestamp()))
+                .limit(
+                    ((q.limit + 1 - found.len()) as i32).max(if type_value.is_some() {
+                        100
+                    } else {
+                        1
+                    }),
+                )
+                .set_exclusive_start_key(start.take());
+            if let Some(t) = &type_value {
+                query = query.expression_attribute_values(":t", s(t.clone()));
+            }
+            let page = query.send().await.map_err(store_error)?;
+            for item in page.items.unwrap_or_default() {
+                found.push(from_item::<EventItem>(item)?.event);
+            }
+            start = page.last_evaluated_key;
+            if found.len() > q.limit || start.is_none() {
+                break;
+            }
+        }
+        let more = found.len() > q.limit;
+        found.truncate(q.limit);
+        let next = if more {
+            found.last().map(|e| e.id)
+        } else {
+            None
+        };
+        Ok((found, next))
+    }
+
+    async fn put_page(&self, page: &FanOutPage) -> Result<(), StoreError> {
+        let item = to_item(&PageItem {
+            pk: recipients_pk(page.event_id),
+            sk: format!("FAN#{:08}", page.page),
+            page: page.clone(),
+            expires_at: self.expires_at(page.event_id),
+        })?;
+        self.client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn pages(&self, event: EventId) -> Result<Vec<FanOutPage>, StoreError> {
+        let items = self.query_all(recipients_pk(event), "FAN#").await?;
+        items
+            .into_iter()
+            .map(|i| from_item::<PageItem>(i).map(|p| p.page))
+            .collect()
+    }
+
+    async fn finish_fan_out(
+        &self,
+        org: &str,
+        id: EventId,
+        endpoints: u32,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(event_key(org, id)))
+            .update_expression("SET fan_out = :f")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(
+                ":f",
+                super::to_av(&crate::domain::event::FanOut {
+                    state: FanOutState::Done,
+                    endpoints,
+                })?,
+            )
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn add_recipient(&self, event: EventId, endpoint: EndpointId) -> Result<(), StoreError> {
+        let mut item = key(recipients_pk(event), format!("ADD#{endpoint}"));
+        item.insert("endpoint_id".into(), s(endpoint.to_string()));
+        item.insert("expires_at".into(), n(self.expires_at(event)));
+        self.client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn extra_recipients(&self, event: EventId) -> Result<Vec<EndpointId>, StoreError> {
+        #[derive(Deserialize)]
+        struct Added {
+            endpoint_id: EndpointId,
+        }
+        self.query_all(recipients_pk(event), "ADD#")
+            .await?
+            .into_iter()
+            .map(|i| from_item::<Added>(i).map(|a| a.endpoint_id))
+            .collect()
+    }
+}
+
+impl Table {
+    /// Every item of a partition under a sort-key prefix, in key order.
+    async fn query_all(&self, pk: String, prefix: &str) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .expression_attribute_values(":p", s(prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(store_error)?;
+            out.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Publish claims: `ORG#{org}` / `IDEM#{key}`, with a TTL.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::{Table, key, n, org_pk, s, store_error, to_item};
+use crate::domain::ids::EventId;
+use crate::domain::time;
+use crate::ports::{Claim, IdempotencyStore, PublishRecord, StoreError};
+
+fn idem_sk(key: &str) -> String {
+    format!("IDEM#{key}")
+}
+
+#[derive(Serialize, Deserialize)]
+struct PublishItem {
+    pk: String,
+    sk: String,
+    expires_at: i64,
+    #[serde(flatten)]
+    record: PublishRecord,
+}
+
+#[async_trait]
+impl IdempotencyStore for Table {
+    async fn claim(
+        &self,
+        org: &str,
+        key_: &str,
+        record: &PublishRecord,
+        ttl: Duration,
+    ) -> Result<Claim, StoreError> {
+        let now = time::now();
+        let item = to_item(&PublishItem {
+            pk: org_pk(org),
+            sk: idem_sk(key_),
+            expires_at: time::after(now, ttl).timestamp(),
+            record: record.clone(),
+        })?;
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            // TTL deletion lags by up to days; an expired claim is as good as none.
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .send()
+            .await
+            .map_err(store_error);
+        match put {
+            Ok(_) => Ok(Claim::Claimed),
+            Err(StoreError::Conflict) => {
+                let existing: PublishItem = self
+                    .get_item(org_pk(org), idem_sk(key_))
+                    .await?
+                    .ok_or(StoreError::Conflict)?;
+                Ok(Claim::Existing(existing.record))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn release(&self, org: &str, key_: &str, event_id: EventId) -> Result<(), StoreError> {
+        let res = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(key(org_pk(org), idem_sk(key_))))
+            .condition_expression("event_id = :e")
+            .expression_attribute_values(":e", s(event_id.to_string()))
+            .send()
+            .await
+            .map_err(store_error);
+        match res {
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

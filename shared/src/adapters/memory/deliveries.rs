@@ -1,0 +1,168 @@
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use super::{MemoryEndpoints, MemoryEvents, lock};
+use crate::domain::delivery::{Delivery, DeliveryState, Expected};
+use crate::domain::ids::{DeliveryId, EndpointId};
+use crate::domain::time::Timestamp;
+use crate::ports::{
+    DeliveryLog, DeliveryPage, DeliveryReader, EndpointStore, EventStore, Loaded, StoreError,
+    SweepEntry,
+};
+
+#[derive(Default)]
+pub struct MemoryDeliveries {
+    items: Mutex<HashMap<EndpointId, BTreeMap<DeliveryId, Delivery>>>,
+}
+
+impl MemoryDeliveries {
+    pub fn all(&self) -> Vec<Delivery> {
+        lock(&self.items)
+            .values()
+            .flat_map(|m| m.values().cloned())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl DeliveryLog for MemoryDeliveries {
+    async fn get(
+        &self,
+        endpoint: EndpointId,
+        id: DeliveryId,
+    ) -> Result<Option<Delivery>, StoreError> {
+        Ok(lock(&self.items)
+            .get(&endpoint)
+            .and_then(|m| m.get(&id))
+            .cloned())
+    }
+
+    async fn get_many(
+        &self,
+        keys: &[(EndpointId, DeliveryId)],
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let items = lock(&self.items);
+        Ok(keys
+            .iter()
+            .filter_map(|(e, d)| items.get(e).and_then(|m| m.get(d)).cloned())
+            .collect())
+    }
+
+    async fn list(
+        &self,
+        endpoint: EndpointId,
+        limit: usize,
+        after: Option<DeliveryId>,
+        state: Option<DeliveryState>,
+    ) -> Result<DeliveryPage, StoreError> {
+        let items = lock(&self.items);
+        let Some(m) = items.get(&endpoint) else {
+            return Ok(DeliveryPage::default());
+        };
+        let page: Vec<Delivery> = m
+            .values()
+            .rev()
+            .filter(|d| after.is_none_or(|a| d.id < a))
+            .filter(|d| state.is_none_or(|s| d.state == s))
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        Ok(DeliveryPage::from_overfetch(page, limit))
+    }
+
+    async fn range(
+        &self,
+        endpoint: EndpointId,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let (lo, hi) = (DeliveryId::lowest_at(since), DeliveryId::highest_at(until));
+        Ok(lock(&self.items)
+            .get(&endpoint)
+            .map(|m| m.range(lo..=hi).rev().map(|(_, d)| d.clone()).collect())
+            .unwrap_or_default())
+    }
+
+    async fn save(&self, d: &Delivery, expected: Expected) -> Result<(), StoreError> {
+        let mut items = lock(&self.items);
+        let m = items.entry(d.endpoint_id).or_default();
+        let ok = match (expected, m.get(&d.id)) {
+            (Expected::New, None) => true,
+            (Expected::Was { attempts, state }, Some(s)) => {
+                s.attempts == attempts && s.state == state
+            }
+            _ => false,
+        };
+        if !ok {
+            return Err(StoreError::Conflict);
+        }
+        m.insert(d.id, d.clone());
+        Ok(())
+    }
+
+    async fn due_for_sweep(
+        &self,
+        due_before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SweepEntry>, StoreError> {
+        Ok(lock(&self.items)
+            .values()
+            .flat_map(|m| m.values())
+            .filter(|d| d.state == DeliveryState::Pending)
+            .filter_map(|d| {
+                d.sweep_at.filter(|t| *t < due_before).map(|t| SweepEntry {
+                    message: d.message(),
+                    sweep_at: t,
+                })
+            })
+            .take(limit)
+            .collect())
+    }
+
+    async fn reschedule_sweep(&self, entry: &SweepEntry, to: Timestamp) -> Result<(), StoreError> {
+        let mut items = lock(&self.items);
+        if let Some(d) = items
+            .get_mut(&entry.message.endpoint_id)
+            .and_then(|m| m.get_mut(&entry.message.delivery_id))
+            .filter(|d| d.sweep_at == Some(entry.sweep_at) && d.state == DeliveryState::Pending)
+        {
+            d.sweep_at = Some(to);
+        }
+        Ok(())
+    }
+}
+
+/// A [`DeliveryReader`] made of the twins, read one after the other.
+pub struct SeparateReads {
+    pub endpoints: Arc<MemoryEndpoints>,
+    pub deliveries: Arc<MemoryDeliveries>,
+    pub events: Arc<MemoryEvents>,
+}
+
+#[async_trait]
+impl DeliveryReader for SeparateReads {
+    async fn load(
+        &self,
+        msgs: &[crate::domain::delivery::DeliveryMessage],
+    ) -> Result<Loaded, StoreError> {
+        let mut loaded = Loaded::default();
+        for m in msgs {
+            if let Some(d) = self.deliveries.get(m.endpoint_id, m.delivery_id).await? {
+                loaded.deliveries.insert(d.id, d);
+            }
+            if let Some(e) = self
+                .endpoints
+                .get(&m.organization_id, m.endpoint_id)
+                .await?
+            {
+                loaded.endpoints.insert(e.id, e);
+            }
+            if let Some(e) = self.events.get(&m.organization_id, m.event_id).await? {
+                loaded.events.insert(e.id, e);
+            }
+        }
+        Ok(loaded)
+    }
+}

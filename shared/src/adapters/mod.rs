@@ -1,0 +1,7 @@
+//! The ports' implementations: AWS (`dynamo`, `sqs`, `secrets` with KMS) and the
+//! in-memory twins (`memory`).
+
+pub mod dynamo;
+pub mod memory;
+pub mod secrets;
+pub mod sqs;

@@ -1,0 +1,83 @@
+//! Dead-letter consumers: whatever arrives on a DLQ failed processing many times. A
+//! delivery's message marks its delivery failed, so nothing stays pending forever; a
+//! fan-out's message is logged (the event stays recorded with its fan-out pending).
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use futures::future::join_all;
+use tracing::Instrument;
+
+use super::{Disposition, batch_response, parse};
+use crate::domain::delivery::{Delivery, DeliveryMessage, DeliveryState, Expected};
+use crate::domain::event::FanOutMessage;
+use crate::domain::time;
+use crate::ports::StoreError;
+use crate::services::Deps;
+
+pub async fn dead_letter_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
+    let work = event.records.into_iter().map(|record| {
+        let id = record.message_id.clone().unwrap_or_default();
+        let span = tracing::info_span!("dead_letter", message_id = %id);
+        async move {
+            let receives = record
+                .attributes
+                .get("ApproximateReceiveCount")
+                .cloned()
+                .unwrap_or_default();
+            let d = if let Ok(msg) = parse::<DeliveryMessage>(&record) {
+                match mark_dead(deps, &msg, &receives).await {
+                    Ok(()) => Disposition::Ack,
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not mark a dead letter failed");
+                        Disposition::Retry
+                    }
+                }
+            } else if let Ok(msg) = parse::<FanOutMessage>(&record) {
+                tracing::error!(event_id = %msg.event_id, organization_id = %msg.organization_id, receives = %receives, "fan-out dead-lettered: the event stays recorded with its fan-out pending");
+                Disposition::Ack
+            } else {
+                tracing::error!("unreadable dead letter dropped");
+                Disposition::Ack
+            };
+            (id, d)
+        }
+        .instrument(span)
+    });
+    batch_response(join_all(work).await)
+}
+
+async fn mark_dead(deps: &Deps, msg: &DeliveryMessage, receives: &str) -> Result<(), StoreError> {
+    let loaded = deps.reader.load(std::slice::from_ref(msg)).await?;
+    let (before, stored) = match loaded.deliveries.get(&msg.delivery_id) {
+        Some(d) => (d.clone(), true),
+        None => match loaded.events.get(&msg.event_id) {
+            Some(e) => (
+                Delivery::first(e, msg.endpoint_id, deps.policy.retry.max_attempts()),
+                false,
+            ),
+            // No event: its publish died before writing it; there is nothing to record.
+            None => return Ok(()),
+        },
+    };
+    if before.state.is_terminal() {
+        return Ok(());
+    }
+    let mut d = before.clone();
+    d.state = DeliveryState::Failed;
+    d.next_attempt_at = None;
+    d.sweep_at = None;
+    d.updated_at = time::now();
+    let why = format!("moved to the dead-letter queue after {receives} failed processing attempts");
+    d.last_error = Some(match &before.last_error {
+        Some(prev) => format!("{why} (last error: {prev})"),
+        None => why,
+    });
+    tracing::warn!(delivery_id = %d.id, "dead letter: delivery marked failed");
+    match deps
+        .deliveries
+        .save(&d, Expected::of(&before, stored))
+        .await
+    {
+        Ok(()) | Err(StoreError::Conflict) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

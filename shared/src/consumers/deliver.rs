@@ -1,0 +1,398 @@
+//! The `deliver` consumer: load a batch's deliveries, endpoints and events in one read,
+//! send each signed, record the attempt with one conditional write.
+//!
+//! A delivery's first write is its first attempt (the fan-out only sends messages), so the
+//! happy path costs one write per delivery. Retries wait as in-flight messages only up to
+//! `PARK_AFTER`; longer waits are parked in the sweep index and the message acknowledged.
+
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use bytes::Bytes;
+use futures::future::join_all;
+use rand::Rng;
+use tracing::Instrument;
+
+use super::{Disposition, batch_response, parse, receipt, sent_at};
+use crate::domain::delivery::{Attempt, Delivery, DeliveryMessage, DeliveryState, Expected};
+use crate::domain::endpoint::{Endpoint, Outcome};
+use crate::domain::event::Event;
+use crate::domain::health::should_disable;
+use crate::domain::signing::{SigningSecret, signature_header};
+use crate::domain::time::{self, Timestamp};
+use crate::http::SendOutcome;
+use crate::ports::{CipherError, Loaded, StoreError};
+use crate::services::Deps;
+use crate::services::publish::ORPHAN_AFTER;
+
+/// The attempt log keeps this many most recent attempts.
+const MAX_LOGGED_ATTEMPTS: usize = 50;
+/// A message may arrive this early and still count as due.
+const DUE_SLACK: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+/// How long a message whose event is not visible yet waits before it is read again.
+const EVENT_NOT_YET: Duration = Duration::from_secs(1);
+
+struct Record {
+    id: String,
+    receipt: String,
+    sent_at: Option<Timestamp>,
+    msg: Result<DeliveryMessage, String>,
+}
+
+/// The SQS batch handler.
+pub async fn deliver_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
+    let records: Vec<Record> = event
+        .records
+        .iter()
+        .map(|r| Record {
+            id: r.message_id.clone().unwrap_or_default(),
+            receipt: receipt(r).to_owned(),
+            sent_at: sent_at(r),
+            msg: parse(r),
+        })
+        .collect();
+    let msgs: Vec<DeliveryMessage> = records.iter().filter_map(|r| r.msg.clone().ok()).collect();
+    let mut loaded = match deps.reader.load(&msgs).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "could not load the batch; every record will be retried");
+            return batch_response(
+                records
+                    .into_iter()
+                    .map(|r| (r.id, Disposition::Retry))
+                    .collect(),
+            );
+        }
+    };
+    // The publish request sends messages before it writes its event; a consumer that wins
+    // that race reads once more before putting the message back.
+    let early: Vec<DeliveryMessage> = msgs
+        .iter()
+        .filter(|m| !loaded.events.contains_key(&m.event_id))
+        .cloned()
+        .collect();
+    if !early.is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(again) = deps.reader.load(&early).await {
+            loaded.events.extend(again.events);
+            loaded.deliveries.extend(again.deliveries);
+        }
+    }
+    let loaded = &loaded;
+    let work = records.into_iter().map(|r| {
+        let span = tracing::info_span!(
+            "deliver",
+            message_id = %r.id,
+            delivery_id = tracing::field::Empty,
+            endpoint_id = tracing::field::Empty,
+            event_id = tracing::field::Empty,
+            organization_id = tracing::field::Empty,
+        );
+        async move {
+            let d = match &r.msg {
+                Err(e) => {
+                    // Left to fail until it reaches the DLQ, where it is logged and dropped.
+                    tracing::error!(error = %e, "unreadable message");
+                    Disposition::Retry
+                }
+                Ok(msg) => {
+                    let span = tracing::Span::current();
+                    span.record("delivery_id", tracing::field::display(msg.delivery_id));
+                    span.record("endpoint_id", tracing::field::display(msg.endpoint_id));
+                    span.record("event_id", tracing::field::display(msg.event_id));
+                    span.record("organization_id", msg.organization_id.as_str());
+                    match process(deps, loaded, msg, &r.receipt, r.sent_at).await {
+                        Ok(d) => d,
+                        Err(e) => {
+                            tracing::error!(error = %e, "delivery processing failed; the message will be retried");
+                            Disposition::Retry
+                        }
+                    }
+                }
+            };
+            (r.id, d)
+        }
+        .instrument(span)
+    });
+    batch_response(join_all(work).await)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ProcessError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("could not open the signing secret: {0}")]
+    Secret(#[from] CipherError),
+}
+
+/// A delivery as read (or as it starts, before its first attempt) and whether it is stored.
+struct Current {
+    d: Delivery,
+    stored: bool,
+}
+
+async fn process(
+    deps: &Deps,
+    loaded: &Loaded,
+    msg: &DeliveryMessage,
+    receipt: &str,
+    sent: Option<Timestamp>,
+) -> Result<Disposition, ProcessError> {
+    let now = time::now();
+    let stored = loaded.deliveries.get(&msg.delivery_id);
+    if stored.is_some_and(|d| d.state.is_terminal()) {
+        return Ok(Disposition::Ack);
+    }
+    let Some(event) = loaded
+        .events
+        .get(&msg.event_id)
+        .filter(|e| e.organization_id == msg.organization_id)
+    else {
+        if sent.is_some_and(|t| now - t > ORPHAN_AFTER) {
+            tracing::warn!(
+                "the delivery's event does not exist (its publish died, or it expired); dropping the message"
+            );
+            return Ok(Disposition::Ack);
+        }
+        postpone(deps, receipt, EVENT_NOT_YET).await;
+        return Ok(Disposition::Retry);
+    };
+    let cur = match stored {
+        Some(d) => Current {
+            d: d.clone(),
+            stored: true,
+        },
+        None => Current {
+            d: Delivery::first(event, msg.endpoint_id, deps.policy.retry.max_attempts()),
+            stored: false,
+        },
+    };
+    if let Some(due) = cur.d.next_attempt_at.filter(|due| *due > now + DUE_SLACK) {
+        // Early (a redelivery, a message the sweeper sent twice): no attempt now.
+        let wait = (due - now).to_std().unwrap_or(Duration::ZERO);
+        if wait > deps.policy.park_after {
+            if cur.d.sweep_at.is_none() {
+                let mut parked = cur.d.clone();
+                parked.sweep_at = Some(due);
+                saved(deps, &parked, &cur).await?;
+            }
+            return Ok(Disposition::Ack);
+        }
+        postpone(deps, receipt, wait).await;
+        return Ok(Disposition::Retry);
+    }
+    let endpoint = loaded
+        .endpoints
+        .get(&msg.endpoint_id)
+        .filter(|e| e.organization_id == cur.d.organization_id);
+    let endpoint = match endpoint {
+        None => return finish_without_sending(deps, &cur, "endpoint deleted").await,
+        Some(e) if !e.is_active => {
+            let why = match &e.disabled_reason {
+                Some(r) => format!("endpoint disabled ({r})"),
+                None => "endpoint disabled".to_owned(),
+            };
+            return finish_without_sending(deps, &cur, &why).await;
+        }
+        Some(e) if should_disable(e, now) => {
+            let reason = "every attempt failed for 5 days".to_owned();
+            deps.endpoints
+                .record_outcome(
+                    &e.organization_id,
+                    e.id,
+                    Outcome::Disable {
+                        reason: reason.clone(),
+                        at: now,
+                    },
+                )
+                .await?;
+            return finish_without_sending(deps, &cur, &format!("endpoint disabled ({reason})"))
+                .await;
+        }
+        Some(e) => e,
+    };
+
+    let secrets = live_secrets(deps, endpoint, now).await?;
+    let outcome = send(deps, event, &cur.d, endpoint, &secrets).await;
+    record_attempt(deps, cur, endpoint, outcome, receipt).await
+}
+
+async fn send(
+    deps: &Deps,
+    event: &Event,
+    d: &Delivery,
+    endpoint: &Endpoint,
+    secrets: &[SigningSecret],
+) -> (SendOutcome, Timestamp) {
+    let body = event.webhook_body();
+    let msg_id = d.id.to_string();
+    let started_at = time::now();
+    let timestamp = started_at.timestamp();
+    let headers = [
+        ("webhook-id", msg_id.clone()),
+        ("webhook-timestamp", timestamp.to_string()),
+        (
+            "webhook-signature",
+            signature_header(secrets, &msg_id, timestamp, body.as_bytes()),
+        ),
+    ];
+    let outcome = deps
+        .sender
+        .post(&endpoint.url, &headers, Bytes::from(body))
+        .await;
+    (outcome, started_at)
+}
+
+async fn postpone(deps: &Deps, receipt: &str, wait: Duration) {
+    if let Err(e) = deps.visibility.postpone(receipt, wait).await {
+        // The message returns after the queue's own timeout instead.
+        tracing::warn!(error = %e, "could not set a message's visibility");
+    }
+}
+
+/// The current secret, and the previous one while its grace lasts.
+async fn live_secrets(
+    deps: &Deps,
+    e: &Endpoint,
+    now: Timestamp,
+) -> Result<Vec<SigningSecret>, ProcessError> {
+    let context = e.id.to_string();
+    let mut secrets = vec![deps.cipher.open(&e.secret, &context).await?];
+    if let Some(prev) = e.previous_secret.as_ref().filter(|p| p.expires_at > now) {
+        secrets.push(deps.cipher.open(&prev.secret, &context).await?);
+    }
+    Ok(secrets)
+}
+
+async fn finish_without_sending(
+    deps: &Deps,
+    cur: &Current,
+    reason: &str,
+) -> Result<Disposition, ProcessError> {
+    let mut d = cur.d.clone();
+    d.state = DeliveryState::Failed;
+    d.last_error = Some(reason.to_owned());
+    d.next_attempt_at = None;
+    d.sweep_at = None;
+    d.updated_at = time::now();
+    saved(deps, &d, cur).await?;
+    Ok(Disposition::Ack)
+}
+
+/// Whether the conditional write won. Losing it means another worker moved this delivery
+/// on, so this message is redundant.
+async fn saved(deps: &Deps, d: &Delivery, cur: &Current) -> Result<bool, ProcessError> {
+    match deps
+        .deliveries
+        .save(d, Expected::of(&cur.d, cur.stored))
+        .await
+    {
+        Ok(()) => Ok(true),
+        Err(StoreError::Conflict) => {
+            tracing::info!("delivery was updated concurrently; dropping this copy of its message");
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn record_attempt(
+    deps: &Deps,
+    cur: Current,
+    endpoint: &Endpoint,
+    (outcome, started_at): (SendOutcome, Timestamp),
+    receipt: &str,
+) -> Result<Disposition, ProcessError> {
+    let now = time::now();
+    let mut d = cur.d.clone();
+    d.attempts += 1;
+    d.updated_at = now;
+    d.response_status = outcome.status;
+    d.last_error = outcome.error.clone();
+    d.sweep_at = None;
+    d.attempt_log.push(Attempt {
+        attempt: d.attempts,
+        started_at,
+        duration_ms: outcome.duration.as_millis() as u64,
+        response_status: outcome.status,
+        error: outcome.error.clone(),
+        response_excerpt: outcome.excerpt.clone(),
+    });
+    if d.attempt_log.len() > MAX_LOGGED_ATTEMPTS {
+        d.attempt_log
+            .drain(..d.attempt_log.len() - MAX_LOGGED_ATTEMPTS);
+    }
+
+    if outcome.succeeded() {
+        d.state = DeliveryState::Delivered;
+        d.delivered_at = Some(now);
+        d.next_attempt_at = None;
+        saved(deps, &d, &cur).await?;
+        if endpoint.stats.failure_streak > 0 || endpoint.stats.failing_since.is_some() {
+            deps.endpoints
+                .record_outcome(
+                    &endpoint.organization_id,
+                    endpoint.id,
+                    Outcome::RecoveredAfterFailures,
+                )
+                .await?;
+        }
+        tracing::info!(attempt = d.attempts, status = ?outcome.status, "delivered");
+        return Ok(Disposition::Ack);
+    }
+
+    deps.endpoints
+        .record_outcome(
+            &endpoint.organization_id,
+            endpoint.id,
+            Outcome::Failure { at: now },
+        )
+        .await?;
+    if outcome.gone {
+        let reason = "the receiver answered 410 Gone".to_owned();
+        deps.endpoints
+            .record_outcome(
+                &endpoint.organization_id,
+                endpoint.id,
+                Outcome::Disable {
+                    reason: reason.clone(),
+                    at: now,
+                },
+            )
+            .await?;
+        d.state = DeliveryState::Failed;
+        d.next_attempt_at = None;
+        d.last_error = Some(format!("HTTP 410; endpoint disabled ({reason})"));
+        tracing::warn!("receiver answered 410 Gone; endpoint disabled");
+        saved(deps, &d, &cur).await?;
+        return Ok(Disposition::Ack);
+    }
+    let jitter = rand::rng().random_range(-1.0..=1.0);
+    let next = if d.attempts >= d.max_attempts {
+        None
+    } else {
+        deps.policy
+            .retry
+            .next_delay(d.attempts, outcome.kind, outcome.retry_after, jitter)
+    };
+    let Some(delay) = next else {
+        d.state = DeliveryState::Failed;
+        d.next_attempt_at = None;
+        tracing::warn!(attempts = d.attempts, error = ?outcome.error, "delivery failed for good");
+        saved(deps, &d, &cur).await?;
+        return Ok(Disposition::Ack);
+    };
+    let due = time::after(now, delay);
+    d.next_attempt_at = Some(due);
+    let park = delay > deps.policy.park_after;
+    if park {
+        // Not held in flight: the sweeper sends it again when due.
+        d.sweep_at = Some(due);
+    }
+    tracing::info!(attempt = d.attempts, error = ?outcome.error, retry_in_ms = delay.as_millis() as u64, parked = park, "attempt failed");
+    if !saved(deps, &d, &cur).await? || park {
+        return Ok(Disposition::Ack);
+    }
+    postpone(deps, receipt, delay).await;
+    Ok(Disposition::Retry)
+}

@@ -1,0 +1,96 @@
+//! The endpoint record: where an organization receives webhooks, and what it has been through.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::ids::EndpointId;
+use crate::domain::time::{self, Timestamp};
+
+/// A signing secret sealed by a [`crate::ports::SecretCipher`]; opaque bytes, base64 at rest.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SealedSecret(pub String);
+
+impl std::fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealedSecret(..)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousSecret {
+    pub secret: SealedSecret,
+    #[serde(with = "time::rfc3339")]
+    pub expires_at: Timestamp,
+}
+
+/// Outcome counters the consumer keeps on the endpoint; health is derived from them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryStats {
+    #[serde(default)]
+    pub failure_streak: u32,
+    #[serde(default, with = "time::rfc3339::option")]
+    pub failing_since: Option<Timestamp>,
+    #[serde(default, with = "time::rfc3339::option")]
+    pub last_failure_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: EndpointId,
+    pub organization_id: String,
+    pub url: String,
+    pub description: String,
+    pub event_types: Vec<String>,
+    pub is_active: bool,
+    #[serde(with = "time::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "time::rfc3339")]
+    pub updated_at: Timestamp,
+    pub secret: SealedSecret,
+    #[serde(default)]
+    pub previous_secret: Option<PreviousSecret>,
+    #[serde(default)]
+    pub stats: DeliveryStats,
+    #[serde(default)]
+    pub disabled_reason: Option<String>,
+}
+
+impl Endpoint {
+    /// A new active endpoint receiving every event type, with no description.
+    pub fn new(
+        id: EndpointId,
+        organization_id: &str,
+        url: &str,
+        secret: SealedSecret,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            organization_id: organization_id.to_owned(),
+            url: url.to_owned(),
+            description: String::new(),
+            event_types: Vec::new(),
+            is_active: true,
+            created_at: now,
+            updated_at: now,
+            secret,
+            previous_secret: None,
+            stats: DeliveryStats::default(),
+            disabled_reason: None,
+        }
+    }
+}
+
+/// What one attempt means for the endpoint's health counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Failure {
+        at: Timestamp,
+    },
+    /// Sent only when a failure streak was open: a healthy endpoint costs no write.
+    RecoveredAfterFailures,
+    Disable {
+        reason: String,
+        at: Timestamp,
+    },
+}

@@ -1,0 +1,112 @@
+//! Sending a delivery again: a manual retry, and an event sent to one endpoint on request
+//! (resend, test events). The message goes out from here, outside a consumer, so the
+//! delivery is first written with a `sweep_at`: if the message is lost, the sweeper sends
+//! another.
+
+use super::{Deps, ServiceError};
+use crate::domain::delivery::{Delivery, Expected};
+use crate::domain::endpoint::Endpoint;
+use crate::domain::event::Event;
+use crate::domain::ids::{DeliveryId, EndpointId};
+use crate::domain::time::Timestamp;
+use crate::ports::StoreError;
+
+fn concurrent() -> ServiceError {
+    ServiceError::Conflict("the delivery changed while this request ran; retry it".into())
+}
+
+/// An active endpoint of the organization, or why not.
+pub async fn active_endpoint(
+    deps: &Deps,
+    org: &str,
+    id: EndpointId,
+) -> Result<Endpoint, ServiceError> {
+    let endpoint = deps
+        .endpoints
+        .get(org, id)
+        .await?
+        .ok_or_else(ServiceError::endpoint_not_found)?;
+    if !endpoint.is_active {
+        return Err(ServiceError::Invalid(
+            "the endpoint is disabled; re-enable it (is_active: true) first".into(),
+        ));
+    }
+    Ok(endpoint)
+}
+
+/// Puts `before` back to pending (one more attempt on top of those spent) and sends it.
+pub async fn requeue(
+    deps: &Deps,
+    before: &Delivery,
+    now: Timestamp,
+) -> Result<Delivery, ServiceError> {
+    let d = before.requeued(now, deps.policy.sweep_grace);
+    match deps.deliveries.save(&d, Expected::of(before, true)).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => return Err(concurrent()),
+        Err(e) => return Err(e.into()),
+    }
+    deps.queue.enqueue(&[d.message()]).await?;
+    Ok(d)
+}
+
+/// A manual retry of one delivery of an active endpoint.
+pub async fn retry(
+    deps: &Deps,
+    org: &str,
+    endpoint_id: EndpointId,
+    delivery_id: DeliveryId,
+    now: Timestamp,
+) -> Result<Delivery, ServiceError> {
+    let endpoint = deps
+        .endpoints
+        .get(org, endpoint_id)
+        .await?
+        .ok_or_else(ServiceError::endpoint_not_found)?;
+    let before = deps
+        .deliveries
+        .get(endpoint.id, delivery_id)
+        .await?
+        .filter(|d| d.organization_id == org)
+        .ok_or_else(ServiceError::delivery_not_found)?;
+    if !endpoint.is_active {
+        return Err(ServiceError::Invalid(
+            "the endpoint is disabled; re-enable it (is_active: true) before retrying".into(),
+        ));
+    }
+    requeue(deps, &before, now).await
+}
+
+/// Sends `event` to `endpoint` whatever its subscriptions: retries the delivery the pair
+/// already has (same id), or creates it.
+pub async fn send_to(
+    deps: &Deps,
+    event: &Event,
+    endpoint: &Endpoint,
+    now: Timestamp,
+) -> Result<Delivery, ServiceError> {
+    let id = DeliveryId::for_event(event.id, endpoint.id);
+    if let Some(before) = deps.deliveries.get(endpoint.id, id).await? {
+        return requeue(deps, &before, now).await;
+    }
+    let mut d = Delivery::first(event, endpoint.id, deps.policy.retry.max_attempts());
+    d.next_attempt_at = Some(now);
+    d.updated_at = now;
+    d.sweep_at = Some(crate::domain::time::after(now, deps.policy.sweep_grace));
+    deps.events.add_recipient(event.id, endpoint.id).await?;
+    match deps.deliveries.save(&d, Expected::New).await {
+        Ok(()) => {}
+        // Its first attempt was recorded meanwhile (a fan-out message got there first).
+        Err(StoreError::Conflict) => {
+            let before = deps
+                .deliveries
+                .get(endpoint.id, id)
+                .await?
+                .ok_or_else(concurrent)?;
+            return requeue(deps, &before, now).await;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    deps.queue.enqueue(&[d.message()]).await?;
+    Ok(d)
+}
