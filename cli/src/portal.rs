@@ -86,6 +86,7 @@ pub struct Reply {
     pub body: Bytes,
 }
 
+#[cfg(test)]
 impl Reply {
     pub fn header(&self, name: &header::HeaderName) -> Option<&str> {
         self.headers

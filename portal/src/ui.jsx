@@ -134,6 +134,7 @@ const STATES = {
   running: 'Running',
   succeeded: 'Succeeded',
   canceled: 'Canceled',
+  done: 'Done',
 };
 
 export function StateBadge({ state }) {

@@ -138,7 +138,7 @@ function retryDelivery(d) {
 function publish(body) {
   const ev = {
     id: ulid('evt'), organization_id: ORG, event_type: body.event_type, payload: body.payload ?? null,
-    idempotency_key: body.idempotency_key ?? null, created_at: now(), fan_out: { state: 'succeeded', endpoints: 0 },
+    idempotency_key: body.idempotency_key ?? null, created_at: now(), fan_out: { state: 'done', endpoints: 0 },
   };
   events.set(ev.id, ev);
   const ids = [];
@@ -306,7 +306,7 @@ async function api(req, url, body) {
     case 'POST webhook-endpoints/:/test': {
       need(who, 'manage_endpoints');
       const ep = endpointOr404(seg[1]);
-      const ev = { id: ulid('evt'), organization_id: ORG, event_type: body?.event_type || 'capy.test', payload: body?.payload ?? { test: true }, idempotency_key: null, created_at: now(), fan_out: { state: 'succeeded', endpoints: 1 } };
+      const ev = { id: ulid('evt'), organization_id: ORG, event_type: body?.event_type || 'capy.test', payload: body?.payload ?? { test: true }, idempotency_key: null, created_at: now(), fan_out: { state: 'done', endpoints: 1 } };
       events.set(ev.id, ev);
       return [202, { delivery: dlvView(newDelivery(ep, ev)) }];
     }

@@ -72,6 +72,32 @@ async function settled(ep, d) {
 }
 
 let full; // the full-capability session for most tests
+
+// Which of the routes the portal uses this API answers. The portal's routes land one by one;
+// a case that needs one still missing is skipped, by name, unless PORTAL_E2E_STRICT=1.
+const ROUTE_PROBES = {
+  stats: ['GET', '/webhook-endpoints/ep_probe/stats'],
+  test: ['POST', '/webhook-endpoints/ep_probe/test', {}],
+  replay: ['POST', '/webhook-endpoints/ep_probe/replay', { since: '2026-01-01T00:00:00Z', dry_run: true }],
+  jobs: ['GET', '/jobs/job_probe'],
+  events: ['GET', '/events'],
+  event: ['GET', '/events/evt_probe'],
+  send_event: ['POST', '/events/evt_probe/deliveries', { endpoint_id: 'ep_probe' }],
+};
+const routes = {};
+async function probeRoutes() {
+  for (const [name, [m, p, b]] of Object.entries(ROUTE_PROBES)) {
+    const r = await call(m, orgPath(p), b);
+    // capy serve answers a path it has no route for with 404 "no such route", a known path
+    // with another method with 405; anything else means the route is there.
+    routes[name] = !((r.status === 404 && r.json.error === 'no such route') || r.status === 405);
+  }
+}
+function needs(...names) {
+  const missing = names.filter((n) => !routes[n]);
+  if (missing.length && process.env.PORTAL_E2E_STRICT === '1') throw new Error(`API routes missing: ${missing.join(', ')}`);
+  test.skip(missing.length > 0, `API routes not there yet: ${missing.join(', ')}`);
+}
 const test = base.extend({
   // Every page: no dialog may open, no CSP violation, no uncaught error.
   page: async ({ page }, use) => {
@@ -93,6 +119,7 @@ const test = base.extend({
 });
 
 test.beforeAll(async () => {
+  await probeRoutes();
   full = process.env.PORTAL_URL
     ? { open: process.env.PORTAL_URL, token: new URL(process.env.PORTAL_URL).hash.replace('#token=', '') }
     : await mintSession();
@@ -198,14 +225,15 @@ test('an HTML description renders as text and no dialog fires', async ({ page })
 test('a published event: its delivery appears, the attempt log reads, retry makes another attempt', async ({ page }) => {
   const ep = await createEndpoint({ url: FAIL_URL, description: `failing ${uniq()}`, event_types: ['order.paid'] });
   const pub = await publish('order.paid', { order: 'o_42', amount: 1299, lines: [{ sku: 'capy-plush', qty: 2 }] });
-  expect(pub.delivery_ids.length).toBeGreaterThan(0);
+  const [settledOne] = await settledOf(ep.id, 1);
+  expect(settledOne.event_id).toBe(pub.event_id);
   await openPortal(page, full, `/portal/endpoints/${ep.id}`);
   const row = page.locator(`tr[data-delivery-id]`).first();
   await expect(row).toBeVisible();
   // It settles (fails: the receiver answers 503) while the page polls.
   await expect(row.locator('.badge')).toHaveText('Failed');
-  const apiView = await delivery(ep.id, (await row.getAttribute('data-delivery-id')));
-  expect(pub.delivery_ids).toContain(apiView.id);
+  const apiView = await delivery(ep.id, await row.getAttribute('data-delivery-id'));
+  expect(apiView.id).toBe(settledOne.id);
   await row.getByRole('link').click();
   await expect(page).toHaveURL(new RegExp(`/portal/endpoints/${ep.id}/deliveries/${apiView.id}$`));
   const log = page.getByTestId('attempt-log').locator('tbody tr');
@@ -242,6 +270,7 @@ test('rotate the secret: shown once', async ({ page }) => {
 });
 
 test('replay: the dry-run count equals the API\'s, then the job runs to the end', async ({ page }) => {
+  needs('replay', 'jobs');
   const type = `invoice.e2e${uniq()}`;
   const ep = await createEndpoint({ url: FAIL_URL, description: `replay ${uniq()}`, event_types: [type] });
   for (let i = 0; i < 3; i++) await publish(type, { invoice: `in_${i}` });
@@ -272,6 +301,7 @@ test('replay: the dry-run count equals the API\'s, then the job runs to the end'
 });
 
 test('send a test event and see it delivered', async ({ page }) => {
+  needs('test');
   const ep = await createEndpoint({ url: OK_URL, description: `test event ${uniq()}` });
   await openPortal(page, full, `/portal/endpoints/${ep.id}`);
   await expect(page.getByText('No deliveries yet.')).toBeVisible();
@@ -291,6 +321,7 @@ test('send a test event and see it delivered', async ({ page }) => {
 });
 
 test('events log: filter by type, open an event, send it to an endpoint', async ({ page }) => {
+  needs('events', 'event', 'send_event');
   const type = `shipment.e2e${uniq()}`;
   const ep = await createEndpoint({ url: OK_URL, description: `events ${uniq()}`, event_types: [type] });
   const other = await createEndpoint({ url: OK_URL, description: `late subscriber ${uniq()}`, event_types: ['nothing.matches'] });
@@ -310,14 +341,15 @@ test('events log: filter by type, open an event, send it to an endpoint', async 
   await shot(page, 'events');
   await rows.first().getByRole('link').click();
   await expect(page).toHaveURL(new RegExp(`/portal/events/${pub.event_id}$`));
+  const recipients = (await ok('GET', orgPath(`/events/${pub.event_id}`), undefined, 200)).deliveries.length;
   const dl = page.getByTestId('event-deliveries').locator('tbody tr');
-  await expect(dl).toHaveCount(pub.delivery_ids.length);
+  await expect(dl).toHaveCount(recipients);
   await expect(page.locator(`tr[data-delivery-id="${mine.id}"] .badge`)).toHaveText('Delivered');
   await expect(page.locator(`tr[data-delivery-id="${mine.id}"]`)).toContainText(OK_URL);
   await expect(page.getByTestId('payload')).toContainText('"carrier": "capy-post"');
   await page.getByLabel('Send to endpoint').selectOption(other.id);
   await page.getByRole('button', { name: 'Send', exact: true }).click();
-  await expect(dl).toHaveCount(pub.delivery_ids.length + 1);
+  await expect(dl).toHaveCount(recipients + 1);
   const [sent] = await settledOf(other.id, 1);
   expect(sent.event_id).toBe(pub.event_id);
   await expect(page.locator(`tr[data-delivery-id="${sent.id}"] .badge`)).toHaveText('Delivered');
@@ -348,21 +380,24 @@ test('a read session sees no write controls, and its writes are 403', async ({ p
   await page.locator('tr[data-delivery-id] a').click();
   await expect(page.getByTestId('attempt-log')).toBeVisible();
   await expect(page.getByRole('button', { name: 'Retry delivery' })).toHaveCount(0);
-  await page.getByRole('link', { name: pub.event_id }).click();
-  await expect(page.getByTestId('event-deliveries')).toBeVisible();
-  await expect(page.getByLabel('Send to endpoint')).toHaveCount(0);
+  if (routes.event) {
+    await page.getByRole('link', { name: pub.event_id }).click();
+    await expect(page.getByTestId('event-deliveries')).toBeVisible();
+    await expect(page.getByLabel('Send to endpoint')).toHaveCount(0);
+  }
 
   const writes = [
     ['POST', '/webhook-endpoints', { url: OK_URL }],
     ['PATCH', `/webhook-endpoints/${ep.id}`, { is_active: false }],
     ['DELETE', `/webhook-endpoints/${ep.id}`],
     ['POST', `/webhook-endpoints/${ep.id}/rotate-secret`],
-    ['POST', `/webhook-endpoints/${ep.id}/test`, {}],
+    ['POST', `/webhook-endpoints/${ep.id}/test`, {}, 'test'],
     ['POST', `/webhook-endpoints/${ep.id}/deliveries/${dlv.id}/retry`],
-    ['POST', `/webhook-endpoints/${ep.id}/replay`, { since: new Date(Date.now() - 3600e3).toISOString() }],
-    ['POST', `/events/${pub.event_id}/deliveries`, { endpoint_id: ep.id }],
+    ['POST', `/webhook-endpoints/${ep.id}/replay`, { since: new Date(Date.now() - 3600e3).toISOString() }, 'replay'],
+    ['POST', `/events/${pub.event_id}/deliveries`, { endpoint_id: ep.id }, 'send_event'],
   ];
-  for (const [m, p, b] of writes) {
+  for (const [m, p, b, route] of writes) {
+    if (route && !routes[route]) continue;
     const r = await call(m, orgPath(p), b, ro.token);
     expect(r.status, `${m} ${p} with a read session: ${JSON.stringify(r.json)}`).toBe(403);
     expect(typeof r.json.error).toBe('string');
@@ -373,12 +408,18 @@ test('a read session sees no write controls, and its writes are 403', async ({ p
 });
 
 test('a revoked session shows a clear "session ended" screen', async ({ page }) => {
+  const ep = await createEndpoint({ url: OK_URL, description: `revoked ${uniq()}` });
   const s = await mintSession();
   await openPortal(page, s);
   await expect(page.getByRole('heading', { name: 'Endpoints', level: 1 })).toBeVisible();
-  await ok('DELETE', orgPath(`/portal-sessions/${s.portal_session.id}`), undefined, 200);
+  const link = page.locator(`li[data-endpoint-id="${ep.id}"] a.ep-url`);
+  await expect(link).toBeVisible();
+  // Every call of this screen has answered (the sparklines load after the list).
+  await expect(page.locator('.sparkline[data-loading]')).toHaveCount(0);
+  const revoked = await ok('DELETE', orgPath(`/portal-sessions/${s.portal_session.id}`), undefined, 200);
+  expect(revoked.deleted).toBe(true);
   // The next call the page makes answers 401: the whole page says so.
-  await page.getByRole('link', { name: 'Events' }).click();
+  await link.click();
   await expect(page.getByRole('heading', { name: 'Your session has ended' })).toBeVisible();
   await expect(page.getByRole('link', { name: 'Endpoints' })).toHaveCount(0);
   await shot(page, 'session-ended', false);

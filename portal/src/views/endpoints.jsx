@@ -145,6 +145,12 @@ function EndpointSpark({ id }) {
       </span>
     );
   }
-  if (!state.data) return <span class="sparkline muted">…</span>;
+  if (!state.data) {
+    return (
+      <span class="sparkline muted" data-loading="true">
+        …
+      </span>
+    );
+  }
   return <Sparkline stats={state.data} win={win} />;
 }

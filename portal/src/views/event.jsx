@@ -22,7 +22,9 @@ export function EventView({ eventId }) {
     return { ...ev, endpoints };
   }, [eventId]);
   const data = state.data;
-  const pending = Boolean(data && data.deliveries.some((d) => d.state === 'pending'));
+  const pending = Boolean(
+    data && (data.event.fan_out?.state === 'pending' || data.deliveries.some((d) => d.state === 'pending')),
+  );
   usePoll(reload, 1500, pending);
   const urlOf = (id) => data?.endpoints.find((e) => e.id === id)?.url;
   const ev = data?.event;
