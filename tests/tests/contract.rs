@@ -2,10 +2,15 @@
 //! `Route::ALL` and openapi.yaml's operations are the same list; every function in the
 //! template has a binary in functions/src/bin/ (and every binary is deployed); every
 //! function has an events/ fixture and an events/env.json entry.
+//!
+//! One table schema (issue 9): template.yaml's table is the one defined in
+//! `capy_shared::adapters::dynamo::schema`, and the one `Table::ensure` (`capy serve`)
+//! creates on moto.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use capy_shared::adapters::dynamo::{Table, schema};
 use capy_shared::api::Route;
 use serde_yaml::Value;
 
@@ -211,4 +216,258 @@ fn every_function_has_a_fixture_and_an_env_json_entry() {
             f.logical_id
         );
     }
+}
+
+/// A table's schema, in the terms CloudFormation and DescribeTable share.
+#[derive(Debug, PartialEq, Eq)]
+struct TableShape {
+    billing_mode: String,
+    /// (attribute, HASH|RANGE) in order.
+    key_schema: Vec<(String, String)>,
+    /// attribute → S|N|B
+    attributes: BTreeMap<String, String>,
+    indexes: BTreeMap<String, IndexShape>,
+    local_indexes: usize,
+    /// (attribute, enabled)
+    ttl: (String, bool),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct IndexShape {
+    key_schema: Vec<(String, String)>,
+    projection_type: String,
+    non_key_attributes: BTreeSet<String>,
+}
+
+fn yaml_keys(v: &Value, what: &str) -> Vec<(String, String)> {
+    v.as_sequence()
+        .unwrap_or_else(|| panic!("{what}: a list"))
+        .iter()
+        .map(|k| {
+            (
+                s(&k["AttributeName"]).expect("AttributeName").to_owned(),
+                s(&k["KeyType"]).expect("KeyType").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn template_table() -> TableShape {
+    let t = yaml("template.yaml");
+    let tables: Vec<&Value> = t["Resources"]
+        .as_mapping()
+        .expect("Resources")
+        .values()
+        .filter(|r| s(&r["Type"]) == Some("AWS::DynamoDB::Table"))
+        .collect();
+    assert_eq!(tables.len(), 1, "template.yaml has one table");
+    let p = &tables[0]["Properties"];
+    let attributes = p["AttributeDefinitions"]
+        .as_sequence()
+        .expect("AttributeDefinitions")
+        .iter()
+        .map(|a| {
+            (
+                s(&a["AttributeName"]).expect("AttributeName").to_owned(),
+                s(&a["AttributeType"]).expect("AttributeType").to_owned(),
+            )
+        })
+        .collect();
+    let indexes = p["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|i| {
+            let name = s(&i["IndexName"]).expect("IndexName").to_owned();
+            let projection = &i["Projection"];
+            let shape = IndexShape {
+                key_schema: yaml_keys(&i["KeySchema"], &name),
+                projection_type: s(&projection["ProjectionType"])
+                    .expect("ProjectionType")
+                    .to_owned(),
+                non_key_attributes: projection["NonKeyAttributes"]
+                    .as_sequence()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| s(a).expect("attribute name").to_owned())
+                    .collect(),
+            };
+            (name, shape)
+        })
+        .collect();
+    let ttl = &p["TimeToLiveSpecification"];
+    TableShape {
+        billing_mode: s(&p["BillingMode"]).expect("BillingMode").to_owned(),
+        key_schema: yaml_keys(&p["KeySchema"], "KeySchema"),
+        attributes,
+        indexes,
+        local_indexes: p["LocalSecondaryIndexes"].as_sequence().map_or(0, Vec::len),
+        ttl: (
+            s(&ttl["AttributeName"])
+                .expect("TimeToLiveSpecification.AttributeName")
+                .to_owned(),
+            ttl["Enabled"]
+                .as_bool()
+                .expect("TimeToLiveSpecification.Enabled"),
+        ),
+    }
+}
+
+fn hash_range(pk: &str, sk: &str) -> Vec<(String, String)> {
+    vec![(pk.into(), "HASH".into()), (sk.into(), "RANGE".into())]
+}
+
+/// What `capy_shared::adapters::dynamo::schema` defines.
+fn schema_table() -> TableShape {
+    TableShape {
+        billing_mode: schema::BILLING_MODE.as_str().to_owned(),
+        key_schema: hash_range(schema::PARTITION_KEY, schema::SORT_KEY),
+        attributes: schema::key_attributes()
+            .into_iter()
+            .map(|a| (a.to_owned(), "S".to_owned()))
+            .collect(),
+        indexes: schema::INDEXES
+            .iter()
+            .map(|i| {
+                (
+                    i.name.to_owned(),
+                    IndexShape {
+                        key_schema: hash_range(i.partition_key, i.sort_key),
+                        projection_type: if i.non_key_attributes.is_empty() {
+                            "KEYS_ONLY"
+                        } else {
+                            "INCLUDE"
+                        }
+                        .to_owned(),
+                        non_key_attributes: i
+                            .non_key_attributes
+                            .iter()
+                            .map(|a| (*a).to_owned())
+                            .collect(),
+                    },
+                )
+            })
+            .collect(),
+        local_indexes: 0,
+        ttl: (schema::TTL_ATTRIBUTE.to_owned(), true),
+    }
+}
+
+#[test]
+fn template_table_equals_the_schema_in_code() {
+    let schema = schema_table();
+    // The schema names the index the sweeper reads, with what it needs to rebuild a message.
+    assert_eq!(
+        schema.indexes[schema::SWEEP_INDEX.name].non_key_attributes,
+        BTreeSet::from(["endpoint_id", "organization_id", "event_id"].map(String::from)),
+    );
+    assert_eq!(
+        template_table(),
+        schema,
+        "template.yaml's Table vs shared/src/adapters/dynamo/schema.rs"
+    );
+}
+
+fn key_shape(keys: &[aws_sdk_dynamodb::types::KeySchemaElement]) -> Vec<(String, String)> {
+    keys.iter()
+        .map(|k| {
+            (
+                k.attribute_name().to_owned(),
+                k.key_type().as_str().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The table `Table::ensure` creates (what `capy serve` runs), as DynamoDB (moto) describes it.
+async fn ensured_table() -> TableShape {
+    let conf = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&capy_tests::moto().endpoint)
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .build();
+    let client = aws_sdk_dynamodb::Client::from_conf(conf);
+    let name = format!("capy-contract-{:016x}", rand::random::<u64>());
+    let table = Table::new(client.clone(), &name);
+    table.ensure().await.expect("ensure creates the table");
+    // A second call finds it and changes nothing.
+    table.ensure().await.expect("ensure is idempotent");
+    let d = client
+        .describe_table()
+        .table_name(&name)
+        .send()
+        .await
+        .expect("DescribeTable")
+        .table
+        .expect("table");
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&name)
+        .send()
+        .await
+        .expect("DescribeTimeToLive")
+        .time_to_live_description
+        .expect("TTL description");
+    TableShape {
+        billing_mode: d
+            .billing_mode_summary()
+            .and_then(|b| b.billing_mode())
+            .expect("BillingModeSummary")
+            .as_str()
+            .to_owned(),
+        key_schema: key_shape(d.key_schema()),
+        attributes: d
+            .attribute_definitions()
+            .iter()
+            .map(|a| {
+                (
+                    a.attribute_name().to_owned(),
+                    a.attribute_type().as_str().to_owned(),
+                )
+            })
+            .collect(),
+        indexes: d
+            .global_secondary_indexes()
+            .iter()
+            .map(|i| {
+                let p = i.projection().expect("projection");
+                (
+                    i.index_name().expect("index name").to_owned(),
+                    IndexShape {
+                        key_schema: key_shape(i.key_schema()),
+                        projection_type: p
+                            .projection_type()
+                            .expect("projection type")
+                            .as_str()
+                            .to_owned(),
+                        non_key_attributes: p
+                            .non_key_attributes()
+                            .iter()
+                            .map(String::to_owned)
+                            .collect(),
+                    },
+                )
+            })
+            .collect(),
+        local_indexes: d.local_secondary_indexes().len(),
+        ttl: (
+            ttl.attribute_name().expect("TTL attribute").to_owned(),
+            ttl.time_to_live_status()
+                .is_some_and(|s| s.as_str() == "ENABLED"),
+        ),
+    }
+}
+
+#[tokio::test]
+async fn the_table_capy_serve_creates_is_the_templates() {
+    assert_eq!(
+        ensured_table().await,
+        template_table(),
+        "Table::ensure on moto vs template.yaml's Table"
+    );
 }

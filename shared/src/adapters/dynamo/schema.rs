@@ -15,6 +15,8 @@ pub const PARTITION_KEY: &str = "pk";
 pub const SORT_KEY: &str = "sk";
 /// Events, deliveries, fan-out pages and publish claims expire at this epoch-seconds attribute.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
+/// On-demand: no capacity to plan, and the prices DESIGN §7 and `make bench-aws` use.
+pub const BILLING_MODE: BillingMode = BillingMode::PayPerRequest;
 
 pub struct IndexSchema {
     pub name: &'static str,
@@ -72,7 +74,7 @@ impl Table {
             .client
             .create_table()
             .table_name(&self.name)
-            .billing_mode(BillingMode::PayPerRequest)
+            .billing_mode(BILLING_MODE)
             .key_schema(key_el(PARTITION_KEY, KeyType::Hash))
             .key_schema(key_el(SORT_KEY, KeyType::Range));
         for a in key_attributes() {
