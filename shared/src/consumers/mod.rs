@@ -8,6 +8,8 @@ pub mod dead_letter;
 pub mod deliver;
 pub mod fan_out;
 pub mod sweeper;
+#[cfg(test)]
+pub(crate) mod testkit;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsMessage};
 use serde::de::DeserializeOwned;

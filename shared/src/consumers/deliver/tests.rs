@@ -1,0 +1,344 @@
+//! The deliver consumer on the in-memory twins (`wiring::memory`), with loopback receivers.
+
+use std::time::{Duration, Instant};
+
+use super::deliver_batch;
+use crate::consumers::sweeper::sweep;
+use crate::consumers::testkit::*;
+use crate::domain::delivery::{Delivery, DeliveryMessage, DeliveryState, Expected};
+use crate::domain::endpoint::{DeliveryStats, Endpoint};
+use crate::domain::event::Event;
+use crate::domain::health::{DISABLE_AFTER, Health, health};
+use crate::domain::ids::{DeliveryId, EventId};
+use crate::domain::retry::RetryPolicy;
+use crate::domain::time;
+use crate::ports::StoreError;
+use crate::services::publish::ORPHAN_AFTER;
+
+/// An endpoint at `url` (shaped by `shape`), an event, and the delivery of one to the other
+/// before its first attempt (not stored: the fan-out only sends messages).
+async fn pending(
+    w: &World,
+    url: &str,
+    shape: impl FnOnce(Endpoint) -> Endpoint,
+) -> (Endpoint, Event, Delivery) {
+    let (e, _) = w.endpoint(url, shape).await;
+    let event = w.event("invoice.paid", r#"{"n":1}"#).await;
+    let d = Delivery::first(&event, e.id, w.deps.policy.retry.max_attempts());
+    (e, event, d)
+}
+
+fn failures(resp: &aws_lambda_events::sqs::SqsBatchResponse) -> Vec<String> {
+    resp.batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_first_attempt_creates_the_delivery_and_sends_the_payload_byte_for_byte() {
+    let w = world();
+    let rx = receiver(200).await;
+    let (e, secret) = w.endpoint(&rx.url, |e| e).await;
+    let payload = r#"{"big":12345678901234567890,"f":1.50}"#;
+    let event = w.event("invoice.paid", payload).await;
+    let d = Delivery::first(&event, e.id, 3);
+    assert_eq!(w.stored(&d).await, None, "no item before the first attempt");
+
+    let resp = deliver_batch(&w.deps, batch(&d.message())).await;
+    assert_eq!(failures(&resp), Vec::<String>::new());
+    let got = w
+        .stored(&d)
+        .await
+        .expect("the first attempt wrote the item");
+    assert_eq!((got.state, got.attempts), (DeliveryState::Delivered, 1));
+    assert_eq!(got.response_status, Some(200));
+    assert!(got.delivered_at.is_some() && got.next_attempt_at.is_none());
+    assert_eq!(got.attempt_log.len(), 1);
+
+    let sent = rx.requests();
+    assert_eq!(sent.len(), 1);
+    let body = event.webhook_body();
+    assert_eq!(sent[0].body, body.as_bytes());
+    assert!(body.ends_with(&format!(r#""data":{payload}}}"#)), "{body}");
+    let id = d.id.to_string();
+    assert_eq!(sent[0].header("webhook-id"), Some(id.as_str()));
+    let ts: i64 = sent[0]
+        .header("webhook-timestamp")
+        .and_then(|t| t.parse().ok())
+        .expect("timestamp");
+    assert_eq!(
+        sent[0].header("webhook-signature"),
+        Some(secret.sign(&id, ts, body.as_bytes()).as_str())
+    );
+}
+
+#[tokio::test]
+async fn an_early_message_goes_back_to_sleep_without_an_attempt() {
+    let w = world();
+    let rx = receiver(200).await;
+    let (_, _, d) = pending(&w, &rx.url, |e| e).await;
+    let mut early = d.clone();
+    early.next_attempt_at = Some(time::now() + chrono::TimeDelta::seconds(120));
+    w.deps
+        .deliveries
+        .save(&early, Expected::New)
+        .await
+        .expect("save");
+    let resp = deliver_batch(&w.deps, batch(&early.message())).await;
+    assert_eq!(failures(&resp), ["m-1"]);
+    let postponed = w.stores.queue.postponed();
+    assert_eq!(postponed.len(), 1);
+    assert_eq!(postponed[0].0, "rh-m-1");
+    assert!(
+        postponed[0].1 > Duration::from_secs(100) && postponed[0].1 <= Duration::from_secs(120),
+        "{postponed:?}"
+    );
+    assert_eq!(w.stored(&d).await, Some(early));
+    assert!(rx.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_terminal_delivery_is_acknowledged_and_never_resurrected() {
+    for state in [DeliveryState::Delivered, DeliveryState::Failed] {
+        let w = world();
+        let rx = receiver(200).await;
+        let (_, _, d) = pending(&w, &rx.url, |e| e).await;
+        let mut done = d.clone();
+        done.state = state;
+        done.attempts = 1;
+        done.next_attempt_at = None;
+        w.deps
+            .deliveries
+            .save(&done, Expected::New)
+            .await
+            .expect("save");
+        let resp = deliver_batch(&w.deps, batch(&done.message())).await;
+        assert_eq!(failures(&resp), Vec::<String>::new(), "{state:?}");
+        assert_eq!(w.stored(&d).await, Some(done), "{state:?}");
+        assert!(rx.requests().is_empty(), "{state:?}");
+        assert!(w.stores.queue.postponed().is_empty(), "{state:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_attempt_is_counted_once_and_timed_by_visibility() {
+    let w = world();
+    let (e, _, d) = pending(&w, UNREACHABLE, |e| e).await;
+    let resp = deliver_batch(&w.deps, batch(&d.message())).await;
+    assert_eq!(failures(&resp), ["m-1"]);
+    let got = w.stored(&d).await.expect("the attempt wrote the item");
+    assert_eq!((got.state, got.attempts), (DeliveryState::Pending, 1));
+    assert_eq!(got.last_error.as_deref(), Some("connection refused"));
+    assert_eq!(got.sweep_at, None, "a short wait is not parked");
+    let postponed = w.stores.queue.postponed();
+    assert_eq!(postponed.len(), 1);
+    let (receipt, delay) = &postponed[0];
+    assert_eq!(receipt, "rh-m-1");
+    assert!(
+        *delay >= Duration::from_millis(800) && *delay <= Duration::from_millis(1200),
+        "{delay:?}"
+    );
+    assert_eq!(w.endpoint_now(e.id).await.stats.failure_streak, 1);
+    // A stale copy of the same message (read before that attempt) loses its write.
+    for stale in [
+        Expected::New,
+        Expected::Was {
+            attempts: 0,
+            state: DeliveryState::Pending,
+        },
+    ] {
+        assert!(matches!(
+            w.deps.deliveries.save(&d, stale).await,
+            Err(StoreError::Conflict)
+        ));
+    }
+}
+
+#[tokio::test]
+async fn an_inactive_endpoint_fails_the_delivery_with_the_reason() {
+    for (reason, expected) in [
+        (None, "endpoint disabled"),
+        (Some("by its owner"), "endpoint disabled (by its owner)"),
+    ] {
+        let w = world();
+        let rx = receiver(200).await;
+        let (_, _, d) = pending(&w, &rx.url, |e| Endpoint {
+            is_active: false,
+            disabled_reason: reason.map(str::to_owned),
+            ..e
+        })
+        .await;
+        let resp = deliver_batch(&w.deps, batch(&d.message())).await;
+        assert_eq!(failures(&resp), Vec::<String>::new());
+        let got = w.stored(&d).await.expect("stored");
+        assert_eq!(got.state, DeliveryState::Failed);
+        assert_eq!(got.last_error.as_deref(), Some(expected));
+        assert_eq!(got.attempts, 0);
+        assert!(rx.requests().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_for_five_days_is_disabled_and_its_delivery_failed() {
+    let w = world();
+    let rx = receiver(200).await;
+    let long_ago = time::now() - DISABLE_AFTER - chrono::TimeDelta::hours(1);
+    let (e, _, d) = pending(&w, &rx.url, |e| Endpoint {
+        updated_at: long_ago,
+        stats: DeliveryStats {
+            failure_streak: 40,
+            failing_since: Some(long_ago),
+            last_failure_at: Some(time::now()),
+        },
+        ..e
+    })
+    .await;
+    let resp = deliver_batch(&w.deps, batch(&d.message())).await;
+    assert_eq!(failures(&resp), Vec::<String>::new());
+    let got = w.stored(&d).await.expect("stored");
+    assert_eq!(got.state, DeliveryState::Failed);
+    assert_eq!(got.attempts, 0, "no send to an endpoint being disabled");
+    assert!(rx.requests().is_empty());
+    assert!(
+        got.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("5 days")),
+        "{:?}",
+        got.last_error
+    );
+    let e = w.endpoint_now(e.id).await;
+    assert!(!e.is_active);
+    assert!(e.disabled_reason.is_some_and(|r| r.contains("5 days")));
+    assert_eq!(
+        health(&w.endpoint_now(e.id).await, time::now()),
+        Health::Disabled
+    );
+}
+
+#[tokio::test]
+async fn unreadable_messages_are_left_for_the_dead_letter_queue() {
+    let w = world();
+    let mut b = aws_lambda_events::sqs::SqsEvent::default();
+    b.records.push(record("m-1", "not json", time::now()));
+    let resp = deliver_batch(&w.deps, b).await;
+    assert_eq!(failures(&resp), ["m-1"]);
+    assert!(w.stores.queue.postponed().is_empty());
+    assert!(w.stores.deliveries.all().is_empty());
+}
+
+/// Polls the sweeper until it sends something (its clock is the real one).
+async fn sweep_until_sent(w: &World, within: Duration) -> usize {
+    let end = Instant::now() + within;
+    loop {
+        let n = sweep(&w.deps).await.expect("sweep");
+        if n > 0 {
+            return n;
+        }
+        assert!(
+            Instant::now() < end,
+            "the sweeper sent nothing in {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_long_wait_is_parked_and_the_sweeper_sends_it_when_due() {
+    let mut policy = policy();
+    policy.retry = RetryPolicy::parse("0s,1500ms,1500ms").expect("schedule");
+    policy.park_after = Duration::from_secs(1);
+    let w = world_with(policy);
+    let (_, _, d) = pending(&w, UNREACHABLE, |e| e).await;
+    let resp = deliver_batch(&w.deps, batch(&d.message())).await;
+    assert_eq!(
+        failures(&resp),
+        Vec::<String>::new(),
+        "parked: acknowledged"
+    );
+    assert!(
+        w.stores.queue.postponed().is_empty(),
+        "nothing held in flight"
+    );
+    let parked = w.stored(&d).await.expect("stored");
+    assert_eq!((parked.state, parked.attempts), (DeliveryState::Pending, 1));
+    let due = parked.sweep_at.expect("parked with its due time");
+    assert_eq!(parked.next_attempt_at, Some(due));
+
+    assert_eq!(sweep(&w.deps).await.expect("sweep"), 0, "not due yet");
+    assert!(w.stores.queue.take_sent().is_empty());
+    assert_eq!(sweep_until_sent(&w, Duration::from_secs(5)).await, 1);
+    assert!(time::now() >= due);
+    assert_eq!(w.stores.queue.take_sent(), [d.message()]);
+    let moved = w
+        .stored(&d)
+        .await
+        .expect("stored")
+        .sweep_at
+        .expect("sweep_at");
+    assert!(
+        moved >= time::now() + chrono::TimeDelta::minutes(14),
+        "moved one grace period on: {moved:?}"
+    );
+    assert_eq!(sweep(&w.deps).await.expect("sweep"), 0, "not sent twice");
+
+    // The swept message makes the second attempt, which clears the sweep entry.
+    let resp = deliver_batch(&w.deps, batch(&d.message())).await;
+    assert_eq!(failures(&resp), Vec::<String>::new());
+    let after = w.stored(&d).await.expect("stored");
+    assert_eq!(after.attempts, 2);
+    assert!(
+        after.sweep_at.is_some_and(|t| t < moved),
+        "parked again: {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_early_message_for_a_long_wait_is_parked_instead_of_postponed() {
+    let w = world();
+    let (_, _, d) = pending(&w, UNREACHABLE, |e| e).await;
+    let mut waiting = d.clone();
+    waiting.attempts = 1;
+    waiting.next_attempt_at = Some(time::now() + chrono::TimeDelta::hours(1));
+    w.deps
+        .deliveries
+        .save(&waiting, Expected::New)
+        .await
+        .expect("save");
+    let resp = deliver_batch(&w.deps, batch(&d.message())).await;
+    assert_eq!(failures(&resp), Vec::<String>::new());
+    assert!(w.stores.queue.postponed().is_empty());
+    let got = w.stored(&d).await.expect("stored");
+    assert_eq!(got.attempts, 1, "no attempt");
+    assert_eq!(got.sweep_at, waiting.next_attempt_at);
+}
+
+fn orphan() -> DeliveryMessage {
+    let (event, endpoint) = (EventId::new(), crate::domain::ids::EndpointId::new());
+    DeliveryMessage {
+        delivery_id: DeliveryId::for_event(event, endpoint),
+        endpoint_id: endpoint,
+        organization_id: ORG.into(),
+        event_id: event,
+    }
+}
+
+#[tokio::test]
+async fn a_message_whose_event_is_missing_waits_while_young_and_is_dropped_when_old() {
+    let w = world();
+    let young = orphan();
+    let resp = deliver_batch(&w.deps, batch(&young)).await;
+    assert_eq!(failures(&resp), ["m-1"]);
+    assert_eq!(
+        w.stores.queue.postponed(),
+        [("rh-m-1".to_owned(), Duration::from_secs(1))]
+    );
+
+    let w = world();
+    let old = orphan();
+    let sent = time::now() - ORPHAN_AFTER - chrono::TimeDelta::minutes(1);
+    let resp = deliver_batch(&w.deps, batch_sent_at(&old, sent)).await;
+    assert_eq!(failures(&resp), Vec::<String>::new(), "dropped");
+    assert!(w.stores.queue.postponed().is_empty());
+    assert!(w.stores.deliveries.all().is_empty());
+}
