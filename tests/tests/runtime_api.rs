@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use capy_shared::api::Route;
 use capy_shared::dynamo::Table;
 use capy_shared::ids::EventId;
 use capy_shared::model::{Delivery, DeliveryState, Endpoint};
@@ -29,7 +30,7 @@ use capy_shared::ports::{ApiKeyStore, DeliveryLog, EndpointStore};
 use capy_shared::secrets::{LocalCipher, SecretCipher};
 use capy_shared::signing::SigningSecret;
 use capy_tests::{
-    Receiver, Reply, free_port, moto, verify_with_official_libraries, workspace_root,
+    Receiver, Reply, eventually, free_port, moto, verify_with_official_libraries, workspace_root,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -40,6 +41,13 @@ use tokio::sync::{Mutex, mpsc};
 const LOCAL_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const ORG: &str = "org_test";
 const RUNTIME: &str = "/2018-06-01/runtime";
+/// The binaries that are not routes: the queue and schedule consumers, each invoked by a test
+/// below (`deliver_reports_…`, `dead_letter_marks_…`, `sweeper_reenqueues_…`). Every route's
+/// binary is invoked by `every_route_function_answers_its_fixture_with_real_ids`.
+const CONSUMERS: [&str; 3] = ["deliver", "dead-letter", "sweeper"];
+/// The ids the API Gateway fixtures carry in their paths.
+const FIXTURE_ENDPOINT: &str = "ep_01JABCDEFGHJKMNPQRSTVWXYZ0";
+const FIXTURE_DELIVERY: &str = "dlv_01JABCDEFGHJKMNPQRSTVWXYZ0";
 
 // ---------------------------------------------------------------- the binaries
 
@@ -161,22 +169,19 @@ impl RuntimeApi {
                                 });
                                 return Ok(reply(202, r#"{"status":"OK"}"#.into()));
                             }
-                            if method == hyper::Method::POST {
-                                if let Some(rest) =
+                            if method == hyper::Method::POST
+                                && let Some(rest) =
                                     path.strip_prefix(&format!("{RUNTIME}/invocation/"))
-                                {
-                                    if let Some((id, kind)) = rest.split_once('/') {
-                                        if kind == "response" || kind == "error" {
-                                            let body = read_json(req.into_body()).await;
-                                            let _ = answers_tx.send(Answer {
-                                                request_id: id.to_owned(),
-                                                kind: kind.to_owned(),
-                                                body,
-                                            });
-                                            return Ok(reply(202, r#"{"status":"OK"}"#.into()));
-                                        }
-                                    }
-                                }
+                                && let Some((id, kind)) = rest.split_once('/')
+                                && (kind == "response" || kind == "error")
+                            {
+                                let body = read_json(req.into_body()).await;
+                                let _ = answers_tx.send(Answer {
+                                    request_id: id.to_owned(),
+                                    kind: kind.to_owned(),
+                                    body,
+                                });
+                                return Ok(reply(202, r#"{"status":"OK"}"#.into()));
                             }
                             Ok(reply(
                                 404,
@@ -527,6 +532,24 @@ fn api_event(name: &str, key: &str) -> Value {
     event
 }
 
+/// The fixture's placeholder endpoint and delivery ids replaced by real ones, in the path and
+/// the path parameters alike.
+fn with_ids(mut event: Value, endpoint: &str, delivery: &str) -> Value {
+    let swap = |s: &str| {
+        s.replace(FIXTURE_ENDPOINT, endpoint)
+            .replace(FIXTURE_DELIVERY, delivery)
+    };
+    let raw = swap(event["rawPath"].as_str().expect("rawPath"));
+    event["rawPath"] = json!(raw);
+    event["requestContext"]["http"]["path"] = json!(raw);
+    if let Some(params) = event["pathParameters"].as_object_mut() {
+        for v in params.values_mut() {
+            *v = json!(swap(v.as_str().expect("a path parameter")));
+        }
+    }
+    event
+}
+
 /// (statusCode, parsed JSON body) of an API Gateway v2 response.
 fn http_answer(resp: &Value) -> (u64, Value) {
     let status = resp["statusCode"]
@@ -598,14 +621,7 @@ async fn api_functions_answer_their_fixtures() {
     assert!(body["error"].is_string(), "{body}");
 
     // The same route with the created endpoint's id.
-    let mut event = api_event("list-deliveries", &key);
-    let raw = event["rawPath"]
-        .as_str()
-        .expect("rawPath")
-        .replace("ep_01JABCDEFGHJKMNPQRSTVWXYZ0", &id);
-    event["rawPath"] = json!(raw);
-    event["requestContext"]["http"]["path"] = json!(raw);
-    event["pathParameters"]["endpoint_id"] = json!(id);
+    let event = with_ids(api_event("list-deliveries", &key), &id, FIXTURE_DELIVERY);
     let (status, body) = http_answer(&deliveries.invoke(event).await);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["deliveries"], json!([]), "{body}");
@@ -614,7 +630,7 @@ async fn api_functions_answer_their_fixtures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliver_reports_a_failing_receiver_and_not_a_good_one() {
     let env = Env::new().await;
-    let deliver = env.start("deliver").await;
+    let mut deliver = env.start("deliver").await;
 
     // A good receiver: delivered, no batch item failures.
     let good = Receiver::start().await;
@@ -652,18 +668,44 @@ async fn deliver_reports_a_failing_receiver_and_not_a_good_one() {
         "{got:?}"
     );
     // The retry delay went onto the message through the SQS client this container built on
-    // its first retry (functions/src/lib.rs: LazySqs); a failure there is logged as a warning.
+    // its first retry (functions/src/lib.rs: LazySqs): the message is back after about the
+    // schedule's 5 s, not after the queue's 30 s visibility timeout it was received with.
     assert!(
         !deliver.log_text().contains("could not set the retry delay"),
         "{}",
         deliver.log_text()
     );
-    assert!(
-        deliver
+    let back = eventually(
+        Duration::from_secs(20),
+        "the failed message to become visible again",
+        || async {
+            let out = env
+                .sqs
+                .receive_message()
+                .queue_url(&env.queue_url)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive");
+            out.messages.unwrap_or_default().into_iter().next()
+        },
+    )
+    .await;
+    assert_eq!(back.message_id.as_deref(), Some(id.as_str()));
+    // Still the same warm process, back on `next` for a third event after answering two.
+    eventually(Duration::from_secs(10), "a third `next` call", || async {
+        (deliver
             .api
             .next_calls
             .load(std::sync::atomic::Ordering::SeqCst)
-            >= 2
+            == 3)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        deliver.child.try_wait().expect("wait").is_none(),
+        "deliver exited after two invocations: {}",
+        deliver.log_text()
     );
 }
 
@@ -671,13 +713,15 @@ async fn deliver_reports_a_failing_receiver_and_not_a_good_one() {
 async fn dead_letter_marks_what_reaches_it_failed() {
     let env = Env::new().await;
     let dead_letter = env.start("dead-letter").await;
-    let receiver = Receiver::start().await;
-    let e = env.endpoint(&receiver.url).await;
+    let e = env.endpoint("https://hooks.example.com/capy").await;
     let d = env.pending(&e, capy_shared::time::now()).await;
     let body = serde_json::to_string(&d.message()).expect("json");
-    let out = dead_letter
-        .invoke(sqs_event("dead-letter", "c3e9a1b7-dlq", "receipt", &body))
-        .await;
+    let event = sqs_event("dead-letter", "c3e9a1b7-dlq", "receipt", &body);
+    let receives = event["Records"][0]["attributes"]["ApproximateReceiveCount"]
+        .as_str()
+        .expect("the fixture's receive count")
+        .to_owned();
+    let out = dead_letter.invoke(event).await;
     assert_eq!(
         out,
         json!({ "batchItemFailures": [] }),
@@ -686,8 +730,15 @@ async fn dead_letter_marks_what_reaches_it_failed() {
     );
     let got = env.delivery(&d).await;
     assert_eq!(got.state, DeliveryState::Failed, "{got:?}");
-    assert!(got.last_error.is_some(), "{got:?}");
-    assert_eq!(receiver.count(), 0, "the dead-letter consumer never sends");
+    assert_eq!(
+        got.last_error,
+        Some(format!(
+            "moved to the dead-letter queue after {receives} failed processing attempts"
+        )),
+        "the reason names the record's receive count"
+    );
+    assert_eq!(got.next_attempt_at, None, "{got:?}");
+    assert_eq!(got.attempts, 0, "{got:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -721,8 +772,7 @@ async fn sweeper_reenqueues_overdue_pending_deliveries() {
 async fn publish_event_fans_out_to_the_queue() {
     let env = Env::new().await;
     let key = env.mint_key().await;
-    let receiver = Receiver::start().await;
-    let e = env.endpoint(&receiver.url).await;
+    let e = env.endpoint("https://hooks.example.com/capy").await;
     let publish = env.start("publish-event").await;
     let (status, body) = http_answer(&publish.invoke(api_event("publish-event", &key)).await);
     assert_eq!(status, 202, "{body}\n{}", publish.log_text());
@@ -740,13 +790,35 @@ async fn publish_event_fans_out_to_the_queue() {
     let m: Value =
         serde_json::from_str(messages[0].body.as_deref().unwrap_or_default()).expect("json");
     assert_eq!(m["endpoint_id"], e.id.to_string());
-    assert_eq!(receiver.count(), 0, "publishing only enqueues");
+    // Publishing only writes and enqueues: the answer's delivery is the queued one, stored
+    // pending with no attempt made.
+    assert_eq!(body["delivery_ids"], json!([m["delivery_id"]]), "{body}");
+    let stored = DeliveryLog::get(
+        &env.table,
+        e.id,
+        m["delivery_id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("delivery id"),
+    )
+    .await
+    .expect("get")
+    .expect("the published delivery is stored");
+    assert_eq!(stored.state, DeliveryState::Pending, "{stored:?}");
+    assert_eq!(stored.attempts, 0, "{stored:?}");
+    assert_eq!(stored.event_type, "invoice.paid", "{stored:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_that_enqueues_will_not_start_without_the_queue_url() {
     let env = Env::new().await;
-    for function in ["publish-event", "retry-delivery"] {
+    let enqueuing: Vec<&str> = Route::ALL
+        .into_iter()
+        .filter(|r| r.enqueues())
+        .map(Route::function)
+        .collect();
+    assert!(!enqueuing.is_empty());
+    for function in enqueuing {
         let mut f = env.start_without(function, &["DELIVERY_QUEUE_URL"]).await;
         let status = tokio::time::timeout(Duration::from_secs(60), f.child.wait())
             .await
@@ -768,20 +840,19 @@ async fn a_route_that_enqueues_will_not_start_without_the_queue_url() {
     let list = env
         .start_without("list-endpoints", &["DELIVERY_QUEUE_URL"])
         .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while list
-        .api
-        .next_calls
-        .load(std::sync::atomic::Ordering::SeqCst)
-        == 0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "list-endpoints did not start: {}",
-            list.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        "list-endpoints to ask for an event without a queue URL",
+        || async {
+            (list
+                .api
+                .next_calls
+                .load(std::sync::atomic::Ordering::SeqCst)
+                > 0)
+            .then_some(())
+        },
+    )
+    .await;
 }
 
 /// The cloud's secrets path, end to end in the real binaries: create-endpoint seals the
@@ -850,4 +921,87 @@ async fn endpoint_secrets_sealed_with_kms_sign_deliveries() {
     assert_eq!(got.len(), 1);
     verify_with_official_libraries(&secret, &got[0]).expect("the official libraries verify");
     assert_eq!(env.delivery(&d).await.state, DeliveryState::Delivered);
+}
+
+/// Every route's binary, from the route table: started as Lambda starts it and invoked with
+/// its `events/` fixture, the fixture's ids swapped for an endpoint and a delivery of this
+/// table (each route gets its own, so a delete or a rotation touches no other route's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_function_answers_its_fixture_with_real_ids() {
+    let env = Env::new().await;
+    let key = env.mint_key().await;
+    for route in Route::ALL {
+        let function = route.function();
+        let e = env.endpoint("https://hooks.example.com/capy").await;
+        let d = env.pending(&e, capy_shared::time::now()).await;
+        let event = with_ids(
+            api_event(function, &key),
+            &e.id.to_string(),
+            &d.id.to_string(),
+        );
+        assert_eq!(
+            event["routeKey"],
+            format!("{} {}", route.method(), route.path()),
+            "events/{function}.json is the fixture of {route:?}"
+        );
+        let f = env.start(function).await;
+        let (status, body) = http_answer(&f.invoke(event).await);
+        assert!(
+            (200..300).contains(&status) && body.get("error").is_none(),
+            "{function}: {status} {body}\n{}",
+            f.log_text()
+        );
+        // What the write routes changed is in the table.
+        let stored = EndpointStore::get(&env.table, ORG, e.id)
+            .await
+            .expect("get");
+        match route {
+            Route::DeleteEndpoint => assert!(stored.is_none(), "{function}: {stored:?}"),
+            Route::UpdateEndpoint => assert_eq!(
+                stored.expect("endpoint").description,
+                "Billing receiver (v2)",
+                "{function}"
+            ),
+            Route::RotateSecret => assert!(
+                stored.expect("endpoint").previous_secret.is_some(),
+                "{function}"
+            ),
+            Route::GetDelivery => assert_eq!(body["delivery"]["id"], d.id.to_string()),
+            Route::ListDeliveries => {
+                assert_eq!(body["deliveries"][0]["id"], d.id.to_string(), "{body}")
+            }
+            _ => assert!(stored.is_some(), "{function}"),
+        }
+    }
+    // Retry and publish enqueued: one message each (publish's fans out to every endpoint of
+    // the organization still there, with its own delivery ids).
+    let mut seen = 0;
+    while env.queue_depth().await > 0 {
+        seen += 1;
+        assert!(seen < 100, "the queue does not drain");
+    }
+    assert!(
+        seen > 0,
+        "retry-delivery and publish-event enqueued nothing"
+    );
+}
+
+/// Every binary in functions/src/bin is invoked by this suite: a route's by the test above
+/// (from `Route::ALL`), the consumers by their own tests.
+#[test]
+fn the_suite_invokes_every_function_binary() {
+    let mut bins: Vec<String> = std::fs::read_dir(workspace_root().join("functions/src/bin"))
+        .expect("functions/src/bin")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .map(|p| p.file_stem().expect("stem").to_string_lossy().into_owned())
+        .collect();
+    bins.sort();
+    let mut invoked: Vec<String> = Route::ALL
+        .into_iter()
+        .map(|r| r.function().to_owned())
+        .chain(CONSUMERS.map(str::to_owned))
+        .collect();
+    invoked.sort();
+    assert_eq!(bins, invoked);
 }
