@@ -106,6 +106,49 @@ impl Portal {
     }
 }
 
+/// portal/tests/session-shim.mjs in front of the stack, stopped when dropped.
+struct Shim {
+    base: String,
+    child: std::process::Child,
+}
+
+impl Shim {
+    async fn start(p: &Portal) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new("node")
+            .arg("tests/session-shim.mjs")
+            .current_dir(portal_dir())
+            .env("UPSTREAM", &p.stack.base)
+            .env("API_KEY", &p.key)
+            .env("ORG", &p.org)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("node tests/session-shim.mjs");
+        let stdout = child.stdout.take().expect("stdout");
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .map(|_| line)
+        })
+        .await
+        .expect("join")
+        .expect("the shim prints its address");
+        let v: Value = serde_json::from_str(&line).expect("shim address JSON");
+        Self {
+            base: v["base"].as_str().expect("base").to_owned(),
+            child,
+        }
+    }
+}
+
+impl Drop for Shim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs a node program in portal/ off the async runtime (the receivers keep answering).
 async fn node(program: &Path, args: &[&str], env: Vec<(&'static str, String)>) -> bool {
     let program = program.to_path_buf();
@@ -147,19 +190,30 @@ async fn portal_in_a_real_browser() {
     let html = resp.text().await.expect("body");
     assert!(html.contains("/portal/assets/"), "{html}");
 
-    let Some(session) = p.mint_session(json!({})).await else {
-        eprintln!(
-            "SKIPPED portal_in_a_real_browser: this API has no POST /portal-sessions yet, so no \
-             browser case can run (the page itself is served: checked above)"
-        );
-        return;
-    };
-    let token = session["token"].as_str().expect("token");
-    assert!(token.starts_with("capy_portal_"), "{session}");
-    let portal_url = format!("{}/portal/#token={token}", p.stack.base);
-
     let playwright = portal_dir().join("node_modules/.bin/playwright");
-    let passed = node(&playwright, &["test"], p.env(&portal_url)).await;
+    let passed = match p.mint_session(json!({})).await {
+        Some(session) => {
+            let token = session["token"].as_str().expect("token");
+            assert!(token.starts_with("capy_portal_"), "{session}");
+            let portal_url = format!("{}/portal/#token={token}", p.stack.base);
+            node(&playwright, &["test"], p.env(&portal_url)).await
+        }
+        None => {
+            // No portal-session routes in this API yet: run the suite through a stand-in for
+            // them (portal/tests/session-shim.mjs) in front of this real capy serve, so every
+            // case but the session-enforcement ones runs against the real API now.
+            eprintln!(
+                "NOTE: this API has no POST /portal-sessions yet; the browser suite runs through \
+                 the session shim: the revocation case and a read session's 403s are skipped"
+            );
+            let shim = Shim::start(&p).await;
+            let mut env = p.env("");
+            env.retain(|(k, _)| *k != "BASE_URL" && *k != "PORTAL_URL");
+            env.push(("BASE_URL", shim.base.clone()));
+            env.push(("SESSION_SHIM", "1".into()));
+            node(&playwright, &["test"], env).await
+        }
+    };
     if !passed {
         let log = p.stack.log();
         let tail: Vec<&str> = log.lines().rev().take(60).collect();

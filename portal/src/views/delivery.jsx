@@ -26,7 +26,7 @@ export function DeliveryView({ endpointId, deliveryId }) {
   return (
     <>
       <p class="crumbs">
-        <Link to={paths.endpoints()}>Endpoints</Link> / <Link to={paths.endpoint(endpointId)}>Endpoint</Link> /
+        <Link to={paths.endpoint(endpointId)}>← Endpoint</Link>
       </p>
       <div class="page-head">
         <h1 tabIndex={-1}>

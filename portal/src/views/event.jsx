@@ -27,6 +27,7 @@ export function EventView({ eventId }) {
   );
   usePoll(reload, 1500, pending);
   const urlOf = (id) => data?.endpoints.find((e) => e.id === id)?.url;
+  const descOf = (id) => data?.endpoints.find((e) => e.id === id)?.description;
   const ev = data?.event;
 
   return (
@@ -91,6 +92,7 @@ export function EventView({ eventId }) {
                           <Link to={paths.delivery(d.endpoint_id, d.id)} class="mono break">
                             {urlOf(d.endpoint_id) || d.endpoint_id}
                           </Link>
+                          {descOf(d.endpoint_id) ? <div class="muted small">{descOf(d.endpoint_id)}</div> : null}
                         </td>
                         <td>
                           <StateBadge state={d.state} />
