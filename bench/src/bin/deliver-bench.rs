@@ -1,6 +1,9 @@
-//! Consumer throughput: `deliver_batch` with the in-memory twins of the stores and the queue,
-//! sending real signed HTTP requests to a loopback receiver in this same process; then the
-//! wall time of one batch of 10 to a receiver that takes 200 ms (records run in parallel).
+//! Consumer throughput: `consumers::deliver::deliver_batch` on the in-memory twins
+//! (`wiring::memory` over `MemoryStores`), sending real signed HTTP requests to a loopback
+//! receiver in this same process; then the wall time of one batch of 10 to a receiver that
+//! takes 200 ms (records run in parallel). Events are written through the `EventStore` by
+//! `services::publish::publish_event`; their deliveries' messages come from the fan-out
+//! (`services::fan_out::fan_out`), as in production.
 //!
 //! `cargo run --release -p capy-bench --bin deliver-bench -- --help`
 
@@ -8,20 +11,26 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_lambda_events::sqs::SqsEvent;
 use capy_bench::{
     Receiver, list, median, process_cpu_time, sqs_event, sqs_record, threads_cpu_time,
 };
-use capy_shared::delivery::{ConsumerDeps, deliver_batch};
-use capy_shared::http::Sender;
-use capy_shared::ids::{EndpointId, EventId};
-use capy_shared::memory::{MemoryDeliveries, MemoryEndpoints, MemoryQueue};
-use capy_shared::model::{Delivery, DeliveryState, Endpoint};
-use capy_shared::ports::{DeliveryLog, EndpointStore};
-use capy_shared::retry::RetryPolicy;
-use capy_shared::secrets::{LocalCipher, SecretCipher};
-use capy_shared::signing::SigningSecret;
+use capy_shared::adapters::memory::MemoryStores;
+use capy_shared::adapters::secrets::LocalCipher;
+use capy_shared::config::Settings;
+use capy_shared::consumers::deliver::deliver_batch;
+use capy_shared::domain::delivery::{DeliveryMessage, DeliveryState};
+use capy_shared::domain::endpoint::Endpoint;
+use capy_shared::domain::event::Event;
+use capy_shared::domain::ids::EndpointId;
+use capy_shared::domain::signing::SigningSecret;
+use capy_shared::domain::time;
+use capy_shared::ports::{DeliveryLog, EndpointStore, SecretCipher};
+use capy_shared::services::fan_out::{FanOutProgress, fan_out};
+use capy_shared::services::publish::publish_event;
+use capy_shared::services::{Deps, Policy};
 use capy_shared::ssrf::DestinationPolicy;
-use capy_shared::time;
+use capy_shared::wiring;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -32,14 +41,15 @@ struct Args {
     /// Deliveries per measured run (sent as SQS batches of 10).
     #[arg(long, default_value_t = 20_000)]
     deliveries: usize,
-    /// Batches processed at once: concurrent Lambda invocations, each with its own `ConsumerDeps`
+    /// Batches processed at once: concurrent Lambda invocations, each with its own `Deps`
     /// (own HTTP connection pool) and one batch at a time, as a Lambda container does.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
     /// Measured runs (the median is reported); one unmeasured warm-up run comes first.
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Endpoints the deliveries are spread over (all on the one loopback receiver).
+    /// Endpoints of the organization (all on the one loopback receiver); every event fans
+    /// out to all of them.
     #[arg(long, default_value_t = 50)]
     endpoints: usize,
     /// Size of each event's JSON payload.
@@ -77,35 +87,33 @@ fn payload(bytes: usize) -> String {
     .to_string()
 }
 
-fn consumer(stores: &Stores) -> ConsumerDeps {
-    ConsumerDeps {
-        reader: Arc::new(capy_shared::memory::SeparateReads {
-            endpoints: stores.endpoints.clone(),
-            deliveries: stores.deliveries.clone(),
-        }),
-        endpoints: stores.endpoints.clone(),
-        deliveries: stores.deliveries.clone(),
-        cipher: stores.cipher.clone(),
-        visibility: stores.queue.clone(),
-        // ALLOW_PRIVATE_DESTINATIONS / ALLOW_INSECURE_URLS: the receiver is http on loopback.
-        sender: Sender::new(DestinationPolicy {
-            allow_private: true,
-            allow_http: true,
-            ..Default::default()
-        }),
-        retry: RetryPolicy::default(),
-    }
+/// The rules' settings as `capy serve` reads them (its local defaults allow the receiver's
+/// plain http on loopback), so the bench follows every new setting without listing it.
+fn policy() -> Policy {
+    let settings = Settings::from_env(true).expect("settings from the environment");
+    let mut policy = wiring::policy(&settings);
+    policy.destinations = DestinationPolicy {
+        allow_private: true,
+        allow_http: true,
+        ..Default::default()
+    };
+    policy
 }
 
-struct Stores {
-    endpoints: Arc<MemoryEndpoints>,
-    deliveries: Arc<MemoryDeliveries>,
-    queue: Arc<MemoryQueue>,
+struct Bench {
+    stores: MemoryStores,
     cipher: Arc<LocalCipher>,
 }
 
+impl Bench {
+    /// A `Deps` of its own (its own `Sender`, so its own connection pool) over the shared twins.
+    fn deps(&self) -> Deps {
+        wiring::memory(&self.stores, policy(), self.cipher.clone())
+    }
+}
+
 async fn make_endpoints(
-    stores: &Stores,
+    bench: &Bench,
     org: &str,
     urls: impl Iterator<Item = String>,
 ) -> Vec<Endpoint> {
@@ -113,58 +121,74 @@ async fn make_endpoints(
     for url in urls {
         let id = EndpointId::new();
         let now = time::now();
-        let sealed = stores
+        let sealed = bench
             .cipher
             .seal(&SigningSecret::generate(), &id.to_string())
             .await
             .expect("seal");
         let e = Endpoint::new(id, org, &url, sealed, now);
-        stores.endpoints.create(&e).await.expect("create endpoint");
+        bench
+            .stores
+            .endpoints
+            .create(&e)
+            .await
+            .expect("create endpoint");
         out.push(e);
     }
     out
 }
 
-/// Writes `n` pending deliveries round-robin over `endpoints` and returns them as SQS batches.
+/// Publishes events to `org` (every one of its endpoints subscribed) until `n` deliveries are
+/// enqueued, and returns the messages as SQS batches of 10, in the order the fan-out sent them.
 async fn enqueue(
-    stores: &Stores,
-    endpoints: &[Endpoint],
+    deps: &Deps,
+    bench: &Bench,
+    org: &str,
     n: usize,
     payload: &str,
     seq: &mut u64,
-) -> Vec<(Vec<Delivery>, aws_lambda_events::sqs::SqsEvent)> {
-    let now = time::now();
-    let deliveries: Vec<Delivery> = (0..n)
-        .map(|i| {
-            Delivery::new_pending(
-                &endpoints[i % endpoints.len()],
-                EventId::new(),
-                "invoice.paid",
-                payload,
-                8,
-                now,
-            )
-        })
-        .collect();
-    stores
-        .deliveries
-        .insert_many(&deliveries)
-        .await
-        .expect("insert");
-    deliveries
+) -> Vec<(Vec<DeliveryMessage>, SqsEvent)> {
+    let mut messages: Vec<DeliveryMessage> = Vec::new();
+    while messages.len() < n {
+        let event = Event::new(org, "invoice.paid", payload.to_owned(), time::now());
+        publish_event(deps, event).await.expect("publish");
+        for msg in bench.stores.queue.take_fan_outs() {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let done = fan_out(deps, &msg, deadline).await.expect("fan out");
+            assert!(matches!(done, FanOutProgress::Done(_)), "fan-out: {done:?}");
+        }
+        messages.extend(bench.stores.queue.take_sent());
+    }
+    messages.truncate(n);
+    messages
         .chunks(BATCH)
         .map(|chunk| {
             let records = chunk
                 .iter()
-                .map(|d| {
+                .map(|m| {
                     *seq += 1;
-                    let body = serde_json::to_string(&d.message()).expect("message");
+                    let body = serde_json::to_string(m).expect("message");
                     sqs_record(format!("msg-{seq}"), format!("rh-{seq}"), body, 1)
                 })
                 .collect();
             (chunk.to_vec(), sqs_event(records))
         })
         .collect()
+}
+
+async fn delivered(bench: &Bench, msgs: &[DeliveryMessage]) -> usize {
+    let mut n = 0;
+    for m in msgs {
+        if let Ok(Some(after)) = bench
+            .stores
+            .deliveries
+            .get(m.endpoint_id, m.delivery_id)
+            .await
+        {
+            n += usize::from(after.state == DeliveryState::Delivered);
+        }
+    }
+    n
 }
 
 struct RunResult {
@@ -176,14 +200,14 @@ struct RunResult {
 }
 
 async fn run(
-    workers: &[Arc<ConsumerDeps>],
-    stores: &Stores,
-    batches: Vec<(Vec<Delivery>, aws_lambda_events::sqs::SqsEvent)>,
+    workers: &[Arc<Deps>],
+    bench: &Bench,
+    batches: Vec<(Vec<DeliveryMessage>, SqsEvent)>,
 ) -> RunResult {
     let mut check = Vec::new();
     let mut events = VecDeque::new();
-    for (ds, ev) in batches {
-        check.extend(ds);
+    for (ms, ev) in batches {
+        check.extend(ms);
         events.push_back(ev);
     }
     let queue = Arc::new(Mutex::new(events));
@@ -213,18 +237,12 @@ async fn run(
     let wall = t0.elapsed();
     let cpu = process_cpu_time() - cpu0;
     let receiver_cpu = threads_cpu_time("receiver").saturating_sub(recv0);
-    let mut delivered = 0;
-    for d in &check {
-        if let Ok(Some(after)) = stores.deliveries.get(d.endpoint_id, d.id).await {
-            delivered += usize::from(after.state == DeliveryState::Delivered);
-        }
-    }
     RunResult {
         wall,
         cpu,
         receiver_cpu,
         failures,
-        delivered,
+        delivered: delivered(bench, &check).await,
     }
 }
 
@@ -251,34 +269,34 @@ async fn bench(args: Args, receiver: Receiver) {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let stores = Stores {
-        endpoints: Arc::new(MemoryEndpoints::default()),
-        deliveries: Arc::new(MemoryDeliveries::default()),
-        queue: Arc::new(MemoryQueue::default()),
+    let bench = Bench {
+        stores: MemoryStores::default(),
         cipher: Arc::new(LocalCipher::new([7; 32])),
     };
     let org = "org_bench";
     let endpoints = make_endpoints(
-        &stores,
+        &bench,
         org,
         (0..args.endpoints.max(1)).map(|i| receiver.url(&format!("/hook/{i}"))),
     )
     .await;
     let payload = payload(args.payload_bytes);
-    let workers: Vec<Arc<ConsumerDeps>> = (0..args.concurrency.max(1))
-        .map(|_| Arc::new(consumer(&stores)))
+    let publisher = bench.deps();
+    let workers: Vec<Arc<Deps>> = (0..args.concurrency.max(1))
+        .map(|_| Arc::new(bench.deps()))
         .collect();
     let mut seq = 0u64;
 
     println!(
-        "deliver-bench: capy_shared::delivery::deliver_batch with MemoryEndpoints, MemoryDeliveries, MemoryQueue, LocalCipher"
+        "deliver-bench: capy_shared::consumers::deliver::deliver_batch on wiring::memory(MemoryStores) with LocalCipher; \
+         events by services::publish::publish_event, messages by services::fan_out::fan_out"
     );
     println!(
         "  -> real signed HTTP POSTs to a hyper receiver on {} (same process, its own runtime: its CPU is included)",
         receiver.addr
     );
     println!(
-        "  {} deliveries/run over {} endpoints, SQS batches of {BATCH}, {} concurrent invocations, payload {} B, \
+        "  {} deliveries/run, events fanned out to {} endpoints, SQS batches of {BATCH}, {} concurrent invocations, payload {} B, \
          consumer threads {}, receiver threads {}, logs {}, CPUs {cpus}",
         args.deliveries,
         endpoints.len(),
@@ -290,14 +308,15 @@ async fn bench(args: Args, receiver: Receiver) {
     );
 
     let warm = enqueue(
-        &stores,
-        &endpoints,
+        &publisher,
+        &bench,
+        org,
         (args.deliveries / 4).max(BATCH * workers.len()),
         &payload,
         &mut seq,
     )
     .await;
-    let w = run(&workers, &stores, warm).await;
+    let w = run(&workers, &bench, warm).await;
     println!(
         "  warm-up: {} delivered, {} failures, {:.0}/s",
         w.delivered,
@@ -308,9 +327,9 @@ async fn bench(args: Args, receiver: Receiver) {
     let (mut rates, mut cpu_us, mut consumer_us, mut receiver_us) =
         (vec![], vec![], vec![], vec![]);
     for i in 1..=args.runs.max(1) {
-        let batches = enqueue(&stores, &endpoints, args.deliveries, &payload, &mut seq).await;
+        let batches = enqueue(&publisher, &bench, org, args.deliveries, &payload, &mut seq).await;
         let hits0 = receiver.hits();
-        let r = run(&workers, &stores, batches).await;
+        let r = run(&workers, &bench, batches).await;
         let n = args.deliveries as f64;
         let rate = n / r.wall.as_secs_f64();
         let per = r.cpu.as_secs_f64() * 1e6 / n;
@@ -349,33 +368,30 @@ async fn bench(args: Args, receiver: Receiver) {
         median(&consumer_us),
     );
 
-    slow_batch(&args, &stores, org, &receiver).await;
+    slow_batch(&args, &bench, &receiver).await;
 }
 
 /// One batch of 10 to a receiver that takes `slow_ms`: serial would be 10 × that.
-async fn slow_batch(args: &Args, stores: &Stores, org: &str, receiver: &Receiver) {
-    let endpoints = make_endpoints(
-        stores,
+async fn slow_batch(args: &Args, bench: &Bench, receiver: &Receiver) {
+    // An organization of its own: 10 endpoints, so each event fans out inline to all 10.
+    let org = "org_slow";
+    make_endpoints(
+        bench,
         org,
         (0..BATCH).map(|i| receiver.url(&format!("/slow/{i}"))),
     )
     .await;
-    let deps = consumer(stores);
+    let deps = bench.deps();
     let payload = payload(args.payload_bytes);
     let mut seq = 1_000_000_000u64;
     let mut walls = vec![];
     for _ in 0..args.slow_runs.max(1) {
-        let mut batches = enqueue(stores, &endpoints, BATCH, &payload, &mut seq).await;
-        let (ds, event) = batches.remove(0);
+        let mut batches = enqueue(&deps, bench, org, BATCH, &payload, &mut seq).await;
+        let (ms, event) = batches.remove(0);
         let t0 = Instant::now();
         let response = deliver_batch(&deps, event).await;
         walls.push(t0.elapsed().as_secs_f64() * 1e3);
-        let mut delivered = 0;
-        for d in &ds {
-            if let Ok(Some(after)) = stores.deliveries.get(d.endpoint_id, d.id).await {
-                delivered += usize::from(after.state == DeliveryState::Delivered);
-            }
-        }
+        let delivered = delivered(bench, &ms).await;
         if delivered != BATCH || !response.batch_item_failures.is_empty() {
             println!("  WARNING: slow batch: {delivered}/{BATCH} delivered");
         }
