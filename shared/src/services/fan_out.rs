@@ -108,3 +108,6 @@ pub async fn fan_out(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

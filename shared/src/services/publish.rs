@@ -151,3 +151,6 @@ pub async fn publish_event(deps: &Deps, mut event: Event) -> Result<Published, S
         delivery_ids,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+//! Publish on the in-memory twins: inline fan-out up to `INLINE_FAN_OUT` endpoints, the
+//! fan-out consumer beyond, and idempotency keys.
+
+use super::*;
+use crate::consumers::testkit::*;
+use crate::domain::endpoint::Endpoint;
+use crate::domain::event::FanOutState;
+use crate::domain::ids::EndpointId;
+use crate::domain::time;
+use crate::ports::EventQuery;
+
+fn request(key: Option<&str>, payload: &str) -> PublishRequest {
+    PublishRequest {
+        event_type: "invoice.paid".into(),
+        payload: payload.into(),
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+/// `n` endpoints receiving `invoice.paid`, in id order.
+async fn subscribers(w: &World, n: usize) -> Vec<EndpointId> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(w.endpoint(UNREACHABLE, |e| e).await.0.id);
+    }
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn up_to_ten_matching_endpoints_fan_out_inside_the_request() {
+    let w = world();
+    let targets = subscribers(&w, INLINE_FAN_OUT).await;
+    // Endpoints that do not match cost nothing and receive nothing.
+    w.endpoint(UNREACHABLE, |e| Endpoint {
+        event_types: vec!["customer.*".into()],
+        ..e
+    })
+    .await;
+    w.endpoint(UNREACHABLE, |e| Endpoint {
+        is_active: false,
+        ..e
+    })
+    .await;
+
+    let p = publish(&w.deps, ORG, &request(None, r#"{"a":1}"#), time::now())
+        .await
+        .expect("publish");
+    let expected: Vec<DeliveryId> = targets
+        .iter()
+        .map(|ep| DeliveryId::for_event(p.event.id, *ep))
+        .collect();
+    assert_eq!(p.delivery_ids, expected, "deterministic, in endpoint order");
+    let sent = w.stores.queue.take_sent();
+    assert_eq!(
+        sent.iter().map(|m| m.delivery_id).collect::<Vec<_>>(),
+        expected
+    );
+    assert!(
+        sent.iter()
+            .all(|m| m.event_id == p.event.id && m.organization_id == ORG)
+    );
+    assert_eq!(
+        sent.iter().map(|m| m.endpoint_id).collect::<Vec<_>>(),
+        targets
+    );
+    assert!(w.stores.queue.take_fan_outs().is_empty());
+    assert_eq!(p.event.fan_out.state, FanOutState::Done);
+    assert_eq!(p.event.fan_out.endpoints, INLINE_FAN_OUT as u32);
+    assert_eq!(
+        w.deps.events.get(ORG, p.event.id).await.expect("get"),
+        Some(p.event.clone())
+    );
+    assert!(
+        w.stores.deliveries.all().is_empty(),
+        "a delivery item is written by its first attempt, not by publish"
+    );
+}
+
+#[tokio::test]
+async fn more_than_ten_matching_endpoints_go_to_the_fan_out_consumer() {
+    let w = world();
+    subscribers(&w, INLINE_FAN_OUT + 1).await;
+    let p = publish(&w.deps, ORG, &request(None, r#"{"a":1}"#), time::now())
+        .await
+        .expect("publish");
+    assert!(p.delivery_ids.is_empty());
+    assert!(w.stores.queue.take_sent().is_empty());
+    assert_eq!(
+        w.stores.queue.take_fan_outs(),
+        [FanOutMessage {
+            event_id: p.event.id,
+            organization_id: ORG.into(),
+        }]
+    );
+    let stored = w
+        .deps
+        .events
+        .get(ORG, p.event.id)
+        .await
+        .expect("get")
+        .expect("recorded before the fan-out ran");
+    assert_eq!(stored.fan_out.state, FanOutState::Pending);
+    assert_eq!(stored.fan_out.endpoints, 0);
+}
+
+#[tokio::test]
+async fn an_event_with_no_matching_endpoint_is_still_recorded() {
+    let w = world();
+    let p = publish(&w.deps, ORG, &request(None, "{}"), time::now())
+        .await
+        .expect("publish");
+    assert!(p.delivery_ids.is_empty());
+    assert_eq!(p.event.fan_out.state, FanOutState::Done);
+    assert!(
+        w.deps
+            .events
+            .get(ORG, p.event.id)
+            .await
+            .expect("get")
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn an_idempotent_publish_returns_the_same_event() {
+    let w = world();
+    subscribers(&w, 3).await;
+    let first = publish(
+        &w.deps,
+        ORG,
+        &request(Some("k-1"), r#"{"a":1}"#),
+        time::now(),
+    )
+    .await
+    .expect("publish");
+    assert_eq!(w.stores.queue.take_sent().len(), 3);
+
+    let again = publish(
+        &w.deps,
+        ORG,
+        &request(Some("k-1"), r#"{"a":1}"#),
+        time::now(),
+    )
+    .await
+    .expect("publish again");
+    assert_eq!(again.event, first.event);
+    assert_eq!(again.delivery_ids, first.delivery_ids);
+    assert!(w.stores.queue.take_sent().is_empty(), "nothing sent twice");
+    let (events, _) = w
+        .deps
+        .events
+        .list(
+            ORG,
+            &EventQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(events.len(), 1);
+
+    let other = publish(
+        &w.deps,
+        ORG,
+        &request(Some("k-1"), r#"{"a":2}"#),
+        time::now(),
+    )
+    .await;
+    assert!(
+        matches!(other, Err(ServiceError::Conflict(_))),
+        "{:?}",
+        other.err()
+    );
+    // The key is scoped to its organization.
+    let elsewhere = publish(
+        &w.deps,
+        "org_other",
+        &request(Some("k-1"), r#"{"a":2}"#),
+        time::now(),
+    )
+    .await
+    .expect("another organization's key");
+    assert_ne!(elsewhere.event.id, first.event.id);
+}
