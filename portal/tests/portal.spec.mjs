@@ -48,7 +48,7 @@ async function mintSession(capabilities) {
   const r = await ok('POST', orgPath('/portal-sessions'), body, 201);
   expect(r.token).toMatch(/^capy_portal_/);
   expect(r.url).toContain(`/portal/#token=${r.token}`);
-  expect(r.portal_session.capabilities).toEqual(capabilities || ['read', 'manage_endpoints', 'replay']);
+  expect([...r.portal_session.capabilities].sort()).toEqual([...(capabilities || ['read', 'manage_endpoints', 'replay'])].sort());
   // Open it on the origin under test, whatever host name the API put in `url`.
   return { ...r, open: `${BASE}/portal/#token=${r.token}` };
 }
