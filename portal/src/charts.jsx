@@ -46,7 +46,8 @@ export function VolumeChart({ stats, win }) {
     <figure class="chart">
       <figcaption>
         Deliveries per {win.period}: <span class="ok-text">{fmtCount(t.delivered)} delivered</span>,{' '}
-        <span class="bad-text">{fmtCount(t.failed)} failed</span>, {fmtCount(t.attempts)} attempts
+        <span class="bad-text">{fmtCount(t.failed)} failed</span>, {fmtCount(t.attempts)}{' '}
+        {Number(t.attempts) === 1 ? 'attempt' : 'attempts'}
       </figcaption>
       <div class="chart-body">
         <span class="axis-y" aria-hidden="true">
