@@ -25,11 +25,17 @@ pub(super) struct EndpointItem {
 #[async_trait]
 impl EndpointStore for Table {
     async fn create(&self, e: &Endpoint) -> Result<(), StoreError> {
-        let item = to_item(&EndpointItem {
+        let mut item = to_item(&EndpointItem {
             pk: org_pk(&e.organization_id),
             sk: endpoint_sk(e.id),
             endpoint: e.clone(),
         })?;
+        // An unset counter must be absent, not NULL: `record_outcome` starts a streak with
+        // `if_not_exists(stats.failing_since, ...)`, which leaves a NULL in place (the
+        // conformance suite caught failing_since never being set on DynamoDB).
+        if let Some(AttributeValue::M(stats)) = item.get_mut("stats") {
+            stats.retain(|_, v| !matches!(v, AttributeValue::Null(_)));
+        }
         self.client
             .put_item()
             .table_name(&self.name)

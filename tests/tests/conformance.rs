@@ -1,0 +1,1108 @@
+//! Storage conformance: every case is one async fn over the ports' trait objects, run once
+//! on the in-memory twins (`adapters::memory`) and once on the DynamoDB adapters against
+//! moto, each DynamoDB run on a fresh table made by `Table::ensure`. A twin that behaves
+//! differently from DynamoDB fails here.
+//!
+//! `cargo test -p capy-tests --test conformance` (the count: `-- --list | grep -c ': test'`).
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use capy_shared::adapters::dynamo::Table;
+use capy_shared::adapters::memory::{
+    MemoryApiKeys, MemoryDeliveries, MemoryEndpoints, MemoryEvents, MemoryIdempotency,
+    SeparateReads,
+};
+use capy_shared::domain::api_key::ApiKeyRecord;
+use capy_shared::domain::delivery::{Delivery, DeliveryMessage, DeliveryState, Expected};
+use capy_shared::domain::endpoint::{
+    DeliveryStats, Endpoint, Outcome, PreviousSecret, SealedSecret,
+};
+use capy_shared::domain::event::{Event, FanOutPage, FanOutState};
+use capy_shared::domain::ids::{DeliveryId, EndpointId, EventId};
+use capy_shared::domain::time::{self, Timestamp};
+use capy_shared::ports::*;
+use chrono::TimeDelta;
+
+const ORG: &str = "org_conf";
+const OTHER_ORG: &str = "org_conf_other";
+const RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+/// Every storage port of one backend.
+struct Stores {
+    endpoints: Arc<dyn EndpointStore>,
+    deliveries: Arc<dyn DeliveryLog>,
+    events: Arc<dyn EventStore>,
+    keys: Arc<dyn ApiKeyStore>,
+    idempotency: Arc<dyn IdempotencyStore>,
+    reader: Arc<dyn DeliveryReader>,
+}
+
+fn memory(retention: Duration) -> Stores {
+    let endpoints = Arc::new(MemoryEndpoints::default());
+    let deliveries = Arc::new(MemoryDeliveries::default());
+    let events = Arc::new(MemoryEvents::with_retention(retention));
+    Stores {
+        reader: Arc::new(SeparateReads {
+            endpoints: endpoints.clone(),
+            deliveries: deliveries.clone(),
+            events: events.clone(),
+        }),
+        endpoints,
+        deliveries,
+        events,
+        keys: Arc::new(MemoryApiKeys::default()),
+        idempotency: Arc::new(MemoryIdempotency::default()),
+    }
+}
+
+async fn dynamodb(retention: Duration) -> Stores {
+    let conf = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&capy_tests::moto().endpoint)
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "conformance",
+        ))
+        .build();
+    let name = format!("conformance-{:016x}", rand::random::<u64>());
+    let table =
+        Table::new(aws_sdk_dynamodb::Client::from_conf(conf), name).with_retention(retention);
+    table.ensure().await.expect("create the table");
+    let table = Arc::new(table);
+    Stores {
+        endpoints: table.clone(),
+        deliveries: table.clone(),
+        events: table.clone(),
+        keys: table.clone(),
+        idempotency: table.clone(),
+        reader: table,
+    }
+}
+
+/// Each case as two tests, `<case>::memory` and `<case>::dynamodb`.
+macro_rules! conformance {
+    ($($case:ident $(with retention $retention:expr)?),* $(,)?) => {$(
+        mod $case {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn retention() -> std::time::Duration {
+                #[allow(unused_variables)]
+                let r = super::RETENTION;
+                $(let r = $retention;)?
+                r
+            }
+
+            #[tokio::test]
+            async fn memory() {
+                super::$case(&super::memory(retention())).await;
+            }
+
+            #[tokio::test]
+            async fn dynamodb() {
+                super::$case(&super::dynamodb(retention()).await).await;
+            }
+        }
+    )*};
+}
+
+conformance!(
+    endpoint_create_get_delete,
+    endpoint_pages_follow_their_cursors,
+    endpoint_save_settings_writes_the_owner_fields_and_never_the_stats,
+    endpoint_record_outcome_keeps_the_counters,
+    delivery_save_new_and_was_conflict,
+    delivery_list_is_newest_first_across_shards_without_duplicates_or_gaps,
+    delivery_list_state_filter_pages_exactly,
+    delivery_range_is_inclusive_and_newest_first,
+    delivery_sweep_finds_only_pending_and_reschedules,
+    event_create_get_and_conflict,
+    event_list_filters_and_cursor,
+    event_pages_and_finish_fan_out,
+    event_extra_recipients,
+    event_past_retention_is_neither_listed_nor_got with retention Duration::ZERO,
+    idempotency_claim_existing_release,
+    idempotency_an_expired_claim_is_as_good_as_none,
+    api_keys_put_and_get,
+    reader_loads_a_batch_in_one_go,
+);
+
+// ---- records ----
+
+fn endpoint(org: &str) -> Endpoint {
+    Endpoint::new(
+        EndpointId::new(),
+        org,
+        "https://hooks.example.com/x",
+        SealedSecret("local1:sealed".into()),
+        time::now(),
+    )
+}
+
+/// An event of [`ORG`] created at `t`; `late` picks the last id of that millisecond
+/// instead of the first, so two events can share one.
+fn event_at(event_type: &str, t: Timestamp, late: bool) -> Event {
+    let id = if late {
+        EventId::highest_at(t)
+    } else {
+        EventId::lowest_at(t)
+    };
+    Event {
+        id,
+        created_at: id.created_at(),
+        ..Event::new(ORG, event_type, r#"{"n":1}"#.into(), t)
+    }
+}
+
+fn delivery_at(endpoint: EndpointId, t: Timestamp, late: bool) -> Delivery {
+    Delivery::first(&event_at("invoice.paid", t, late), endpoint, 8)
+}
+
+fn ms(n: i64) -> TimeDelta {
+    TimeDelta::milliseconds(n)
+}
+
+fn is_conflict<T: std::fmt::Debug>(r: Result<T, StoreError>) -> bool {
+    matches!(r, Err(StoreError::Conflict))
+}
+
+// ---- EndpointStore ----
+
+async fn endpoint_create_get_delete(s: &Stores) {
+    let e = endpoint(ORG);
+    s.endpoints.create(&e).await.expect("create");
+    assert!(is_conflict(s.endpoints.create(&e).await), "a second create");
+    assert_eq!(
+        s.endpoints.get(ORG, e.id).await.expect("get"),
+        Some(e.clone())
+    );
+    assert_eq!(s.endpoints.get(OTHER_ORG, e.id).await.expect("get"), None);
+    assert!(!s.endpoints.delete(OTHER_ORG, e.id).await.expect("delete"));
+    assert!(s.endpoints.delete(ORG, e.id).await.expect("delete"));
+    assert!(!s.endpoints.delete(ORG, e.id).await.expect("delete again"));
+    assert_eq!(s.endpoints.get(ORG, e.id).await.expect("get"), None);
+}
+
+async fn endpoint_pages_follow_their_cursors(s: &Stores) {
+    let mut ids = Vec::new();
+    for _ in 0..7 {
+        let e = endpoint(ORG);
+        s.endpoints.create(&e).await.expect("create");
+        ids.push(e.id);
+    }
+    for _ in 0..2 {
+        s.endpoints
+            .create(&endpoint(OTHER_ORG))
+            .await
+            .expect("create");
+    }
+    ids.sort();
+    let mut seen = Vec::new();
+    let mut after = None;
+    let mut sizes = Vec::new();
+    loop {
+        let (page, next) = s.endpoints.page(ORG, after, 3).await.expect("page");
+        sizes.push(page.len());
+        seen.extend(page.iter().map(|e| e.id));
+        match next {
+            Some(n) => {
+                assert_eq!(Some(n), page.last().map(|e| e.id));
+                after = Some(n);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [3, 3, 1]);
+    assert_eq!(seen, ids, "id order, no duplicate, no gap");
+    // A limit equal to what remains says there is no more (moto omits LastEvaluatedKey).
+    let (all, next) = s.endpoints.page(ORG, None, 7).await.expect("page");
+    assert_eq!((all.len(), next), (7, None));
+    let (rest, next) = s.endpoints.page(ORG, Some(ids[3]), 3).await.expect("page");
+    assert_eq!(rest.iter().map(|e| e.id).collect::<Vec<_>>(), ids[4..]);
+    assert_eq!(next, None);
+    let (none, next) = s
+        .endpoints
+        .page("org_conf_empty", None, 3)
+        .await
+        .expect("page");
+    assert!(none.is_empty() && next.is_none());
+    let everything = all_endpoints(s.endpoints.as_ref(), ORG).await.expect("all");
+    assert_eq!(everything.len(), 7);
+}
+
+async fn endpoint_save_settings_writes_the_owner_fields_and_never_the_stats(s: &Stores) {
+    let before = endpoint(ORG);
+    s.endpoints.create(&before).await.expect("create");
+    let failed_at = time::now();
+    let _ = s
+        .endpoints
+        .record_outcome(ORG, before.id, Outcome::Failure { at: failed_at })
+        .await
+        .expect("outcome");
+    let counted = s
+        .endpoints
+        .get(ORG, before.id)
+        .await
+        .expect("get")
+        .expect("endpoint");
+
+    // The owner's copy was read before the failure was counted: its stats are stale, and
+    // it tries to change what is not the owner's to change.
+    let mut changed = before.clone();
+    changed.url = "https://hooks.example.com/changed".into();
+    changed.description = "Billing".into();
+    changed.event_types = vec!["invoice.*".into(), "customer.created".into()];
+    changed.is_active = false;
+    changed.updated_at = before.updated_at + ms(5);
+    changed.secret = SealedSecret("local1:new".into());
+    changed.previous_secret = Some(PreviousSecret {
+        secret: before.secret.clone(),
+        expires_at: before.updated_at + TimeDelta::hours(24),
+    });
+    changed.disabled_reason = Some("paused by its owner".into());
+    changed.stats = DeliveryStats {
+        failure_streak: 99,
+        ..DeliveryStats::default()
+    };
+    changed.created_at = before.created_at - TimeDelta::days(1);
+    s.endpoints
+        .save_settings(&changed, before.updated_at)
+        .await
+        .expect("save");
+    let got = s
+        .endpoints
+        .get(ORG, before.id)
+        .await
+        .expect("get")
+        .expect("endpoint");
+    assert_eq!(
+        got,
+        Endpoint {
+            stats: counted.stats.clone(),
+            created_at: before.created_at,
+            ..changed.clone()
+        },
+        "exactly the owner fields"
+    );
+    assert_eq!(got.stats.failure_streak, 1);
+
+    // A writer that read before that save loses.
+    let mut stale = before.clone();
+    stale.description = "stale".into();
+    stale.updated_at = before.updated_at + ms(6);
+    assert!(is_conflict(
+        s.endpoints.save_settings(&stale, before.updated_at).await
+    ));
+    // Optional fields can be cleared again.
+    let mut cleared = got.clone();
+    cleared.previous_secret = None;
+    cleared.disabled_reason = None;
+    cleared.is_active = true;
+    cleared.updated_at = got.updated_at + ms(1);
+    s.endpoints
+        .save_settings(&cleared, got.updated_at)
+        .await
+        .expect("save");
+    assert_eq!(
+        s.endpoints.get(ORG, before.id).await.expect("get"),
+        Some(cleared)
+    );
+    // A deleted endpoint is not recreated by a save.
+    let gone = endpoint(ORG);
+    assert!(is_conflict(
+        s.endpoints.save_settings(&gone, gone.updated_at).await
+    ));
+    assert_eq!(s.endpoints.get(ORG, gone.id).await.expect("get"), None);
+}
+
+async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
+    let e = endpoint(ORG);
+    s.endpoints.create(&e).await.expect("create");
+    let get = || async {
+        s.endpoints
+            .get(ORG, e.id)
+            .await
+            .expect("get")
+            .expect("endpoint")
+    };
+    let t1 = time::now();
+    let (t2, t3, t4) = (t1 + ms(10), t1 + ms(20), t1 + ms(30));
+    let record = |o: Outcome| async move {
+        let _ = s
+            .endpoints
+            .record_outcome(ORG, e.id, o)
+            .await
+            .expect("outcome");
+    };
+    record(Outcome::Failure { at: t1 }).await;
+    assert_eq!(
+        get().await.stats,
+        DeliveryStats {
+            failure_streak: 1,
+            failing_since: Some(t1),
+            last_failure_at: Some(t1),
+        }
+    );
+    record(Outcome::Failure { at: t2 }).await;
+    assert_eq!(
+        get().await.stats,
+        DeliveryStats {
+            failure_streak: 2,
+            failing_since: Some(t1),
+            last_failure_at: Some(t2),
+        }
+    );
+    record(Outcome::RecoveredAfterFailures).await;
+    assert_eq!(
+        get().await.stats,
+        DeliveryStats {
+            failure_streak: 0,
+            failing_since: None,
+            last_failure_at: Some(t2),
+        }
+    );
+    record(Outcome::Failure { at: t3 }).await;
+    assert_eq!(get().await.stats.failing_since, Some(t3));
+    record(Outcome::Disable {
+        reason: "the receiver answered 410 Gone".into(),
+        at: t4,
+    })
+    .await;
+    let got = get().await;
+    assert!(!got.is_active);
+    assert_eq!(
+        got.disabled_reason.as_deref(),
+        Some("the receiver answered 410 Gone")
+    );
+    assert_eq!(got.updated_at, t4);
+    assert_eq!((got.url, got.secret), (e.url.clone(), e.secret.clone()));
+    // Nothing happens to an endpoint that does not exist.
+    let ghost = EndpointId::new();
+    let _ = s
+        .endpoints
+        .record_outcome(ORG, ghost, Outcome::Failure { at: t1 })
+        .await
+        .expect("outcome on a missing endpoint");
+    assert_eq!(s.endpoints.get(ORG, ghost).await.expect("get"), None);
+}
+
+// ---- DeliveryLog ----
+
+async fn delivery_save_new_and_was_conflict(s: &Stores) {
+    let ep = EndpointId::new();
+    let d = delivery_at(ep, time::now(), false);
+    s.deliveries
+        .save(&d, Expected::New)
+        .await
+        .expect("first write");
+    assert!(is_conflict(s.deliveries.save(&d, Expected::New).await));
+    assert_eq!(
+        s.deliveries.get(ep, d.id).await.expect("get"),
+        Some(d.clone())
+    );
+    assert_eq!(
+        s.deliveries
+            .get(EndpointId::new(), d.id)
+            .await
+            .expect("get"),
+        None
+    );
+
+    let mut tried = d.clone();
+    tried.attempts = 1;
+    tried.last_error = Some("HTTP 500".into());
+    tried.next_attempt_at = Some(d.created_at + TimeDelta::seconds(5));
+    s.deliveries
+        .save(&tried, Expected::of(&d, true))
+        .await
+        .expect("second write");
+    // A worker that read the delivery before that attempt loses.
+    assert!(is_conflict(
+        s.deliveries.save(&tried, Expected::of(&d, true)).await
+    ));
+    assert!(is_conflict(
+        s.deliveries
+            .save(
+                &tried,
+                Expected::Was {
+                    attempts: 1,
+                    state: DeliveryState::Delivered,
+                },
+            )
+            .await
+    ));
+    let missing = delivery_at(ep, time::now(), true);
+    assert!(is_conflict(
+        s.deliveries
+            .save(
+                &missing,
+                Expected::Was {
+                    attempts: 0,
+                    state: DeliveryState::Pending,
+                },
+            )
+            .await
+    ));
+    assert_eq!(s.deliveries.get(ep, missing.id).await.expect("get"), None);
+    let mut many = s
+        .deliveries
+        .get_many(&[(ep, d.id), (ep, missing.id)])
+        .await
+        .expect("get_many");
+    many.sort_by_key(|d| d.id);
+    assert_eq!(many, [tried]);
+}
+
+/// `n` deliveries of one endpoint, a few milliseconds apart and some sharing one, stored.
+async fn history(s: &Stores, ep: EndpointId, n: usize) -> Vec<Delivery> {
+    let base = time::now() - TimeDelta::minutes(10);
+    let mut all = Vec::new();
+    for i in 0..n {
+        let d = delivery_at(ep, base + ms((i / 2) as i64 * 7), i % 2 == 1);
+        s.deliveries.save(&d, Expected::New).await.expect("save");
+        all.push(d);
+    }
+    all.sort_by(|a, b| b.id.cmp(&a.id));
+    all
+}
+
+async fn collect_pages(
+    s: &Stores,
+    ep: EndpointId,
+    limit: usize,
+    state: Option<DeliveryState>,
+) -> Vec<Vec<DeliveryId>> {
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s
+            .deliveries
+            .list(ep, limit, after, state)
+            .await
+            .expect("list");
+        assert!(page.deliveries.len() <= limit);
+        pages.push(page.deliveries.iter().map(|d| d.id).collect());
+        match page.next_after {
+            Some(n) => {
+                assert_eq!(Some(n), page.deliveries.last().map(|d| d.id));
+                after = Some(n);
+            }
+            None => return pages,
+        }
+        assert!(pages.len() < 100, "the cursor does not move");
+    }
+}
+
+async fn delivery_list_is_newest_first_across_shards_without_duplicates_or_gaps(s: &Stores) {
+    let ep = EndpointId::new();
+    let all = history(s, ep, 90).await;
+    // Another endpoint's deliveries are not listed.
+    history(s, EndpointId::new(), 5).await;
+    let pages = collect_pages(s, ep, 30, None).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [30, 30, 30]);
+    let listed: Vec<DeliveryId> = pages.concat();
+    assert_eq!(listed, all.iter().map(|d| d.id).collect::<Vec<_>>());
+    let first = s.deliveries.list(ep, 1, None, None).await.expect("list");
+    assert_eq!(first.deliveries, all[..1]);
+    let empty = s
+        .deliveries
+        .list(EndpointId::new(), 30, None, None)
+        .await
+        .expect("list");
+    assert!(empty.deliveries.is_empty() && empty.next_after.is_none());
+}
+
+async fn delivery_list_state_filter_pages_exactly(s: &Stores) {
+    let ep = EndpointId::new();
+    let all = history(s, ep, 45).await;
+    let mut delivered = Vec::new();
+    for (i, d) in all.iter().enumerate() {
+        if i % 3 == 0 {
+            let mut done = d.clone();
+            done.state = DeliveryState::Delivered;
+            done.attempts = 1;
+            s.deliveries
+                .save(&done, Expected::of(d, true))
+                .await
+                .expect("save");
+            delivered.push(d.id);
+        }
+    }
+    let pages = collect_pages(s, ep, 7, Some(DeliveryState::Delivered)).await;
+    assert_eq!(pages.concat(), delivered);
+    let pending = collect_pages(s, ep, 10, Some(DeliveryState::Pending)).await;
+    let pending: Vec<_> = pending.concat();
+    assert_eq!(pending.len(), 30);
+    assert!(pending.iter().all(|id| !delivered.contains(id)));
+    assert!(pending.windows(2).all(|w| w[0] > w[1]), "newest first");
+    let failed = s
+        .deliveries
+        .list(ep, 10, None, Some(DeliveryState::Failed))
+        .await
+        .expect("list");
+    assert!(failed.deliveries.is_empty() && failed.next_after.is_none());
+}
+
+async fn delivery_range_is_inclusive_and_newest_first(s: &Stores) {
+    let ep = EndpointId::new();
+    let all = history(s, ep, 20).await;
+    // Oldest first: all[19] is the oldest.
+    let since = all[14].created_at;
+    let until = all[4].created_at;
+    let expected: Vec<DeliveryId> = all
+        .iter()
+        .filter(|d| d.created_at >= since && d.created_at <= until)
+        .map(|d| d.id)
+        .collect();
+    assert!(expected.len() >= 10);
+    let got: Vec<DeliveryId> = s
+        .deliveries
+        .range(ep, since, until)
+        .await
+        .expect("range")
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(got, expected);
+    let none = s
+        .deliveries
+        .range(ep, until + ms(100_000), until + ms(200_000))
+        .await
+        .expect("range");
+    assert!(none.is_empty());
+}
+
+async fn delivery_sweep_finds_only_pending_and_reschedules(s: &Stores) {
+    let now = time::now();
+    let ep = EndpointId::new();
+    let with = |sweep_at: Option<Timestamp>, state: DeliveryState, late: bool, back: i64| {
+        let mut d = delivery_at(ep, now - ms(back), late);
+        d.sweep_at = sweep_at;
+        d.state = state;
+        d
+    };
+    let due = with(Some(now - ms(500)), DeliveryState::Pending, false, 10);
+    let later = with(
+        Some(now + TimeDelta::hours(1)),
+        DeliveryState::Pending,
+        true,
+        10,
+    );
+    let done = with(Some(now - ms(500)), DeliveryState::Delivered, false, 20);
+    let inflight = with(None, DeliveryState::Pending, true, 20);
+    for d in [&due, &later, &done, &inflight] {
+        s.deliveries.save(d, Expected::New).await.expect("save");
+    }
+    let found = s.deliveries.due_for_sweep(now, 100).await.expect("sweep");
+    assert_eq!(
+        found,
+        [SweepEntry {
+            message: due.message(),
+            sweep_at: due.sweep_at.expect("set"),
+        }]
+    );
+    let far = now + TimeDelta::days(1);
+    let mut everything: Vec<DeliveryId> = s
+        .deliveries
+        .due_for_sweep(far, 100)
+        .await
+        .expect("sweep")
+        .iter()
+        .map(|e| e.message.delivery_id)
+        .collect();
+    everything.sort();
+    let mut pending = vec![due.id, later.id];
+    pending.sort();
+    assert_eq!(
+        everything, pending,
+        "only pending deliveries with a sweep_at"
+    );
+    assert_eq!(
+        s.deliveries
+            .due_for_sweep(far, 1)
+            .await
+            .expect("sweep")
+            .len(),
+        1
+    );
+
+    let moved_to = now + TimeDelta::minutes(15);
+    s.deliveries
+        .reschedule_sweep(&found[0], moved_to)
+        .await
+        .expect("reschedule");
+    assert!(
+        s.deliveries
+            .due_for_sweep(now, 100)
+            .await
+            .expect("sweep")
+            .is_empty()
+    );
+    let got = s
+        .deliveries
+        .get(ep, due.id)
+        .await
+        .expect("get")
+        .expect("delivery");
+    assert_eq!(got.sweep_at, Some(moved_to));
+    assert_eq!(
+        got,
+        Delivery {
+            sweep_at: Some(moved_to),
+            ..due.clone()
+        }
+    );
+    // A stale entry (its sweep_at moved since) changes nothing.
+    s.deliveries
+        .reschedule_sweep(&found[0], now + TimeDelta::minutes(30))
+        .await
+        .expect("stale reschedule");
+    assert_eq!(
+        s.deliveries
+            .get(ep, due.id)
+            .await
+            .expect("get")
+            .expect("delivery")
+            .sweep_at,
+        Some(moved_to)
+    );
+    // Once delivered it leaves the sweep, even with its sweep_at still set.
+    let delivered = Delivery {
+        state: DeliveryState::Delivered,
+        attempts: 1,
+        ..got.clone()
+    };
+    s.deliveries
+        .save(&delivered, Expected::of(&got, true))
+        .await
+        .expect("save");
+    let left: Vec<DeliveryId> = s
+        .deliveries
+        .due_for_sweep(far, 100)
+        .await
+        .expect("sweep")
+        .iter()
+        .map(|e| e.message.delivery_id)
+        .collect();
+    assert_eq!(left, [later.id]);
+    s.deliveries
+        .reschedule_sweep(
+            &SweepEntry {
+                message: delivered.message(),
+                sweep_at: moved_to,
+            },
+            far,
+        )
+        .await
+        .expect("reschedule a delivered one");
+    assert_eq!(
+        s.deliveries.get(ep, due.id).await.expect("get"),
+        Some(delivered)
+    );
+    // An in-flight delivery given a sweep_at joins it.
+    let mut parked = inflight.clone();
+    parked.sweep_at = Some(now - ms(1));
+    s.deliveries
+        .save(&parked, Expected::of(&inflight, true))
+        .await
+        .expect("save");
+    let due_now: Vec<_> = s
+        .deliveries
+        .due_for_sweep(now, 100)
+        .await
+        .expect("sweep")
+        .iter()
+        .map(|e| e.message.delivery_id)
+        .collect();
+    assert_eq!(due_now, [inflight.id]);
+}
+
+// ---- EventStore ----
+
+async fn event_create_get_and_conflict(s: &Stores) {
+    let mut e = Event::new(
+        ORG,
+        "invoice.paid",
+        r#"{"big":12345678901234567890,"f":1.50}"#.into(),
+        time::now(),
+    );
+    e.idempotency_key = Some("k-1".into());
+    e.targets = vec![EndpointId::new(), EndpointId::new()];
+    e.subject_endpoint = Some(EndpointId::new());
+    s.events.create(&e).await.expect("create");
+    assert!(is_conflict(s.events.create(&e).await));
+    let got = s.events.get(ORG, e.id).await.expect("get");
+    assert_eq!(got, Some(e.clone()));
+    assert_eq!(
+        got.map(|g| g.payload),
+        Some(r#"{"big":12345678901234567890,"f":1.50}"#.to_owned()),
+        "the payload byte for byte"
+    );
+    assert_eq!(s.events.get(OTHER_ORG, e.id).await.expect("get"), None);
+    assert_eq!(s.events.get(ORG, EventId::new()).await.expect("get"), None);
+}
+
+async fn list_all(s: &Stores, q: EventQuery) -> Vec<EventId> {
+    let mut out = Vec::new();
+    let mut q = q;
+    loop {
+        let (page, next) = s.events.list(ORG, &q).await.expect("list");
+        assert!(page.len() <= q.limit);
+        out.extend(page.iter().map(|e| e.id));
+        match next {
+            Some(n) => {
+                assert_eq!(Some(n), page.last().map(|e| e.id));
+                q.after = Some(n);
+            }
+            None => return out,
+        }
+        assert!(out.len() < 10_000, "the cursor does not move");
+    }
+}
+
+async fn event_list_filters_and_cursor(s: &Stores) {
+    let base = time::now() - TimeDelta::minutes(30);
+    let types = [
+        "invoice.paid",
+        "invoice.failed",
+        "customer.created",
+        "invoicex.paid",
+    ];
+    let mut all = Vec::new();
+    for i in 0..24 {
+        let e = event_at(types[i % 4], base + TimeDelta::seconds(i as i64), false);
+        s.events.create(&e).await.expect("create");
+        all.push(e);
+    }
+    let mut foreign = Event::new(OTHER_ORG, "invoice.paid", "{}".into(), base);
+    foreign.id = EventId::highest_at(base + TimeDelta::seconds(3));
+    s.events.create(&foreign).await.expect("create");
+    all.sort_by(|a, b| b.id.cmp(&a.id));
+    let ids = |f: &dyn Fn(&Event) -> bool| -> Vec<EventId> {
+        all.iter().filter(|e| f(e)).map(|e| e.id).collect()
+    };
+    let q = |limit: usize| EventQuery {
+        limit,
+        ..Default::default()
+    };
+
+    assert_eq!(list_all(s, q(50)).await, ids(&|_| true), "newest first");
+    assert_eq!(list_all(s, q(5)).await, ids(&|_| true), "pages of 5");
+    let (one, next) = s.events.list(ORG, &q(24)).await.expect("list");
+    assert_eq!((one.len(), next), (24, None));
+    assert_eq!(
+        list_all(
+            s,
+            EventQuery {
+                event_type: Some("invoice.paid".into()),
+                ..q(2)
+            }
+        )
+        .await,
+        ids(&|e| e.event_type == "invoice.paid")
+    );
+    assert_eq!(
+        list_all(
+            s,
+            EventQuery {
+                event_type: Some("invoice.*".into()),
+                ..q(4)
+            }
+        )
+        .await,
+        ids(&|e| e.event_type.starts_with("invoice.")),
+        "a prefix wildcard, not invoicex."
+    );
+    let (since, until) = (all[17].created_at, all[6].created_at);
+    assert_eq!(
+        list_all(
+            s,
+            EventQuery {
+                since: Some(since),
+                until: Some(until),
+                ..q(3)
+            }
+        )
+        .await,
+        ids(&|e| e.created_at >= since && e.created_at <= until),
+        "since and until are inclusive"
+    );
+    assert_eq!(
+        list_all(
+            s,
+            EventQuery {
+                since: Some(since),
+                event_type: Some("customer.*".into()),
+                ..q(1)
+            }
+        )
+        .await,
+        ids(&|e| e.created_at >= since && e.event_type == "customer.created")
+    );
+    assert!(
+        list_all(
+            s,
+            EventQuery {
+                event_type: Some("nothing.here".into()),
+                ..q(3)
+            }
+        )
+        .await
+        .is_empty()
+    );
+}
+
+async fn event_pages_and_finish_fan_out(s: &Stores) {
+    let e = Event::new(ORG, "invoice.paid", "{}".into(), time::now());
+    s.events.create(&e).await.expect("create");
+    let (a, b, c) = (EndpointId::new(), EndpointId::new(), EndpointId::new());
+    let p0 = FanOutPage {
+        event_id: e.id,
+        page: 0,
+        endpoints: vec![a, b],
+        cursor: Some(b),
+        last: false,
+        total: 2,
+    };
+    let p1 = FanOutPage {
+        event_id: e.id,
+        page: 1,
+        endpoints: vec![c],
+        cursor: None,
+        last: true,
+        total: 3,
+    };
+    s.events.put_page(&p0).await.expect("page 0");
+    s.events.put_page(&p1).await.expect("page 1");
+    assert!(
+        is_conflict(s.events.put_page(&p0).await),
+        "a page is written once"
+    );
+    assert_eq!(s.events.pages(e.id).await.expect("pages"), [p0, p1]);
+    assert!(
+        s.events
+            .pages(EventId::new())
+            .await
+            .expect("pages")
+            .is_empty()
+    );
+    s.events.finish_fan_out(ORG, e.id, 3).await.expect("finish");
+    let got = s.events.get(ORG, e.id).await.expect("get").expect("event");
+    assert_eq!(
+        (got.fan_out.state, got.fan_out.endpoints),
+        (FanOutState::Done, 3)
+    );
+    assert_eq!(got.payload, e.payload);
+    assert!(is_conflict(
+        s.events.finish_fan_out(ORG, EventId::new(), 1).await
+    ));
+    assert!(is_conflict(
+        s.events.finish_fan_out(OTHER_ORG, e.id, 1).await
+    ));
+}
+
+async fn event_extra_recipients(s: &Stores) {
+    let e = EventId::new();
+    let (a, b) = (EndpointId::new(), EndpointId::new());
+    for ep in [b, a, b] {
+        s.events.add_recipient(e, ep).await.expect("add");
+    }
+    let mut expected = vec![a, b];
+    expected.sort();
+    assert_eq!(
+        s.events.extra_recipients(e).await.expect("recipients"),
+        expected
+    );
+    assert!(
+        s.events
+            .extra_recipients(EventId::new())
+            .await
+            .expect("none")
+            .is_empty()
+    );
+}
+
+async fn event_past_retention_is_neither_listed_nor_got(s: &Stores) {
+    let e = event_at("invoice.paid", time::now() - TimeDelta::seconds(2), false);
+    s.events.create(&e).await.expect("create");
+    assert_eq!(s.events.get(ORG, e.id).await.expect("get"), None);
+    let (listed, next) = s
+        .events
+        .list(
+            ORG,
+            &EventQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list");
+    assert!(listed.is_empty() && next.is_none());
+}
+
+// ---- IdempotencyStore ----
+
+fn claim_record() -> PublishRecord {
+    PublishRecord {
+        request_hash: format!("{:016x}", rand::random::<u64>()),
+        event_id: EventId::new(),
+        created_at: time::now(),
+    }
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+async fn idempotency_claim_existing_release(s: &Stores) {
+    let (r1, r2, r3) = (claim_record(), claim_record(), claim_record());
+    let idem = &s.idempotency;
+    assert_eq!(
+        idem.claim(ORG, "k", &r1, HOUR).await.expect("claim"),
+        Claim::Claimed
+    );
+    assert_eq!(
+        idem.claim(ORG, "k", &r2, HOUR).await.expect("claim"),
+        Claim::Existing(r1.clone())
+    );
+    assert_eq!(
+        idem.claim(OTHER_ORG, "k", &r2, HOUR).await.expect("claim"),
+        Claim::Claimed,
+        "keys are per organization"
+    );
+    assert_eq!(
+        idem.claim(ORG, "k2", &r2, HOUR).await.expect("claim"),
+        Claim::Claimed
+    );
+    // Only the claim of that event is released.
+    idem.release(ORG, "k", r2.event_id).await.expect("release");
+    assert_eq!(
+        idem.claim(ORG, "k", &r3, HOUR).await.expect("claim"),
+        Claim::Existing(r1.clone())
+    );
+    idem.release(ORG, "k", r1.event_id).await.expect("release");
+    assert_eq!(
+        idem.claim(ORG, "k", &r3, HOUR).await.expect("claim"),
+        Claim::Claimed
+    );
+    assert_eq!(
+        idem.claim(ORG, "k", &r1, HOUR).await.expect("claim"),
+        Claim::Existing(r3)
+    );
+    idem.release(ORG, "never-claimed", r1.event_id)
+        .await
+        .expect("release nothing");
+}
+
+async fn idempotency_an_expired_claim_is_as_good_as_none(s: &Stores) {
+    let (r1, r2, r3) = (claim_record(), claim_record(), claim_record());
+    let idem = &s.idempotency;
+    assert_eq!(
+        idem.claim(ORG, "k", &r1, Duration::ZERO)
+            .await
+            .expect("claim"),
+        Claim::Claimed
+    );
+    // DynamoDB deletes expired items days late, if at all (moto never): the claim's own
+    // expiry decides. DynamoDB's TTL has one-second resolution, hence the wait of up to 1 s.
+    let end = Instant::now() + Duration::from_secs(3);
+    loop {
+        match idem.claim(ORG, "k", &r2, HOUR).await.expect("claim") {
+            Claim::Claimed => break,
+            Claim::Existing(r) => assert_eq!(r, r1, "only the expired claim stands in the way"),
+        }
+        assert!(
+            Instant::now() < end,
+            "the expired claim still counts after 3 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        idem.claim(ORG, "k", &r3, HOUR).await.expect("claim"),
+        Claim::Existing(r2),
+        "the new claim is live"
+    );
+}
+
+// ---- ApiKeyStore ----
+
+async fn api_keys_put_and_get(s: &Stores) {
+    let hash = format!("{:064x}", rand::random::<u128>());
+    let mut r = ApiKeyRecord {
+        key_hash: hash.clone(),
+        organization_id: ORG.into(),
+        project_id: Some("proj_1".into()),
+        created_at: time::now(),
+        revoked_at: None,
+    };
+    s.keys.put(&r).await.expect("put");
+    assert_eq!(s.keys.get(&hash).await.expect("get"), Some(r.clone()));
+    assert_eq!(s.keys.get("0000").await.expect("get"), None);
+    r.revoked_at = Some(time::now());
+    s.keys.put(&r).await.expect("put again");
+    assert_eq!(s.keys.get(&hash).await.expect("get"), Some(r));
+}
+
+// ---- DeliveryReader ----
+
+async fn reader_loads_a_batch_in_one_go(s: &Stores) {
+    let event = Event::new(ORG, "invoice.paid", r#"{"n":1}"#.into(), time::now());
+    s.events.create(&event).await.expect("event");
+    // 60 endpoints: 121 keys, more than one BatchGetItem holds.
+    let mut endpoints = Vec::new();
+    for _ in 0..60 {
+        let e = endpoint(ORG);
+        s.endpoints.create(&e).await.expect("endpoint");
+        endpoints.push(e);
+    }
+    let mut stored = HashSet::new();
+    let mut msgs: Vec<DeliveryMessage> = Vec::new();
+    for (i, e) in endpoints.iter().enumerate() {
+        let d = Delivery::first(&event, e.id, 8);
+        // Half have had their first attempt; the rest have no item yet.
+        if i % 2 == 0 {
+            s.deliveries
+                .save(&d, Expected::New)
+                .await
+                .expect("delivery");
+            stored.insert(d.id);
+        }
+        msgs.push(d.message());
+    }
+    msgs.push(msgs[0].clone());
+    // A message naming another organization finds neither its endpoint nor its event.
+    let foreign = endpoint(OTHER_ORG);
+    s.endpoints.create(&foreign).await.expect("endpoint");
+    let mut stray = Delivery::first(&event, foreign.id, 8).message();
+    stray.organization_id = "org_conf_nobody".into();
+    msgs.push(stray);
+
+    let loaded = s.reader.load(&msgs).await.expect("load");
+    assert_eq!(
+        loaded.deliveries.keys().copied().collect::<HashSet<_>>(),
+        stored
+    );
+    assert!(
+        loaded
+            .deliveries
+            .values()
+            .all(|d| *d == Delivery::first(&event, d.endpoint_id, 8))
+    );
+    assert_eq!(
+        loaded.endpoints.keys().copied().collect::<BTreeSet<_>>(),
+        endpoints.iter().map(|e| e.id).collect::<BTreeSet<_>>()
+    );
+    assert!(
+        endpoints
+            .iter()
+            .all(|e| loaded.endpoints.get(&e.id) == Some(e))
+    );
+    assert_eq!(loaded.events.len(), 1);
+    assert_eq!(loaded.events.get(&event.id), Some(&event));
+    let empty = s.reader.load(&[]).await.expect("load nothing");
+    assert!(empty.deliveries.is_empty() && empty.endpoints.is_empty() && empty.events.is_empty());
+}
