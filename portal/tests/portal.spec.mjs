@@ -209,6 +209,56 @@ test('enable/disable and delete with confirmation', async ({ page }) => {
   expect(gone.some((e) => e.id === ep.id)).toBe(false);
 });
 
+test('edit an endpoint: a bad event type shows the API\'s error next to that field', async ({ page }) => {
+  const ep = await createEndpoint({ url: OK_URL, description: `edit ${uniq()}` });
+  const bad = 'bad!type';
+  const apiAnswer = await call('PATCH', orgPath(`/webhook-endpoints/${ep.id}`), { event_types: [bad] });
+  expect(apiAnswer.status).toBe(400);
+  await openPortal(page, full, `/portal/endpoints/${ep.id}`);
+  await page.getByRole('button', { name: 'Edit' }).click();
+  const types = page.getByLabel('Event types');
+  await types.fill(bad);
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await expect(page.getByTestId('ep-types-error')).toHaveText(apiAnswer.json.error);
+  await expect(types).toBeFocused();
+  const desc = `edited ${uniq()}`;
+  await types.fill('order.created, order.paid');
+  await page.getByLabel('Description (optional)').fill(desc);
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await expect(page.locator('.ep-desc')).toHaveText(desc);
+  await expect(page.locator('.facts')).toContainText('order.created, order.paid');
+  const after = (await ok('GET', orgPath('/webhook-endpoints'), undefined, 200)).webhook_endpoints.find((e) => e.id === ep.id);
+  expect(after.description).toBe(desc);
+  expect(after.event_types).toEqual(['order.created', 'order.paid']);
+  expect(after.url).toBe(OK_URL);
+});
+
+test('paging: deliveries 20 and events 25 to a page, next_cursor to the older ones', async ({ page }) => {
+  const type = `page.e2e${uniq()}`;
+  const ep = await createEndpoint({ url: OK_URL, description: `paging ${uniq()}`, event_types: [type] });
+  for (let i = 0; i < 26; i++) await publish(type, { n: i });
+  await settledOf(ep.id, 26);
+  await openPortal(page, full, `/portal/endpoints/${ep.id}`);
+  const rows = page.getByTestId('deliveries-table').locator('tbody tr');
+  await expect(rows).toHaveCount(20);
+  const pager = page.getByRole('navigation', { name: 'Deliveries pages' });
+  await expect(pager.getByRole('button', { name: '← Newer' })).toBeDisabled();
+  await pager.getByRole('button', { name: 'Older →' }).click();
+  await expect(rows).toHaveCount(6);
+  await expect(pager).toContainText('Page 2');
+  await expect(pager.getByRole('button', { name: 'Older →' })).toBeDisabled();
+  await pager.getByRole('button', { name: '← Newer' }).click();
+  await expect(rows).toHaveCount(20);
+  if (!routes.events) return;
+  await page.getByRole('link', { name: 'Events' }).click();
+  await page.getByLabel('Event type').fill(type);
+  await page.getByRole('button', { name: 'Filter' }).click();
+  const ev = page.getByTestId('events-table').locator('tbody tr');
+  await expect(ev).toHaveCount(25);
+  await page.getByRole('navigation', { name: 'Events pages' }).getByRole('button', { name: 'Older →' }).click();
+  await expect(ev).toHaveCount(1);
+});
+
 test('an HTML description renders as text and no dialog fires', async ({ page }) => {
   const evil = '<img src=x onerror=alert(1)>';
   const ep = await createEndpoint({ url: OK_URL, description: evil });
