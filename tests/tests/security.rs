@@ -1476,9 +1476,20 @@ async fn ssrf_stored_private_destinations_refused_at_send_time() {
         let ids = p["delivery_ids"].as_array().expect("ids");
         assert_eq!(ids.len(), 1, "{p}");
         let dlv = ids[0].as_str().expect("id");
-        let d = stack
-            .settled(ORG_A, &key, endpoint, dlv, Duration::from_secs(30))
-            .await;
+        // Polled by hand rather than with `Stack::settled`: a delivery may not be readable
+        // (404) until its first attempt is written.
+        let path =
+            format!("/v1/organizations/{ORG_A}/webhook-endpoints/{endpoint}/deliveries/{dlv}");
+        let d = eventually(
+            Duration::from_secs(30),
+            &format!("{event_type}: the delivery to fail"),
+            || async {
+                let (status, json) = stack.call("GET", &path, Some(&key), None).await;
+                (status == 200 && json["delivery"]["state"] != "pending")
+                    .then(|| json["delivery"].clone())
+            },
+        )
+        .await;
         assert_eq!(d["state"], "failed", "{event_type}: {d}");
         assert_eq!(d["attempts"], 3, "{event_type}: every attempt refused: {d}");
         let error = d["last_error"].as_str().expect("last_error");
