@@ -347,6 +347,7 @@ test('replay: the dry-run count equals the API\'s, then the job runs to the end'
   await expect(page.getByRole('radio', { name: '7 d', exact: true })).toHaveAttribute('aria-checked', 'true');
   await page.getByRole('radio', { name: '24 h', exact: true }).click();
   await expect(page.getByTestId('volume-chart')).toBeVisible();
+  await expect(page.locator('.stale')).toHaveCount(0);
   await shot(page, 'endpoint');
 });
 

@@ -167,7 +167,7 @@ export function EndpointView({ endpointId }) {
         </section>
       ) : null}
 
-      <StatsPanel endpointId={ep.id} />
+      <StatsPanel endpointId={ep.id} tick={deliveriesTick} />
 
       {manage ? <TestEventPanel endpointId={ep.id} onSent={refreshDeliveries} /> : null}
       {can('replay') ? <ReplayPanel endpointId={ep.id} onStarted={refreshDeliveries} /> : null}
@@ -183,14 +183,14 @@ const RANGES = [
   ['30d', '30 d'],
 ];
 
-function StatsPanel({ endpointId }) {
+function StatsPanel({ endpointId, tick }) {
   const { api } = useSession();
   const [range, setRange] = useState('24h');
   const [state, reload] = useLoad(async () => {
     const win = statsWindow(range);
     const stats = await api.stats(endpointId, { since: win.since, until: win.until, period: win.period });
     return { stats, win };
-  }, [endpointId, range]);
+  }, [endpointId, range, tick]);
   return (
     <section class="card" aria-labelledby="stats-title">
       <div class="section-head">
