@@ -944,6 +944,10 @@ async fn event_past_retention_is_neither_listed_nor_got(s: &Stores) {
         .await
         .expect("list");
     assert!(listed.is_empty() && next.is_none());
+    // Nor read by the consumer: its deliveries are past retention too.
+    let msg = Delivery::first(&e, EndpointId::new(), 8).message();
+    let loaded = s.reader.load(&[msg]).await.expect("load");
+    assert!(loaded.events.is_empty(), "{:?}", loaded.events.keys());
 }
 
 // ---- IdempotencyStore ----

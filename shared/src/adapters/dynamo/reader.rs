@@ -10,6 +10,7 @@ use super::endpoints::{EndpointItem, endpoint_sk};
 use super::events::{EventItem, event_key};
 use super::{Table, from_item, key, org_pk};
 use crate::domain::delivery::DeliveryMessage;
+use crate::domain::time;
 use crate::ports::{DeliveryReader, Loaded, StoreError};
 
 #[async_trait]
@@ -29,6 +30,7 @@ impl DeliveryReader for Table {
             }
         }
         let mut loaded = Loaded::default();
+        let now = time::now();
         for chunk in keys.chunks(100) {
             let ka = KeysAndAttributes::builder()
                 .set_keys(Some(chunk.to_vec()))
@@ -46,7 +48,11 @@ impl DeliveryReader for Table {
             }
             for item in kinds.remove("EVT").unwrap_or_default() {
                 let e = from_item::<EventItem>(item)?.event;
-                loaded.events.insert(e.id, e);
+                // Like `EventStore::get`: an event past retention whose TTL deletion has
+                // not happened yet (it lags by days) is gone.
+                if time::after(e.id.created_at(), self.retention) > now {
+                    loaded.events.insert(e.id, e);
+                }
             }
         }
         Ok(loaded)
