@@ -38,6 +38,7 @@ pub fn policy() -> Policy {
         retention: Duration::from_secs(30 * 86_400),
         park_after: Duration::from_secs(15 * 60),
         sweep_grace: Duration::from_secs(15 * 60),
+        fan_out_page_size: crate::services::fan_out::PAGE_SIZE,
         disable_after: crate::domain::health::DISABLE_AFTER
             .to_std()
             .expect("positive"),

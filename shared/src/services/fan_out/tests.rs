@@ -21,7 +21,9 @@ fn message(e: &Event) -> FanOutMessage {
 
 #[tokio::test]
 async fn a_fan_out_stopped_at_its_deadline_resumes_with_no_duplicate_and_no_gap() {
-    let w = world();
+    let mut policy = policy();
+    policy.fan_out_page_size = 100;
+    let w = world_with(policy);
     let mut all = Vec::new();
     for _ in 0..250 {
         all.push(w.endpoint(UNREACHABLE, |e| e).await.0.id);
@@ -36,7 +38,7 @@ async fn a_fan_out_stopped_at_its_deadline_resumes_with_no_duplicate_and_no_gap(
         .expect("fan out");
     assert_eq!(first, FanOutProgress::Incomplete);
     assert_eq!(w.deps.events.pages(event.id).await.expect("pages").len(), 1);
-    assert_eq!(w.stores.queue.sent.lock().expect("lock").len(), PAGE_SIZE);
+    assert_eq!(w.stores.queue.sent.lock().expect("lock").len(), 100);
 
     let resumed = fan_out(&w.deps, &msg, Instant::now() + Duration::from_secs(60))
         .await
