@@ -442,7 +442,33 @@ impl Stack {
         json["delivery"].clone()
     }
 
-    /// Waits until the delivery leaves `pending`, and returns it.
+    /// The delivery, or `None` while it has no record yet (a delivery's record is written by
+    /// its first attempt).
+    pub async fn delivery_opt(
+        &self,
+        org: &str,
+        key: &str,
+        endpoint: &str,
+        delivery: &str,
+    ) -> Option<Value> {
+        let (status, json) = self
+            .call(
+                "GET",
+                &format!(
+                    "/v1/organizations/{org}/webhook-endpoints/{endpoint}/deliveries/{delivery}"
+                ),
+                Some(key),
+                None,
+            )
+            .await;
+        match status {
+            200 => Some(json["delivery"].clone()),
+            404 => None,
+            other => panic!("GET delivery {delivery}: {other} {json}"),
+        }
+    }
+
+    /// Waits until the delivery exists and has left `pending`, and returns it.
     pub async fn settled(
         &self,
         org: &str,
@@ -455,8 +481,9 @@ impl Stack {
             deadline,
             &format!("delivery {delivery} to settle"),
             || async {
-                let d = self.delivery(org, key, endpoint, delivery).await;
-                (d["state"] != "pending").then_some(d)
+                self.delivery_opt(org, key, endpoint, delivery)
+                    .await
+                    .filter(|d| d["state"] != "pending")
             },
         )
         .await

@@ -36,12 +36,12 @@ pub async fn publish(ctx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
             "payload exceeds {MAX_PAYLOAD_BYTES} bytes serialized"
         )));
     }
-    if let Some(k) = &input.idempotency_key {
-        if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY || k.chars().any(char::is_control) {
-            return Err(ApiError::BadRequest(format!(
-                "idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
-            )));
-        }
+    if let Some(k) = &input.idempotency_key
+        && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY || k.chars().any(char::is_control))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
+        )));
     }
     let req = PublishRequest {
         event_type: input.event_type,
@@ -77,10 +77,10 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
             _ => {}
         }
     }
-    if let (Some(s), Some(u)) = (q.since, q.until) {
-        if s >= u {
-            return Err(ApiError::BadRequest("since must be before until".into()));
-        }
+    if let (Some(s), Some(u)) = (q.since, q.until)
+        && s >= u
+    {
+        return Err(ApiError::BadRequest("since must be before until".into()));
     }
     let (events, next) = ctx.deps.events.list(ctx.org, &q).await?;
     let views: Vec<EventView> = events.iter().map(EventView::of).collect();

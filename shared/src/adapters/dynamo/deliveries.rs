@@ -179,7 +179,7 @@ impl DeliveryLog for Table {
             self.query_shard(shard_pk(endpoint, shard), limit + 1, after, None, state)
         });
         let mut found: Vec<Delivery> = try_join_all(shards).await?.into_iter().flatten().collect();
-        found.sort_by(|a, b| b.id.cmp(&a.id));
+        found.sort_by_key(|d| std::cmp::Reverse(d.id));
         found.truncate(limit + 1);
         Ok(DeliveryPage::from_overfetch(found, limit))
     }
@@ -205,7 +205,7 @@ impl DeliveryLog for Table {
             Ok::<_, StoreError>(found)
         });
         let mut found: Vec<Delivery> = try_join_all(shards).await?.into_iter().flatten().collect();
-        found.sort_by(|a, b| b.id.cmp(&a.id));
+        found.sort_by_key(|d| std::cmp::Reverse(d.id));
         Ok(found)
     }
 
