@@ -38,6 +38,15 @@ pub struct Settings {
     /// How long a message sent outside a consumer (retry, replay, resend) may take before
     /// the sweeper sends it again (`SWEEP_GRACE`, default 15 min).
     pub sweep_grace: Duration,
+    /// The operator's EventBridge bus (`OPERATOR_EVENT_BUS`, a name or ARN); unset or
+    /// empty: no operator events.
+    pub operator_event_bus: Option<String>,
+    /// How long a failure streak lasts before it disables the endpoint (`DISABLE_AFTER`,
+    /// default 5 days; shorter only for tests and drills).
+    pub disable_after: Duration,
+    /// How long before `disable_at` `capy.endpoint.disable_scheduled` goes out
+    /// (`DISABLE_WARNING_LEAD`, default 24 h).
+    pub disable_warning_lead: Duration,
 }
 
 fn duration_var(name: &str, default: Duration) -> Result<Duration, String> {
@@ -122,6 +131,17 @@ impl Settings {
             retention: duration_var("RETENTION", DEFAULT_RETENTION)?,
             park_after: duration_var("PARK_AFTER", Duration::from_secs(15 * 60))?,
             sweep_grace: duration_var("SWEEP_GRACE", Duration::from_secs(15 * 60))?,
+            operator_event_bus: var("OPERATOR_EVENT_BUS"),
+            disable_after: duration_var(
+                "DISABLE_AFTER",
+                crate::domain::health::DISABLE_AFTER
+                    .to_std()
+                    .unwrap_or(Duration::MAX),
+            )?,
+            disable_warning_lead: duration_var(
+                "DISABLE_WARNING_LEAD",
+                crate::services::operational::DEFAULT_DISABLE_WARNING_LEAD,
+            )?,
         })
     }
 

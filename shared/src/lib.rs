@@ -17,6 +17,7 @@ pub mod config;
 pub mod consumers;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod ports;
 pub mod services;
 pub mod ssrf;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::adapters::eventbridge::{EventBridgeBus, NoBus};
 use crate::adapters::memory::{MemoryStores, SeparateReads};
 use crate::adapters::sqs::SqsQueue;
 use crate::auth::Authenticator;
@@ -21,6 +22,7 @@ use crate::domain::delivery::DeliveryMessage;
 use crate::domain::endpoint::SealedSecret;
 use crate::domain::event::FanOutMessage;
 use crate::domain::signing::SigningSecret;
+use crate::metrics::Metrics;
 use crate::ports::*;
 use crate::services::{Deps, Policy};
 
@@ -39,6 +41,8 @@ pub fn policy(settings: &Settings) -> Policy {
         retention: settings.retention,
         park_after: settings.park_after,
         sweep_grace: settings.sweep_grace,
+        disable_after: settings.disable_after,
+        disable_warning_lead: settings.disable_warning_lead,
     }
 }
 
@@ -65,7 +69,13 @@ pub async fn aws(settings: &Settings, requires: Requires) -> Result<Deps, String
         deliveries: table.clone(),
         events: table.clone(),
         reader: table.clone(),
+        markers: table.clone(),
         idempotency: table,
+        operator_bus: match &settings.operator_event_bus {
+            Some(bus) => Arc::new(EventBridgeBus::new(&sdk, bus)),
+            None => Arc::new(NoBus),
+        },
+        metrics: Metrics::stdout(),
         queue: delivery.clone(),
         visibility: delivery,
         fan_out_queue: fan_out.clone(),
@@ -89,6 +99,9 @@ pub fn memory(stores: &MemoryStores, policy: Policy, cipher: Arc<dyn SecretCiphe
             events: stores.events.clone(),
         }),
         idempotency: stores.idempotency.clone(),
+        markers: stores.markers.clone(),
+        operator_bus: Arc::new(NoBus),
+        metrics: Metrics::off(),
         queue: stores.queue.clone(),
         visibility: stores.queue.clone(),
         fan_out_queue: stores.queue.clone(),

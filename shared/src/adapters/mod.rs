@@ -2,6 +2,7 @@
 //! in-memory twins (`memory`).
 
 pub mod dynamo;
+pub mod eventbridge;
 pub mod memory;
 pub mod secrets;
 pub mod sqs;

@@ -33,7 +33,7 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
     let now = time::now();
     let views: Vec<EndpointView> = endpoints
         .iter()
-        .map(|e| EndpointView::with_health(e, now))
+        .map(|e| EndpointView::with_health(e, now).forecast(e, ctx.deps.policy.disable_after))
         .collect();
     Ok(ApiResponse::json(
         200,
@@ -49,7 +49,7 @@ pub async fn create(ctx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
     let (endpoint, secret) = service::create(ctx.deps, ctx.org, url, changes, time::now()).await?;
     Ok(ApiResponse::json(
         201,
-        json!({ "webhook_endpoint": EndpointView::of(&endpoint), "plaintext_secret": secret.to_whsec() }),
+        json!({ "webhook_endpoint": EndpointView::of(&endpoint).forecast(&endpoint, ctx.deps.policy.disable_after), "plaintext_secret": secret.to_whsec() }),
     ))
 }
 
@@ -62,7 +62,7 @@ pub async fn update(ctx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
     let e = service::update(ctx.deps, ctx.org, id, changes).await?;
     Ok(ApiResponse::json(
         200,
-        json!({ "webhook_endpoint": EndpointView::of(&e) }),
+        json!({ "webhook_endpoint": EndpointView::of(&e).forecast(&e, ctx.deps.policy.disable_after) }),
     ))
 }
 
@@ -76,6 +76,6 @@ pub async fn rotate_secret(ctx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
     let (e, secret) = service::rotate_secret(ctx.deps, ctx.org, ctx.endpoint_id()?).await?;
     Ok(ApiResponse::json(
         200,
-        json!({ "webhook_endpoint": EndpointView::of(&e), "plaintext_secret": secret.to_whsec() }),
+        json!({ "webhook_endpoint": EndpointView::of(&e).forecast(&e, ctx.deps.policy.disable_after), "plaintext_secret": secret.to_whsec() }),
     ))
 }

@@ -54,6 +54,13 @@ impl EndpointView {
             ..Self::of(e)
         }
     }
+
+    /// The forecast on the policy's streak length (`DISABLE_AFTER`) instead of the default.
+    pub fn forecast(mut self, e: &Endpoint, disable_after: std::time::Duration) -> Self {
+        let after = chrono::TimeDelta::from_std(disable_after).unwrap_or(chrono::TimeDelta::MAX);
+        self.disable_at = health::disable_at_after(e, after);
+        self
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,6 +1,8 @@
 //! Dead-letter consumers: whatever arrives on a DLQ failed processing many times. A
 //! delivery's message marks its delivery failed, so nothing stays pending forever; a
 //! fan-out's message is logged (the event stays recorded with its fan-out pending).
+//! Either arrival is also put on the operator bus (when one is configured), and a delivery
+//! marked failed here raises `capy.delivery.exhausted` like one that ran out of attempts.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use futures::future::join_all;
@@ -10,8 +12,9 @@ use super::{Disposition, batch_response, parse};
 use crate::domain::delivery::{Delivery, DeliveryMessage, DeliveryState, Expected};
 use crate::domain::event::FanOutMessage;
 use crate::domain::time;
+use crate::ports::OperatorEvent;
 use crate::ports::StoreError;
-use crate::services::Deps;
+use crate::services::{Deps, operational};
 
 pub async fn dead_letter_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     let work = event.records.into_iter().map(|record| {
@@ -25,7 +28,21 @@ pub async fn dead_letter_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse
                 .unwrap_or_default();
             let d = if let Ok(msg) = parse::<DeliveryMessage>(&record) {
                 match mark_dead(deps, &msg, &receives).await {
-                    Ok(()) => Disposition::Ack,
+                    Ok(()) => {
+                        operational::notify_operator(deps, &[OperatorEvent {
+                            detail_type: operational::BUS_DEAD_LETTER.into(),
+                            detail: serde_json::json!({
+                                "queue": "deliveries",
+                                "delivery_id": msg.delivery_id,
+                                "endpoint_id": msg.endpoint_id,
+                                "event_id": msg.event_id,
+                                "organization_id": msg.organization_id,
+                                "receives": receives,
+                                "message_id": id,
+                            }),
+                        }]).await;
+                        Disposition::Ack
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "could not mark a dead letter failed");
                         Disposition::Retry
@@ -33,6 +50,16 @@ pub async fn dead_letter_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse
                 }
             } else if let Ok(msg) = parse::<FanOutMessage>(&record) {
                 tracing::error!(event_id = %msg.event_id, organization_id = %msg.organization_id, receives = %receives, "fan-out dead-lettered: the event stays recorded with its fan-out pending");
+                operational::notify_operator(deps, &[OperatorEvent {
+                    detail_type: operational::BUS_DEAD_LETTER.into(),
+                    detail: serde_json::json!({
+                        "queue": "fan-out",
+                        "event_id": msg.event_id,
+                        "organization_id": msg.organization_id,
+                        "receives": receives,
+                        "message_id": id,
+                    }),
+                }]).await;
                 Disposition::Ack
             } else {
                 tracing::error!("unreadable dead letter dropped");
@@ -77,7 +104,13 @@ async fn mark_dead(deps: &Deps, msg: &DeliveryMessage, receives: &str) -> Result
         .save(&d, Expected::of(&before, stored))
         .await
     {
-        Ok(()) | Err(StoreError::Conflict) => Ok(()),
+        Ok(()) => {
+            if let Some(e) = loaded.endpoints.get(&msg.endpoint_id) {
+                operational::delivery_exhausted(deps, "dead-letter", e, &d, d.updated_at).await;
+            }
+            Ok(())
+        }
+        Err(StoreError::Conflict) => Ok(()),
         Err(e) => Err(e),
     }
 }

@@ -17,13 +17,14 @@ use super::{Disposition, batch_response, parse, receipt, sent_at};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryMessage, DeliveryState, Expected};
 use crate::domain::endpoint::{Endpoint, Outcome};
 use crate::domain::event::Event;
-use crate::domain::health::should_disable;
+use crate::domain::health::should_disable_after;
 use crate::domain::signing::{SigningSecret, signature_header};
 use crate::domain::time::{self, Timestamp};
 use crate::http::SendOutcome;
+use crate::metrics::{DeliveryOutcome, Ids};
 use crate::ports::{CipherError, Loaded, StoreError};
-use crate::services::Deps;
 use crate::services::publish::ORPHAN_AFTER;
+use crate::services::{Deps, operational};
 
 /// The attempt log keeps this many most recent attempts.
 const MAX_LOGGED_ATTEMPTS: usize = 50;
@@ -194,9 +195,10 @@ async fn process(
             };
             return finish_without_sending(deps, &cur, &why).await;
         }
-        Some(e) if should_disable(e, now) => {
-            let reason = "every attempt failed for 5 days".to_owned();
-            deps.endpoints
+        Some(e) if should_disable_after(e, now, operational::disable_after(deps)) => {
+            let reason = operational::streak_reason(deps);
+            let before = deps
+                .endpoints
                 .record_outcome(
                     &e.organization_id,
                     e.id,
@@ -206,6 +208,9 @@ async fn process(
                     },
                 )
                 .await?;
+            if let Some(before) = before {
+                operational::endpoint_disabled(deps, &before, &reason, now).await;
+            }
             return finish_without_sending(deps, &cur, &format!("endpoint disabled ({reason})"))
                 .await;
         }
@@ -275,8 +280,21 @@ async fn finish_without_sending(
     d.next_attempt_at = None;
     d.sweep_at = None;
     d.updated_at = time::now();
-    saved(deps, &d, cur).await?;
+    if saved(deps, &d, cur).await? {
+        deps.metrics
+            .delivery(DeliveryOutcome::Dropped, ids(&d), d.attempts, None, None);
+    }
     Ok(Disposition::Ack)
+}
+
+/// A delivery's ids, as metric properties.
+fn ids(d: &Delivery) -> Ids {
+    Ids {
+        organization_id: Some(d.organization_id.clone()),
+        endpoint_id: Some(d.endpoint_id.to_string()),
+        event_id: Some(d.event_id.to_string()),
+        delivery_id: Some(d.id.to_string()),
+    }
 }
 
 /// Whether the conditional write won. Losing it means another worker moved this delivery
@@ -304,6 +322,7 @@ async fn record_attempt(
     receipt: &str,
 ) -> Result<Disposition, ProcessError> {
     let now = time::now();
+    let attempt_ms = outcome.duration.as_millis() as u64;
     let mut d = cur.d.clone();
     d.attempts += 1;
     d.updated_at = now;
@@ -327,30 +346,48 @@ async fn record_attempt(
         d.state = DeliveryState::Delivered;
         d.delivered_at = Some(now);
         d.next_attempt_at = None;
-        saved(deps, &d, &cur).await?;
+        if saved(deps, &d, &cur).await? {
+            let lag = (now - d.created_at).num_milliseconds().max(0) as u64;
+            deps.metrics.delivery(
+                DeliveryOutcome::Delivered,
+                ids(&d),
+                d.attempts,
+                Some(attempt_ms),
+                Some(lag),
+            );
+        }
         if endpoint.stats.failure_streak > 0 || endpoint.stats.failing_since.is_some() {
-            deps.endpoints
+            let before = deps
+                .endpoints
                 .record_outcome(
                     &endpoint.organization_id,
                     endpoint.id,
                     Outcome::RecoveredAfterFailures,
                 )
                 .await?;
+            if let Some(before) = before {
+                operational::endpoint_recovered(deps, &before, now).await;
+            }
         }
         tracing::info!(attempt = d.attempts, status = ?outcome.status, "delivered");
         return Ok(Disposition::Ack);
     }
 
-    deps.endpoints
+    let before = deps
+        .endpoints
         .record_outcome(
             &endpoint.organization_id,
             endpoint.id,
             Outcome::Failure { at: now },
         )
         .await?;
+    if let Some(before) = before.as_ref().filter(|_| !outcome.gone) {
+        operational::after_failure(deps, before, now).await;
+    }
     if outcome.gone {
         let reason = "the receiver answered 410 Gone".to_owned();
-        deps.endpoints
+        let before = deps
+            .endpoints
             .record_outcome(
                 &endpoint.organization_id,
                 endpoint.id,
@@ -364,7 +401,18 @@ async fn record_attempt(
         d.next_attempt_at = None;
         d.last_error = Some(format!("HTTP 410; endpoint disabled ({reason})"));
         tracing::warn!("receiver answered 410 Gone; endpoint disabled");
-        saved(deps, &d, &cur).await?;
+        if saved(deps, &d, &cur).await? {
+            deps.metrics.delivery(
+                DeliveryOutcome::Gone,
+                ids(&d),
+                d.attempts,
+                Some(attempt_ms),
+                None,
+            );
+        }
+        if let Some(before) = before {
+            operational::endpoint_disabled(deps, &before, &reason, now).await;
+        }
         return Ok(Disposition::Ack);
     }
     let jitter = rand::rng().random_range(-1.0..=1.0);
@@ -379,7 +427,16 @@ async fn record_attempt(
         d.state = DeliveryState::Failed;
         d.next_attempt_at = None;
         tracing::warn!(attempts = d.attempts, error = ?outcome.error, "delivery failed for good");
-        saved(deps, &d, &cur).await?;
+        if saved(deps, &d, &cur).await? {
+            deps.metrics.delivery(
+                DeliveryOutcome::Failed,
+                ids(&d),
+                d.attempts,
+                Some(attempt_ms),
+                None,
+            );
+            operational::delivery_exhausted(deps, "deliver", endpoint, &d, now).await;
+        }
         return Ok(Disposition::Ack);
     };
     let due = time::after(now, delay);
@@ -390,12 +447,19 @@ async fn record_attempt(
         d.sweep_at = Some(due);
     }
     tracing::info!(attempt = d.attempts, error = ?outcome.error, retry_in_ms = delay.as_millis() as u64, parked = park, "attempt failed");
-    if !saved(deps, &d, &cur).await? || park {
+    if !saved(deps, &d, &cur).await? {
+        return Ok(Disposition::Ack);
+    }
+    deps.metrics.delivery(
+        DeliveryOutcome::Retrying,
+        ids(&d),
+        d.attempts,
+        Some(attempt_ms),
+        None,
+    );
+    if park {
         return Ok(Disposition::Ack);
     }
     postpone(deps, receipt, delay).await;
     Ok(Disposition::Retry)
 }
-
-#[cfg(test)]
-mod tests;

@@ -9,9 +9,11 @@ use tracing::Instrument;
 use super::{Disposition, batch_response, parse, receipt, sent_at};
 use crate::domain::event::FanOutMessage;
 use crate::domain::time;
-use crate::services::Deps;
+use crate::metrics::Ids;
+use crate::ports::OperatorEvent;
 use crate::services::fan_out::{FanOutProgress, fan_out};
 use crate::services::publish::ORPHAN_AFTER;
+use crate::services::{Deps, operational};
 
 /// How long one record may fan out before it hands over to a fresh invocation (well under
 /// the function's timeout).
@@ -34,7 +36,15 @@ pub async fn fan_out_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
             span.record("event_id", tracing::field::display(msg.event_id));
             span.record("organization_id", msg.organization_id.as_str());
             let d = match fan_out(deps, &msg, deadline).await {
-                Ok(FanOutProgress::Done(_) | FanOutProgress::TakenOver) => Disposition::Ack,
+                Ok(FanOutProgress::Done(n)) => {
+                    deps.metrics.fan_out("fan-out", "done", n, Ids {
+                        organization_id: Some(msg.organization_id.clone()),
+                        event_id: Some(msg.event_id.to_string()),
+                        ..Ids::default()
+                    });
+                    Disposition::Ack
+                }
+                Ok(FanOutProgress::TakenOver) => Disposition::Ack,
                 Ok(FanOutProgress::Incomplete) => {
                     // Visible again at once: the next receive resumes from the last page.
                     let _ = deps.fan_out_visibility.postpone(receipt(&record), Duration::ZERO).await;
@@ -54,6 +64,19 @@ pub async fn fan_out_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "fan-out failed; the message will be retried");
+                    // Throttling and timeouts retry quietly (and reach the DLQ, and so the
+                    // bus, if they last); a fault a retry will not fix is told at once.
+                    if !e.is_retryable() {
+                        operational::notify_operator(deps, &[OperatorEvent {
+                            detail_type: operational::BUS_FAN_OUT_FAILED.into(),
+                            detail: serde_json::json!({
+                                "event_id": msg.event_id,
+                                "organization_id": msg.organization_id,
+                                "error": e.to_string(),
+                                "message_id": id,
+                            }),
+                        }]).await;
+                    }
                     Disposition::Retry
                 }
             };

@@ -41,7 +41,12 @@ pub fn health(e: &Endpoint, now: Timestamp) -> Health {
 /// True when the current failure streak has lasted long enough to stop sending. The clock
 /// restarts when the owner changes the endpoint (say, re-enables it after a fix).
 pub fn should_disable(e: &Endpoint, now: Timestamp) -> bool {
-    matches!(e.stats.failing_since, Some(since) if now - since.max(e.updated_at) >= DISABLE_AFTER)
+    should_disable_after(e, now, DISABLE_AFTER)
+}
+
+/// [`should_disable`] with the streak length from the policy (`DISABLE_AFTER` setting).
+pub fn should_disable_after(e: &Endpoint, now: Timestamp, disable_after: TimeDelta) -> bool {
+    matches!(e.stats.failing_since, Some(since) if now - since.max(e.updated_at) >= disable_after)
 }
 
 /// When the current failure streak started, if one is open on an active endpoint.
@@ -52,7 +57,13 @@ pub fn failing_since(e: &Endpoint) -> Option<Timestamp> {
 /// When the open failure streak will disable the endpoint if nothing succeeds before: the
 /// same clock as [`should_disable`].
 pub fn disable_at(e: &Endpoint) -> Option<Timestamp> {
-    failing_since(e).map(|since| since.max(e.updated_at) + DISABLE_AFTER)
+    disable_at_after(e, DISABLE_AFTER)
+}
+
+/// [`disable_at`] with the streak length from the policy: the same clock as
+/// [`should_disable_after`].
+pub fn disable_at_after(e: &Endpoint, disable_after: TimeDelta) -> Option<Timestamp> {
+    failing_since(e).map(|since| since.max(e.updated_at) + disable_after)
 }
 
 #[cfg(test)]
@@ -112,5 +123,16 @@ mod tests {
         assert!(should_disable(&e, at));
         assert!(!should_disable(&e, at - TimeDelta::milliseconds(1)));
         assert_eq!(disable_at(&endpoint(DeliveryStats::default(), true)), None);
+
+        // A shorter streak from the policy moves both on the same clock.
+        let short = TimeDelta::seconds(30);
+        let at = disable_at_after(&e, short).expect("forecast");
+        assert!(at < disable_at(&e).expect("forecast"));
+        assert!(should_disable_after(&e, at, short));
+        assert!(!should_disable_after(
+            &e,
+            at - TimeDelta::milliseconds(1),
+            short
+        ));
     }
 }

@@ -4,6 +4,7 @@
 pub mod deliveries;
 pub mod endpoints;
 pub mod fan_out;
+pub mod operational;
 pub mod publish;
 
 use std::sync::Arc;
@@ -24,6 +25,12 @@ pub struct Policy {
     pub retention: Duration,
     pub park_after: Duration,
     pub sweep_grace: Duration,
+    /// How long a failure streak lasts before it disables the endpoint (`DISABLE_AFTER`,
+    /// default [`crate::domain::health::DISABLE_AFTER`]).
+    pub disable_after: Duration,
+    /// How long before `disable_at` the `capy.endpoint.disable_scheduled` event goes out
+    /// (`DISABLE_WARNING_LEAD`, default 24 h).
+    pub disable_warning_lead: Duration,
 }
 
 /// Every port, built once by [`crate::wiring`]; each use case touches only its part.
@@ -40,6 +47,12 @@ pub struct Deps {
     pub fan_out_visibility: Arc<dyn VisibilityControl>,
     pub cipher: Arc<dyn SecretCipher>,
     pub sender: Sender,
+    /// Deduplication markers of operational events.
+    pub markers: Arc<dyn OpsMarkerStore>,
+    /// The operator's EventBridge bus (`OPERATOR_EVENT_BUS`), or nothing.
+    pub operator_bus: Arc<dyn OperatorBus>,
+    /// EMF metrics on stdout (or captured, or off).
+    pub metrics: crate::metrics::Metrics,
     pub policy: Policy,
 }
 

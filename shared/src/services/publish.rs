@@ -139,6 +139,18 @@ pub async fn publish_event(deps: &Deps, mut event: Event) -> Result<Published, S
             .await?;
     }
     deps.events.create(&event).await?;
+    if event.fan_out.state == FanOutState::Done {
+        deps.metrics.fan_out(
+            "publish-event",
+            "inline",
+            event.fan_out.endpoints,
+            crate::metrics::Ids {
+                organization_id: Some(event.organization_id.clone()),
+                event_id: Some(event.id.to_string()),
+                ..Default::default()
+            },
+        );
+    }
     tracing::info!(
         event_id = %event.id,
         organization_id = %event.organization_id,

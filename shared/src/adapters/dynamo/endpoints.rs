@@ -143,13 +143,14 @@ impl EndpointStore for Table {
         org: &str,
         id: EndpointId,
         outcome: Outcome,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Endpoint>, StoreError> {
         let req = self
             .client
             .update_item()
             .table_name(&self.name)
             .set_key(Some(key(org_pk(org), endpoint_sk(id))))
-            .condition_expression("attribute_exists(pk)");
+            .condition_expression("attribute_exists(pk)")
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld);
         let req = match outcome {
             Outcome::Failure { at } => req
                 .update_expression(
@@ -169,8 +170,13 @@ impl EndpointStore for Table {
                 .expression_attribute_values(":at", s(time::format(&at))),
         };
         match req.send().await.map_err(store_error) {
+            Ok(out) => out
+                .attributes
+                .filter(|a| !a.is_empty())
+                .map(|a| from_item::<EndpointItem>(a).map(|i| i.endpoint))
+                .transpose(),
             // The endpoint was deleted meanwhile: nothing to count.
-            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(StoreError::Conflict) => Ok(None),
             Err(e) => Err(e),
         }
     }

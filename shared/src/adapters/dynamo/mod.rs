@@ -9,6 +9,7 @@
 //! | delivery        | `EP#{endpoint}#{shard}`| `DLV#{id}`     |
 //! | API key         | `KEY#{sha256}`         | `KEY`          |
 //! | publish claim   | `ORG#{org}`            | `IDEM#{key}`   |
+//! | ops marker      | `OPS#{endpoint}`       | `MARK#{name}`  |
 //!
 //! Deliveries waiting for the sweeper also carry `sweep_pk`/`sweep_sk` (a sparse GSI).
 
@@ -17,6 +18,7 @@ mod deliveries;
 mod endpoints;
 mod events;
 mod idempotency;
+mod markers;
 mod reader;
 pub mod schema;
 

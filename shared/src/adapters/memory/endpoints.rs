@@ -84,11 +84,12 @@ impl EndpointStore for MemoryEndpoints {
         org: &str,
         id: EndpointId,
         outcome: Outcome,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Endpoint>, StoreError> {
         let mut items = lock(&self.items);
         let Some(e) = items.get_mut(&(org.to_owned(), id)) else {
-            return Ok(());
+            return Ok(None);
         };
+        let before = e.clone();
         match outcome {
             Outcome::Failure { at } => {
                 e.stats.failure_streak += 1;
@@ -105,6 +106,6 @@ impl EndpointStore for MemoryEndpoints {
                 e.updated_at = at;
             }
         }
-        Ok(())
+        Ok(Some(before))
     }
 }

@@ -7,6 +7,7 @@ mod deliveries;
 mod endpoints;
 mod events;
 mod idempotency;
+mod markers;
 mod queue;
 
 use std::sync::{Mutex, MutexGuard};
@@ -16,6 +17,7 @@ pub use deliveries::{MemoryDeliveries, SeparateReads};
 pub use endpoints::MemoryEndpoints;
 pub use events::MemoryEvents;
 pub use idempotency::MemoryIdempotency;
+pub use markers::MemoryMarkers;
 pub use queue::MemoryQueue;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -32,4 +34,5 @@ pub struct MemoryStores {
     pub keys: std::sync::Arc<MemoryApiKeys>,
     pub idempotency: std::sync::Arc<MemoryIdempotency>,
     pub queue: std::sync::Arc<MemoryQueue>,
+    pub markers: std::sync::Arc<MemoryMarkers>,
 }

@@ -1,0 +1,170 @@
+//! Operational-event markers: `OPS#{scope}` / `MARK#{marker}`, small conditional items with
+//! a TTL (a claim, or a counting window).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::{Table, from_item, key, n, store_error, to_item};
+use crate::domain::time::{self, Timestamp};
+use crate::ports::{OpsMarkerStore, StoreError, WindowCount, WindowTally};
+
+/// A counting window's marker outlives its window this many times over, so the next
+/// window can still report the previous one's count.
+const WINDOW_KEPT: u32 = 24;
+
+fn ops_pk(scope: &str) -> String {
+    format!("OPS#{scope}")
+}
+
+fn mark_sk(marker: &str) -> String {
+    format!("MARK#{marker}")
+}
+
+#[derive(Serialize, Deserialize)]
+struct ClaimItem {
+    pk: String,
+    sk: String,
+    #[serde(with = "time::rfc3339")]
+    claimed_at: Timestamp,
+    expires_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WindowItem {
+    pk: String,
+    sk: String,
+    #[serde(with = "time::rfc3339")]
+    started_at: Timestamp,
+    /// `started_at` in epoch milliseconds, for the conditions.
+    window_start: i64,
+    occurrences: u64,
+    expires_at: i64,
+}
+
+fn cutoff(now: Timestamp, window: Duration) -> i64 {
+    now.timestamp_millis() - window.as_millis() as i64
+}
+
+impl Table {
+    /// Adds one to the open window; `Conflict` when none is open.
+    async fn count_in_open(
+        &self,
+        scope: &str,
+        marker: &str,
+        now: Timestamp,
+        window: Duration,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(ops_pk(scope), mark_sk(marker))))
+            .update_expression("ADD occurrences :one")
+            .condition_expression("window_start > :cutoff")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":cutoff", n(cutoff(now, window)))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Replaces a closed window (or none) with one opened now; returns the closed one.
+    async fn open_window(
+        &self,
+        scope: &str,
+        marker: &str,
+        now: Timestamp,
+        window: Duration,
+    ) -> Result<Option<WindowTally>, StoreError> {
+        let item = to_item(&WindowItem {
+            pk: ops_pk(scope),
+            sk: mark_sk(marker),
+            started_at: now,
+            window_start: now.timestamp_millis(),
+            occurrences: 1,
+            expires_at: time::after(now, window * WINDOW_KEPT).timestamp(),
+        })?;
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR window_start <= :cutoff")
+            .expression_attribute_values(":cutoff", n(cutoff(now, window)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(store_error)?;
+        let previous = out
+            .attributes
+            .filter(|a| !a.is_empty())
+            .map(from_item::<WindowItem>)
+            .transpose()?;
+        Ok(previous.map(|w| WindowTally {
+            started_at: w.started_at,
+            count: w.occurrences,
+        }))
+    }
+}
+
+#[async_trait]
+impl OpsMarkerStore for Table {
+    async fn claim(
+        &self,
+        scope: &str,
+        marker: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let item = to_item(&ClaimItem {
+            pk: ops_pk(scope),
+            sk: mark_sk(marker),
+            claimed_at: now,
+            expires_at: time::after(now, ttl).timestamp(),
+        })?;
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            // TTL deletion lags by up to days; an expired claim is as good as none.
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .send()
+            .await
+            .map_err(store_error);
+        match put {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn count_in_window(
+        &self,
+        scope: &str,
+        marker: &str,
+        now: Timestamp,
+        window: Duration,
+    ) -> Result<WindowCount, StoreError> {
+        // Most occurrences fall in an open window: one conditional update.
+        match self.count_in_open(scope, marker, now, window).await {
+            Ok(()) => return Ok(WindowCount::Counted),
+            Err(StoreError::Conflict) => {}
+            Err(e) => return Err(e),
+        }
+        match self.open_window(scope, marker, now, window).await {
+            Ok(previous) => Ok(WindowCount::Opened { previous }),
+            // Another writer opened it between the two calls: count in theirs.
+            Err(StoreError::Conflict) => {
+                match self.count_in_open(scope, marker, now, window).await {
+                    Ok(()) | Err(StoreError::Conflict) => Ok(WindowCount::Counted),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,583 @@
+//! Operational events, the disable forecast, the operator bus and the EMF metrics, end to end:
+//! `capy serve` on moto, loopback receivers, the official verification libraries, and an
+//! EventBridge bus on moto whose rule feeds an SQS queue (to read `PutEvents` back).
+
+use std::time::Duration;
+
+use capy_tests::{Receiver, Reply, Stack, StackOptions, eventually, moto};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn org() -> String {
+    use rand::Rng;
+    format!("org_ops{}", rand::rng().random_range(100_000..999_999))
+}
+
+/// Bodies of what `r` received, parsed.
+fn bodies(r: &Receiver) -> Vec<Value> {
+    r.received()
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).expect("JSON body"))
+        .collect()
+}
+
+/// What `r` received of type `t`, with its parsed body.
+fn of_type(r: &Receiver, t: &str) -> Vec<(capy_tests::Received, Value)> {
+    r.received()
+        .into_iter()
+        .filter_map(|m| {
+            let v: Value = serde_json::from_str(&m.body).expect("JSON body");
+            (v["type"] == t).then_some((m, v))
+        })
+        .collect()
+}
+
+async fn first_of_type(r: &Receiver, t: &str) -> (capy_tests::Received, Value) {
+    eventually(WAIT, &format!("a {t} webhook"), || async {
+        of_type(r, t).into_iter().next()
+    })
+    .await
+}
+
+fn time(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("a time: {v}")))
+        .expect("RFC 3339")
+        .with_timezone(&chrono::Utc)
+}
+
+async fn endpoint_view(stack: &Stack, org: &str, key: &str, id: &str) -> Value {
+    let (status, list) = stack
+        .call(
+            "GET",
+            &format!("/v1/organizations/{org}/webhook-endpoints"),
+            Some(key),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    list["webhook_endpoints"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|e| e["id"] == id)
+        .cloned()
+        .expect("the endpoint is listed")
+}
+
+/// The events of `event_type` in the organization's events log.
+async fn logged(stack: &Stack, org: &str, key: &str, event_type: &str) -> Vec<Value> {
+    let (status, list) = stack
+        .call(
+            "GET",
+            &format!("/v1/organizations/{org}/events?event_type={event_type}"),
+            Some(key),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    list["events"].as_array().expect("events").clone()
+}
+
+/// The endpoints an event went to, from `GET /events/{id}`.
+async fn recipients(stack: &Stack, org: &str, key: &str, event_id: &str) -> Vec<String> {
+    let (status, e) = stack
+        .call(
+            "GET",
+            &format!("/v1/organizations/{org}/events/{event_id}"),
+            Some(key),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{e}");
+    let mut ids: Vec<String> = e["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .map(|d| d["endpoint_id"].as_str().expect("endpoint_id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn eventbridge() -> aws_sdk_eventbridge::Client {
+    let conf = aws_sdk_eventbridge::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&moto().endpoint)
+        .region(aws_sdk_eventbridge::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_eventbridge::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .build();
+    aws_sdk_eventbridge::Client::from_conf(conf)
+}
+
+/// An EventBridge bus on moto with a rule sending everything from Capy to a new SQS queue;
+/// returns (bus name, queue url).
+async fn operator_bus(stack: &Stack) -> (String, String) {
+    let name = format!("{}-ops", stack.table);
+    let eb = eventbridge();
+    eb.create_event_bus()
+        .name(&name)
+        .send()
+        .await
+        .expect("create bus");
+    let sqs = stack.sqs();
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("{name}-inbox"))
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("url");
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("attributes")
+        .attributes
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .expect("queue arn");
+    eb.put_rule()
+        .name("capy-to-inbox")
+        .event_bus_name(&name)
+        .event_pattern(json!({"source": ["capy.webhooks"]}).to_string())
+        .send()
+        .await
+        .expect("put rule");
+    eb.put_targets()
+        .rule("capy-to-inbox")
+        .event_bus_name(&name)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("inbox")
+                .arn(arn)
+                .build()
+                .expect("target"),
+        )
+        .send()
+        .await
+        .expect("put targets");
+    (name, queue)
+}
+
+#[tokio::test]
+async fn a_410_sends_capy_endpoint_disabled_signed_to_its_subscriber_and_to_the_operator_bus() {
+    // The stack needs the bus name before it starts; the bus needs a stack's table name only
+    // for a unique name, so a first stack makes the bus and a second one uses it.
+    let scratch = Stack::start().await;
+    let (bus, inbox) = operator_bus(&scratch).await;
+    drop(scratch);
+    let stack = Stack::start_with(StackOptions::default().set("OPERATOR_EVENT_BUS", &bus)).await;
+    let org = org();
+    let key = stack.mint_key(&org, None);
+
+    let watcher = Receiver::start().await;
+    let (watcher_id, watcher_secret) = stack
+        .create_endpoint(
+            &org,
+            &key,
+            json!({"url": watcher.url, "event_types": ["capy.endpoint.disabled"]}),
+        )
+        .await;
+    let everything = Receiver::start().await;
+    stack
+        .create_endpoint(
+            &org,
+            &key,
+            json!({"url": everything.url, "event_types": []}),
+        )
+        .await;
+    let star = Receiver::start().await;
+    stack
+        .create_endpoint(&org, &key, json!({"url": star.url, "event_types": ["*"]}))
+        .await;
+    let gone = Receiver::scripted(vec![], Reply::Status(410)).await;
+    let (gone_id, _) = stack
+        .create_endpoint(
+            &org,
+            &key,
+            json!({"url": gone.url, "event_types": ["order.created", "capy.*"]}),
+        )
+        .await;
+
+    stack
+        .publish(
+            &org,
+            &key,
+            json!({"event_type": "order.created", "payload": {"n": 1}}),
+        )
+        .await;
+
+    let (msg, body) = first_of_type(&watcher, "capy.endpoint.disabled").await;
+    capy_tests::verify_with_official_libraries(&watcher_secret, &msg)
+        .expect("the official libraries accept the operational event");
+    let data = &body["data"];
+    assert_eq!(data["endpoint_id"], gone_id.as_str());
+    assert_eq!(data["url"], gone.url.as_str());
+    assert_eq!(data["organization_id"], org.as_str());
+    assert!(
+        data["reason"].as_str().expect("reason").contains("410"),
+        "{data}"
+    );
+    let since = time(&data["failing_since"]);
+    assert!(since <= time(&data["disabled_at"]), "{data}");
+
+    // The events log holds it, sent to the watcher alone: not through [] or "*", and not to
+    // the endpoint it is about (which names capy.* but is the subject, and disabled).
+    let events = logged(&stack, &org, &key, "capy.endpoint.disabled").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["payload"], *data);
+    let event_id = events[0]["id"].as_str().expect("id");
+    assert_eq!(
+        recipients(&stack, &org, &key, event_id).await,
+        vec![watcher_id.clone()]
+    );
+    // The order reached [] and "*" (so they were listening), and nothing capy.* did.
+    for r in [&everything, &star] {
+        let types: Vec<Value> = eventually(WAIT, "the order at [] and *", || async {
+            let b = bodies(r);
+            (!b.is_empty()).then_some(b)
+        })
+        .await
+        .iter()
+        .map(|b| b["type"].clone())
+        .collect();
+        assert_eq!(types, vec![json!("order.created")]);
+    }
+    assert!(bodies(&gone).iter().all(|b| b["type"] == "order.created"));
+
+    // The operator bus got it too (PutEvents, read back through the rule's queue).
+    let sqs = stack.sqs();
+    let detail = eventually(WAIT, "the disabled event on the operator bus", || async {
+        let out = sqs
+            .receive_message()
+            .queue_url(&inbox)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive");
+        out.messages().iter().find_map(|m| {
+            let v: Value = serde_json::from_str(m.body().unwrap_or("{}")).ok()?;
+            (v["detail-type"] == "capy.endpoint.disabled" && v["source"] == "capy.webhooks")
+                .then(|| v["detail"].clone())
+        })
+    })
+    .await;
+    assert_eq!(detail["endpoint_id"], gone_id.as_str());
+    assert_eq!(detail["organization_id"], org.as_str());
+    assert_eq!(detail["url"], gone.url.as_str());
+}
+
+#[tokio::test]
+async fn failing_exhausted_and_recovered_reach_subscribers_never_their_subject() {
+    let stack = Stack::start().await;
+    let org = org();
+    let key = stack.mint_key(&org, None);
+    let watcher = Receiver::start().await;
+    let (watcher_id, watcher_secret) = stack
+        .create_endpoint(
+            &org,
+            &key,
+            json!({"url": watcher.url, "event_types": ["capy.*"]}),
+        )
+        .await;
+    // Five failures, then successes: two events of three attempts each (the test schedule)
+    // make five failures in a row whatever the order, so the streak reaches 5 (failing), one
+    // delivery runs out of attempts (exhausted), and the sixth attempt succeeds (recovered).
+    let flaky = Receiver::scripted(vec![Reply::Status(500); 5], Reply::Status(200)).await;
+    let (flaky_id, _) = stack
+        .create_endpoint(
+            &org,
+            &key,
+            json!({"url": flaky.url, "event_types": ["order.created", "capy.*"]}),
+        )
+        .await;
+    for n in 0..2 {
+        stack
+            .publish(
+                &org,
+                &key,
+                json!({"event_type": "order.created", "payload": {"n": n}}),
+            )
+            .await;
+    }
+
+    let (msg, failing) = first_of_type(&watcher, "capy.endpoint.failing").await;
+    capy_tests::verify_with_official_libraries(&watcher_secret, &msg).expect("signed");
+    assert_eq!(failing["data"]["endpoint_id"], flaky_id.as_str());
+    assert_eq!(failing["data"]["failure_streak"], 5);
+    let (_, exhausted) = first_of_type(&watcher, "capy.delivery.exhausted").await;
+    assert_eq!(exhausted["data"]["endpoint_id"], flaky_id.as_str());
+    assert_eq!(exhausted["data"]["attempts"], 3);
+    let (_, recovered) = first_of_type(&watcher, "capy.endpoint.recovered").await;
+    let r = &recovered["data"];
+    assert_eq!(r["endpoint_id"], flaky_id.as_str());
+    assert_eq!(r["url"], flaky.url.as_str());
+    assert_eq!(r["organization_id"], org.as_str());
+    assert_eq!(r["failing_since"], failing["data"]["failing_since"]);
+    assert!(time(&r["recovered_at"]) >= time(&r["failing_since"]));
+    // Recovered: the view's forecast is gone with the streak.
+    let view = endpoint_view(&stack, &org, &key, &flaky_id).await;
+    assert_eq!(view["failing_since"], Value::Null);
+    assert_eq!(view["disable_at"], Value::Null);
+
+    // Each was sent to the watcher only, never to the endpoint it is about.
+    for t in [
+        "capy.endpoint.failing",
+        "capy.delivery.exhausted",
+        "capy.endpoint.recovered",
+    ] {
+        let events = logged(&stack, &org, &key, t).await;
+        assert_eq!(events.len(), 1, "{t}: {events:?}");
+        let id = events[0]["id"].as_str().expect("id");
+        assert_eq!(
+            recipients(&stack, &org, &key, id).await,
+            vec![watcher_id.clone()]
+        );
+    }
+    assert!(bodies(&flaky).iter().all(|b| b["type"] == "order.created"));
+
+    // The consumer's EMF documents, from the process's own output.
+    let log = stack.log();
+    let docs: Vec<Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{') && l.contains("\"_aws\":"))
+        .map(|l| serde_json::from_str(l).expect("an EMF line is one JSON document"))
+        .collect();
+    let outcomes: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["function"] == "deliver" && d["Deliveries"].is_number())
+        .map(|d| d["outcome"].as_str().expect("outcome"))
+        .collect();
+    assert!(outcomes.contains(&"retrying"), "{outcomes:?}");
+    assert!(outcomes.contains(&"failed"), "{outcomes:?}");
+    assert!(outcomes.contains(&"delivered"), "{outcomes:?}");
+    for d in &docs {
+        check_emf(d);
+    }
+    let delivered = docs
+        .iter()
+        .find(|d| d["outcome"] == "delivered" && d["endpoint_id"] == flaky_id.as_str())
+        .expect("a delivered document for the flaky endpoint");
+    assert!(delivered["EndToEndLag"].as_f64().expect("lag") >= 0.0);
+    assert_eq!(delivered["organization_id"], org.as_str());
+    assert!(
+        delivered["delivery_id"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("dlv_"))
+    );
+    assert!(
+        delivered["event_id"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("evt_"))
+    );
+    assert!(
+        docs.iter()
+            .any(|d| d["function"] == "publish-event" && d["FanOutSize"].is_number()),
+        "fan-out size is measured"
+    );
+}
+
+/// One EMF document against the specification's structure: the directive's namespace,
+/// dimension set (function, outcome only) and metrics, each with its value.
+fn check_emf(d: &Value) {
+    let aws = &d["_aws"];
+    assert!(
+        aws["Timestamp"]
+            .as_i64()
+            .is_some_and(|t| t > 1_600_000_000_000),
+        "{d}"
+    );
+    let directives = aws["CloudWatchMetrics"].as_array().expect("directives");
+    assert_eq!(directives.len(), 1, "{d}");
+    assert_eq!(directives[0]["Namespace"], "CapyWebhooks");
+    assert_eq!(
+        directives[0]["Dimensions"],
+        json!([["function", "outcome"]]),
+        "{d}"
+    );
+    assert!(d["function"].is_string() && d["outcome"].is_string(), "{d}");
+    let metrics = directives[0]["Metrics"].as_array().expect("metrics");
+    assert!(!metrics.is_empty(), "{d}");
+    for m in metrics {
+        let name = m["Name"].as_str().expect("name");
+        assert!(
+            ["Count", "Milliseconds"].contains(&m["Unit"].as_str().expect("unit")),
+            "{d}"
+        );
+        assert!(d[name].is_number(), "{name} has no value: {d}");
+    }
+}
+
+#[tokio::test]
+async fn exhausted_is_sent_once_within_the_hour_and_counts_the_rest() {
+    let stack = Stack::start().await;
+    let org = org();
+    let key = stack.mint_key(&org, None);
+    let watcher = Receiver::start().await;
+    stack
+        .create_endpoint(
+            &org,
+            &key,
+            json!({"url": watcher.url, "event_types": ["capy.delivery.exhausted"]}),
+        )
+        .await;
+    let down = Receiver::scripted(vec![], Reply::Status(500)).await;
+    let (down_id, _) = stack
+        .create_endpoint(
+            &org,
+            &key,
+            json!({"url": down.url, "event_types": ["order.created"]}),
+        )
+        .await;
+    let mut deliveries = vec![];
+    for n in 0..3 {
+        let p = stack
+            .publish(
+                &org,
+                &key,
+                json!({"event_type": "order.created", "payload": {"n": n}}),
+            )
+            .await;
+        deliveries.push(p["delivery_ids"][0].as_str().expect("inline").to_owned());
+    }
+    for d in &deliveries {
+        let settled = stack.settled(&org, &key, &down_id, d, WAIT).await;
+        assert_eq!(settled["state"], "failed");
+    }
+    // The marker counts every exhaustion of the hour...
+    let dynamo = stack.dynamo();
+    eventually(WAIT, "three exhaustions counted", || async {
+        let item = dynamo
+            .get_item()
+            .table_name(&stack.table)
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("OPS#{down_id}")),
+            )
+            .key(
+                "sk",
+                aws_sdk_dynamodb::types::AttributeValue::S("MARK#exhausted".into()),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get")
+            .item?;
+        (item.get("occurrences")?.as_n().ok()? == "3").then_some(())
+    })
+    .await;
+    // ...and the first one alone was sent.
+    let (_, first) = first_of_type(&watcher, "capy.delivery.exhausted").await;
+    let data = &first["data"];
+    assert_eq!(data["endpoint_id"], down_id.as_str());
+    assert_eq!(data["count"], 1);
+    assert_eq!(data["previous_window"], Value::Null);
+    assert_eq!(
+        time(&data["window_end"]) - time(&data["window_start"]),
+        chrono::TimeDelta::hours(1)
+    );
+    assert!(deliveries.contains(&data["delivery_id"].as_str().expect("id").to_owned()));
+    assert_eq!(
+        logged(&stack, &org, &key, "capy.delivery.exhausted")
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(of_type(&watcher, "capy.delivery.exhausted").len(), 1);
+}
+
+#[tokio::test]
+async fn disable_scheduled_goes_out_the_lead_before_disable_at_and_the_views_show_the_forecast() {
+    // An 8 s streak disables; the warning lead is 4 s; one delivery retries every 500 ms
+    // (or slower) 30 times, so the streak spans both.
+    let schedule = std::iter::once("0s")
+        .chain(std::iter::repeat_n("500ms", 29))
+        .collect::<Vec<_>>()
+        .join(",");
+    let stack = Stack::start_with(
+        StackOptions::default()
+            .set("RETRY_SCHEDULE", &schedule)
+            .set("DISABLE_AFTER", "8s")
+            .set("DISABLE_WARNING_LEAD", "4s"),
+    )
+    .await;
+    let org = org();
+    let key = stack.mint_key(&org, None);
+    let watcher = Receiver::start().await;
+    let (_, watcher_secret) = stack
+        .create_endpoint(
+            &org,
+            &key,
+            json!({"url": watcher.url, "event_types": ["capy.endpoint.*"]}),
+        )
+        .await;
+    let down = Receiver::scripted(vec![], Reply::Status(503)).await;
+    let (down_id, _) = stack
+        .create_endpoint(
+            &org,
+            &key,
+            json!({"url": down.url, "event_types": ["order.created"]}),
+        )
+        .await;
+    let fresh = endpoint_view(&stack, &org, &key, &down_id).await;
+    assert_eq!(fresh["failing_since"], Value::Null);
+    assert_eq!(fresh["disable_at"], Value::Null);
+    stack
+        .publish(
+            &org,
+            &key,
+            json!({"event_type": "order.created", "payload": {}}),
+        )
+        .await;
+
+    let (msg, scheduled) = first_of_type(&watcher, "capy.endpoint.disable_scheduled").await;
+    capy_tests::verify_with_official_libraries(&watcher_secret, &msg).expect("signed");
+    let s = &scheduled["data"];
+    assert_eq!(s["endpoint_id"], down_id.as_str());
+    assert_eq!(s["url"], down.url.as_str());
+    assert_eq!(s["organization_id"], org.as_str());
+    let since = time(&s["failing_since"]);
+    let disable_at = time(&s["disable_at"]);
+    assert_eq!(disable_at - since, chrono::TimeDelta::seconds(8));
+    let sent = time(&s["scheduled_at"]);
+    assert!(
+        sent >= disable_at - chrono::TimeDelta::seconds(4) && sent < disable_at,
+        "sent at {sent}, disable_at {disable_at}"
+    );
+
+    // Until it is disabled (seconds away still), the view shows the same forecast: the
+    // policy's 8 s, not 5 days.
+    let view = endpoint_view(&stack, &org, &key, &down_id).await;
+    assert_eq!(view["health"], "failing", "{view}");
+    assert_eq!(time(&view["failing_since"]), since);
+    assert_eq!(time(&view["disable_at"]), disable_at);
+
+    let (_, disabled) = first_of_type(&watcher, "capy.endpoint.disabled").await;
+    let d = &disabled["data"];
+    assert_eq!(d["endpoint_id"], down_id.as_str());
+    assert_eq!(d["reason"], "every attempt failed for 8 seconds");
+    assert_eq!(time(&d["failing_since"]), since);
+    assert!(time(&d["disabled_at"]) >= disable_at, "{d}");
+    // Once per streak.
+    assert_eq!(
+        of_type(&watcher, "capy.endpoint.disable_scheduled").len(),
+        1
+    );
+    let failing = of_type(&watcher, "capy.endpoint.failing");
+    assert_eq!(failing.len(), 1);
+    assert_eq!(time(&failing[0].1["data"]["failing_since"]), since);
+
+    let after = endpoint_view(&stack, &org, &key, &down_id).await;
+    assert_eq!(after["is_active"], false);
+    assert_eq!(after["health"], "disabled");
+    assert_eq!(after["failing_since"], Value::Null);
+    assert_eq!(after["disable_at"], Value::Null);
+}
