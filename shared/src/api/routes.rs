@@ -94,6 +94,24 @@ impl Route {
             Self::GetEvent => "get-event",
         }
     }
+
+    /// What the route answers when it succeeds (the handler fixtures and `openapi.yaml` are
+    /// held to it). No wildcard arm.
+    pub fn success_status(self) -> u16 {
+        match self {
+            Self::CreateEndpoint => 201,
+            // The work is queued, not done.
+            Self::RetryDelivery | Self::PublishEvent => 202,
+            Self::ListEndpoints
+            | Self::UpdateEndpoint
+            | Self::DeleteEndpoint
+            | Self::RotateSecret
+            | Self::ListDeliveries
+            | Self::GetDelivery
+            | Self::ListEvents
+            | Self::GetEvent => 200,
+        }
+    }
 }
 
 pub type PathParams = HashMap<String, String>;
