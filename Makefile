@@ -117,18 +117,27 @@ coldstart-phases:
 # Numbers, not tests. `make bench`: the deliver consumer (in-memory stores and queue) sending
 # real signed requests to a loopback receiver in the same process: deliveries/s and CPU
 # µs/delivery (receiver included), then a batch of 10 to a receiver that takes 200 ms.
-# `make bench-aws`: AWS requests per delivery on the happy path, counted by an SDK
-# interceptor, against a moto_server it starts on a free port. Pass options through
+# `make bench-aws`: for (1 KB, 1 endpoint), (1 KB, 10), (10 KB, 10), (10 KB, 1,000): AWS
+# requests per delivery (SDK interceptor), DynamoDB units from item sizes, $ per million
+# deliveries beside the issue 10 targets, publish calls and latency ratio, time to enqueue
+# 1,000 and 10,000 deliveries, the per-endpoint partition ceiling; against a moto_server it
+# starts on a free port. `make bench-duplicates`: duplicate sends per DUPLICATES fault-free
+# deliveries through the real `capy serve` (4 pollers) + moto. Pass options through
 # BENCH_ARGS / BENCH_AWS_ARGS (e.g. BENCH_ARGS="--concurrency 32 --logs"; see --help).
-.PHONY: bench bench-aws
+.PHONY: bench bench-aws bench-duplicates
 BENCH_ARGS ?=
 BENCH_AWS_ARGS ?=
+DUPLICATES ?= 10000
 
 bench:
 	cargo run --release -p capy-bench --bin deliver-bench -- $(BENCH_ARGS)
 
 bench-aws: venv
 	cargo run --release -p capy-bench --bin aws-bench -- --moto-server $(CURDIR)/$(VENV)/bin/moto_server $(BENCH_AWS_ARGS)
+
+bench-duplicates: venv build
+	cargo run --release -p capy-bench --bin aws-bench -- --moto-server $(CURDIR)/$(VENV)/bin/moto_server \
+		--capy $(CURDIR)/target/debug/capy --duplicates $(DUPLICATES) $(BENCH_AWS_ARGS)
 
 # --- Fuzzing (issue 5) ---
 # schemathesis against openapi.yaml and a real `capy serve` (moto on free ports): once with a

@@ -1,10 +1,12 @@
 //! Shared pieces of the benchmarks: a loopback receiver, process CPU time, SQS events built
-//! the way the Lambda event source mapping hands them over, and medians.
+//! the way the Lambda event source mapping hands them over, medians, and DynamoDB's item
+//! size rules.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
@@ -16,16 +18,39 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
 /// A webhook receiver on 127.0.0.1 with its own runtime and threads: answers `200 ok` after
-/// reading the body; paths under `/slow` answer after `slow` instead of at once.
+/// reading the body; paths under `/slow` answer after `slow` instead of at once, every other
+/// path after `delay`. With `count_ids`, it counts how often each `webhook-id` arrived.
 pub struct Receiver {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicU64>,
+    ids: Option<Arc<Mutex<HashMap<String, u32>>>>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReceiverOptions {
+    pub threads: usize,
+    pub slow: Duration,
+    pub delay: Duration,
+    pub count_ids: bool,
 }
 
 impl Receiver {
     pub fn start(threads: usize, slow: Duration) -> Self {
+        Self::start_with(ReceiverOptions {
+            threads,
+            slow,
+            ..Default::default()
+        })
+    }
+
+    pub fn start_with(opts: ReceiverOptions) -> Self {
+        let ReceiverOptions { threads, .. } = opts;
         let hits = Arc::new(AtomicU64::new(0));
-        let counter = hits.clone();
+        let ids = opts.count_ids.then(Arc::default);
+        let counter = Counters {
+            hits: hits.clone(),
+            ids: ids.clone(),
+        };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("receiver".into())
@@ -36,11 +61,21 @@ impl Receiver {
                     .enable_all()
                     .build()
                     .expect("receiver runtime");
-                rt.block_on(serve(tx, counter, slow));
+                rt.block_on(serve(tx, counter, opts));
             })
             .expect("receiver thread");
         let addr = rx.recv().expect("receiver started");
-        Self { addr, hits }
+        Self { addr, hits, ids }
+    }
+
+    /// (distinct `webhook-id`s, requests that repeated one); zeros unless `count_ids`.
+    pub fn ids(&self) -> (usize, u64) {
+        let Some(ids) = &self.ids else {
+            return (0, 0);
+        };
+        let ids = ids.lock().unwrap_or_else(|e| e.into_inner());
+        let repeats = ids.values().map(|n| u64::from(n.saturating_sub(1))).sum();
+        (ids.len(), repeats)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -52,7 +87,17 @@ impl Receiver {
     }
 }
 
-async fn serve(ready: std::sync::mpsc::Sender<SocketAddr>, hits: Arc<AtomicU64>, slow: Duration) {
+#[derive(Clone)]
+struct Counters {
+    hits: Arc<AtomicU64>,
+    ids: Option<Arc<Mutex<HashMap<String, u32>>>>,
+}
+
+async fn serve(
+    ready: std::sync::mpsc::Sender<SocketAddr>,
+    counters: Counters,
+    opts: ReceiverOptions,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind the receiver");
@@ -64,18 +109,34 @@ async fn serve(ready: std::sync::mpsc::Sender<SocketAddr>, hits: Arc<AtomicU64>,
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let hits = hits.clone();
+        let counters = counters.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let hits = hits.clone();
+                let counters = counters.clone();
                 async move {
-                    let is_slow = req.uri().path().starts_with("/slow");
+                    let wait = if req.uri().path().starts_with("/slow") {
+                        opts.slow
+                    } else {
+                        opts.delay
+                    };
+                    if let Some(ids) = &counters.ids {
+                        let id = req
+                            .headers()
+                            .get("webhook-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned();
+                        *ids.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .entry(id)
+                            .or_default() += 1;
+                    }
                     // A receiver reads what it is sent (and would verify it).
                     let _ = req.into_body().collect().await;
-                    if is_slow {
-                        tokio::time::sleep(slow).await;
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
                     }
-                    hits.fetch_add(1, Ordering::Relaxed);
+                    counters.hits.fetch_add(1, Ordering::Relaxed);
                     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
                 }
             });
@@ -178,4 +239,89 @@ pub fn threads_cpu_time(prefix: &str) -> Duration {
         total += (num(14) + num(15)) / ticks;
     }
     Duration::from_secs_f64(total)
+}
+
+/// DynamoDB's size of an attribute value: strings and binaries by their bytes, numbers by
+/// their significant digits (1 byte per two, plus 1), booleans and nulls 1 byte, lists and
+/// maps 3 bytes plus 1 byte per element (and a map element's name).
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html>
+pub fn attribute_size(v: &aws_sdk_dynamodb::types::AttributeValue) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    match v {
+        A::S(s) => s.len(),
+        A::N(n) => number_size(n),
+        A::B(b) => b.as_ref().len(),
+        A::Bool(_) | A::Null(_) => 1,
+        A::Ss(v) => v.iter().map(String::len).sum(),
+        A::Ns(v) => v.iter().map(|n| number_size(n)).sum(),
+        A::Bs(v) => v.iter().map(|b| b.as_ref().len()).sum(),
+        A::L(v) => 3 + v.iter().map(|e| 1 + attribute_size(e)).sum::<usize>(),
+        A::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, e)| 1 + k.len() + attribute_size(e))
+                .sum::<usize>()
+        }
+        _ => 0,
+    }
+}
+
+fn number_size(n: &str) -> usize {
+    let digits: String = n
+        .trim_start_matches('-')
+        .split(['e', 'E'])
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
+    significant.div_ceil(2) + 1
+}
+
+/// An item's size: the sum of its attribute names' and values' sizes.
+pub fn item_size(item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> usize {
+    item.iter().map(|(k, v)| k.len() + attribute_size(v)).sum()
+}
+
+/// Write units of one item write: 1 per KB, at least 1.
+pub fn write_units(size: usize) -> f64 {
+    size.div_ceil(1024).max(1) as f64
+}
+
+/// Read units of `size` bytes read at once: 1 per 4 KB strongly consistent (half that
+/// eventually consistent), at least one.
+pub fn read_units(size: usize, consistent: bool) -> f64 {
+    let units = size.div_ceil(4096).max(1) as f64;
+    if consistent { units } else { units / 2.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+
+    #[test]
+    fn item_sizes_follow_dynamodbs_rules() {
+        assert_eq!(number_size("0"), 1);
+        assert_eq!(number_size("4200"), 2);
+        assert_eq!(number_size("1764581234"), 6);
+        assert_eq!(number_size("-12.50"), 3);
+        let item = HashMap::from([
+            ("pk".to_owned(), A::S("ORG#o".into())),
+            ("n".to_owned(), A::N("123".into())),
+            ("ok".to_owned(), A::Bool(true)),
+            ("l".to_owned(), A::L(vec![A::S("ab".into()), A::Null(true)])),
+            (
+                "m".to_owned(),
+                A::M(HashMap::from([("k".to_owned(), A::S("v".into()))])),
+            ),
+        ]);
+        // pk 2+5, n 1+3, ok 2+1, l 1+(3+1+2+1+1), m 1+(3+1+1+1)
+        assert_eq!(item_size(&item), 7 + 4 + 3 + 9 + 7);
+        assert_eq!(write_units(1024), 1.0);
+        assert_eq!(write_units(1025), 2.0);
+        assert_eq!(read_units(0, true), 1.0);
+        assert_eq!(read_units(4097, false), 1.0);
+    }
 }

@@ -1,127 +1,487 @@
-//! AWS requests per delivery on the happy path, against moto: publish through the API handler,
-//! receive from SQS as the Lambda event source mapping does, run `deliver_batch`, delete what
-//! it acknowledged. Every SDK request is counted by an interceptor on the client configs, per
-//! role (setup, the publish function, the deliver function, the event source mapping).
+//! AWS requests, DynamoDB capacity units and dollars per delivery on the happy path, against
+//! moto. Publish goes through the API handler (`api::handle`, the publish function), the
+//! fan-out consumer (`consumers::fan_out::fan_out_batch`) and the deliver consumer
+//! (`consumers::deliver::deliver_batch`) run in this process, fed by pollers that do what
+//! Lambda's event source mapping does (receive 10, hand over an `SqsEvent`, delete what the
+//! batch response acknowledges), and the deliver consumer sends real signed requests to a
+//! loopback receiver. Every SDK request is counted by an interceptor on the client configs,
+//! per role, and every item written or read is sized by DynamoDB's rules.
+//!
+//! `--duplicates N` measures something else: duplicate sends per N fault-free deliveries
+//! through the real `capy serve` (4 pollers) against moto.
 //!
 //! `cargo run --release -p capy-bench --bin aws-bench -- --help`
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_lambda_events::sqs::SqsEvent;
+use aws_sdk_dynamodb::operation::batch_get_item::{BatchGetItemInput, BatchGetItemOutput};
+use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemInput;
+use aws_sdk_dynamodb::operation::get_item::{GetItemInput, GetItemOutput};
+use aws_sdk_dynamodb::operation::put_item::PutItemInput;
+use aws_sdk_dynamodb::operation::query::{QueryInput, QueryOutput};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemInput;
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::config::ConfigBag;
+use aws_sdk_sqs::operation::receive_message::ReceiveMessageOutput;
+use aws_sdk_sqs::operation::send_message::SendMessageInput;
+use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchInput;
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    AfterDeserializationInterceptorContextRef, BeforeSerializationInterceptorContextRef,
+    BeforeTransmitInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use capy_bench::{Receiver, sqs_event, sqs_record};
-use capy_shared::api::{ApiDeps, ApiRequest, ApiSettings, PathParams, Route, handle};
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
+use capy_bench::{
+    Receiver, ReceiverOptions, item_size, median, read_units, sqs_event, sqs_record, write_units,
+};
+use capy_shared::adapters::dynamo::{DELIVERY_SHARDS, Table};
+use capy_shared::adapters::memory::MemoryStores;
+use capy_shared::adapters::secrets::LocalCipher;
+use capy_shared::adapters::sqs::SqsQueue;
+use capy_shared::api::{ApiRequest, PathParams, Route, handle};
 use capy_shared::auth::{Authenticator, mint_api_key};
-use capy_shared::delivery::{ConsumerDeps, deliver_batch};
-use capy_shared::dynamo::Table;
+use capy_shared::config::Settings;
+use capy_shared::consumers::deliver::deliver_batch;
+use capy_shared::consumers::fan_out::fan_out_batch;
+use capy_shared::domain::delivery::DeliveryState;
+use capy_shared::domain::endpoint::Endpoint;
+use capy_shared::domain::ids::{DeliveryId, EndpointId, EventId};
+use capy_shared::domain::signing::SigningSecret;
+use capy_shared::domain::time;
 use capy_shared::http::Sender;
-use capy_shared::ids::{DeliveryId, EndpointId};
-use capy_shared::model::{DeliveryState, Endpoint};
-use capy_shared::ports::{ApiKeyStore, DeliveryLog, EndpointStore};
-use capy_shared::retry::RetryPolicy;
-use capy_shared::secrets::{LocalCipher, SecretCipher};
-use capy_shared::signing::SigningSecret;
-use capy_shared::sqs::SqsQueue;
+use capy_shared::ports::{ApiKeyStore, DeliveryLog, EndpointStore, SecretCipher};
+use capy_shared::services::Deps;
 use capy_shared::ssrf::DestinationPolicy;
-use capy_shared::time;
+use capy_shared::wiring;
 use clap::Parser;
+use futures::StreamExt;
 
 #[derive(Parser, Debug)]
 #[command(
-    about = "AWS requests per delivery (happy path) against moto, counted by an SDK interceptor"
+    about = "AWS requests, DynamoDB units and $ per delivery (happy path) against moto, counted by an SDK interceptor"
 )]
 struct Args {
-    /// Endpoints in the one organization (every event fans out to all of them).
-    #[arg(long, default_value_t = 10)]
-    endpoints: usize,
-    /// Events published.
-    #[arg(long, default_value_t = 20)]
-    events: usize,
-    /// Publish without an idempotency key (saves the claim and commit writes).
+    /// Cases as PAYLOAD_BYTESxENDPOINTS, comma-separated.
+    #[arg(long, default_value = "1024x1,1024x10,10240x10,10240x1000")]
+    cases: String,
+    /// Deliveries per case, at least (events = deliveries / endpoints, at least 1).
+    #[arg(long, default_value_t = 200)]
+    deliveries: usize,
+    /// Deliver pollers running at once (concurrent deliver invocations).
+    #[arg(long, default_value_t = 4)]
+    pollers: usize,
+    /// How long the loopback receiver takes to answer: what a deliver invocation waits on.
+    #[arg(long, default_value_t = 100)]
+    receiver_ms: u64,
+    /// Publish without an idempotency key (saves the claim's write).
     #[arg(long)]
     no_idempotency_key: bool,
+    /// Fan-outs whose time until every delivery is enqueued is measured (0 to skip).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    enqueue: Vec<usize>,
+    /// Publishes per organization for the latency ratio (1 endpoint vs 1,000), alternating.
+    #[arg(long, default_value_t = 21)]
+    latency_runs: usize,
+    /// Memory of every function (MB); default: template.yaml's FunctionMemorySize default.
+    #[arg(long)]
+    memory_mb: Option<u64>,
+    /// Instead of everything above: duplicate sends per N fault-free deliveries through the
+    /// real `capy serve` (4 pollers) against moto, a loopback receiver counting webhook-ids.
+    #[arg(long)]
+    duplicates: Option<usize>,
+    /// Endpoints for `--duplicates` (events = N / endpoints).
+    #[arg(long, default_value_t = 100)]
+    duplicate_endpoints: usize,
+    /// The `capy` binary for `--duplicates`.
+    #[arg(long, env = "CAPY_BIN", default_value_os_t = workspace().join("target/debug/capy"))]
+    capy: PathBuf,
     /// Use this moto (or AWS-compatible) endpoint instead of starting moto_server.
     #[arg(long, env = "BENCH_AWS_ENDPOINT_URL")]
     endpoint_url: Option<String>,
     /// moto_server to start on a free port.
-    #[arg(long, default_value_os_t = default_moto())]
+    #[arg(long, default_value_os_t = workspace().join(".venv/bin/moto_server"))]
     moto_server: PathBuf,
 }
 
-fn default_moto() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Counts every HTTP request an SDK client sends (retries included), by service and operation.
-#[derive(Debug, Clone, Default)]
-struct Counter(Arc<Mutex<BTreeMap<(String, String), u64>>>);
+// ---------------------------------------------------------------------------------- prices
 
-impl Counter {
-    fn snapshot(&self) -> BTreeMap<(String, String), u64> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+/// us-east-1 on-demand list prices, first tier, free tiers ignored; in effect since
+/// 2024-11-01 (DynamoDB's on-demand price cut), as the issue's price table gives them.
+struct Prices;
+impl Prices {
+    const AS_OF: &'static str = "2024-11-01";
+    const DYNAMO_PER_M_WRITE_UNITS: f64 = 0.625;
+    const DYNAMO_PER_M_READ_UNITS: f64 = 0.125;
+    /// Standard queue; every request is billed per 64 KB chunk of its payload.
+    const SQS_PER_M_REQUESTS: f64 = 0.40;
+    const SQS_CHUNK: usize = 64 * 1024;
+    const LAMBDA_PER_M_REQUESTS: f64 = 0.20;
+    const LAMBDA_ARM64_PER_GB_S: f64 = 0.000_013_333_4;
+    /// HTTP API, per request per 512 KB.
+    const HTTP_API_PER_M: f64 = 1.00;
+    const HTTP_API_CHUNK: usize = 512 * 1024;
+    /// Data transfer out to the internet, first 10 TB/month: not in the targets' price list,
+    /// printed beside them.
+    const EGRESS_PER_GB: f64 = 0.09;
+}
+
+/// $ per million deliveries the issue sets, by (payload bytes, endpoints).
+fn target(payload: usize, endpoints: usize) -> Option<f64> {
+    match (payload, endpoints) {
+        (1024, 1) => Some(3.50),
+        (1024, 10) => Some(1.50),
+        (10240, 10) => Some(2.00),
+        (10240, 1000) => Some(1.50),
+        _ => None,
     }
 }
 
-impl Intercept for Counter {
+/// template.yaml's `FunctionMemorySize` default (every function's `MemorySize`).
+fn template_memory_mb() -> Option<u64> {
+    let text = std::fs::read_to_string(workspace().join("template.yaml")).ok()?;
+    let mut lines = text
+        .lines()
+        .skip_while(|l| l.trim() != "FunctionMemorySize:");
+    lines.next()?;
+    lines
+        .take(6)
+        .find_map(|l| l.trim().strip_prefix("Default:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+// ------------------------------------------------------------------------ request counting
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Role {
+    Publish,
+    FanOut,
+    Deliver,
+    /// Lambda's event source mapping: receives and deletes (billed SQS requests).
+    Esm,
+    /// Setup and verification: never in a figure.
+    Setup,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Publish => "publish fn",
+            Role::FanOut => "fan-out fn",
+            Role::Deliver => "deliver fn",
+            Role::Esm => "event source mapping",
+            Role::Setup => "setup",
+        }
+    }
+}
+
+/// What kind of item a key names (by its pk/sk shape, shared/src/adapters/dynamo/mod.rs).
+fn item_kind(pk: &str, sk: &str) -> &'static str {
+    if pk.starts_with("EP#") {
+        "delivery"
+    } else if sk.starts_with("EVT#") {
+        "event"
+    } else if sk.starts_with("FAN#") {
+        "fan-out page"
+    } else if sk.starts_with("ADD#") {
+        "recipient"
+    } else if sk.starts_with("IDEM#") {
+        "publish claim"
+    } else if pk.starts_with("KEY#") {
+        "api key"
+    } else if sk.starts_with("EP#") {
+        "endpoint"
+    } else {
+        "other"
+    }
+}
+
+fn str_of<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> &'a str {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .unwrap_or("")
+}
+
+fn kind_of_item(item: &HashMap<String, AttributeValue>) -> &'static str {
+    item_kind(str_of(item, "pk"), str_of(item, "sk"))
+}
+
+#[derive(Debug, Default, Clone)]
+struct Stats {
+    requests: BTreeMap<(Role, String, String), u64>,
+    write_units: BTreeMap<(Role, &'static str), f64>,
+    read_units: BTreeMap<(Role, &'static str), f64>,
+    /// (bytes, items) of every item written or read, by kind.
+    item_bytes: BTreeMap<&'static str, (usize, usize)>,
+    sqs_chunks: BTreeMap<Role, u64>,
+    empty_receives: BTreeMap<Role, u64>,
+    /// Every request's round trip (send to deserialized answer), in order.
+    latency: Vec<(Role, String, Duration)>,
+    /// UpdateItem keys: billed at the larger of the item before and after, so sized from the
+    /// stored item once the case is done.
+    updates: Vec<(Role, HashMap<String, AttributeValue>)>,
+}
+
+impl Stats {
+    fn requests_of(&self, role: Role) -> u64 {
+        self.requests
+            .iter()
+            .filter(|((r, _, _), _)| *r == role)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// One SDK client's interceptor: counts its requests (retries included), sizes its items.
+#[derive(Debug, Clone)]
+struct Meter {
+    role: Role,
+    stats: Arc<Mutex<Stats>>,
+}
+
+/// What a read's request said, for its response: consistency and the kinds asked for.
+#[derive(Debug, Clone)]
+struct ReadRequest {
+    consistent: bool,
+    /// BatchGetItem: the kind of every key asked for; GetItem/Query: one kind.
+    kinds: Vec<&'static str>,
+}
+
+impl Storable for ReadRequest {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Meter {
+    fn with<T>(&self, f: impl FnOnce(&mut Stats) -> T) -> T {
+        f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn wrote(&self, item: &HashMap<String, AttributeValue>) {
+        let kind = kind_of_item(item);
+        let size = item_size(item);
+        self.with(|s| {
+            *s.write_units.entry((self.role, kind)).or_default() += write_units(size);
+            let b = s.item_bytes.entry(kind).or_default();
+            b.0 += size;
+            b.1 += 1;
+        });
+    }
+}
+
+impl Intercept for Meter {
     fn name(&self) -> &'static str {
-        "capy-bench-request-counter"
+        "capy-bench-meter"
+    }
+
+    fn read_before_serialization(
+        &self,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let input = context.input();
+        if let Some(i) = input.downcast_ref::<PutItemInput>() {
+            if let Some(item) = i.item() {
+                self.wrote(item);
+            }
+        } else if let Some(i) = input.downcast_ref::<BatchWriteItemInput>() {
+            for reqs in i.request_items().into_iter().flat_map(|m| m.values()) {
+                for r in reqs {
+                    if let Some(p) = r.put_request() {
+                        self.wrote(p.item());
+                    } else if let Some(d) = r.delete_request() {
+                        self.wrote(d.key());
+                    }
+                }
+            }
+        } else if let Some(i) = input.downcast_ref::<UpdateItemInput>() {
+            if let Some(k) = i.key() {
+                self.with(|s| s.updates.push((self.role, k.clone())));
+            }
+        } else if let Some(i) = input.downcast_ref::<DeleteItemInput>() {
+            // Billed at the deleted item's size, which the key alone does not tell: 1 unit.
+            if let Some(k) = i.key() {
+                self.wrote(k);
+            }
+        } else if let Some(i) = input.downcast_ref::<GetItemInput>() {
+            let kind = i.key().map(kind_of_item).unwrap_or("other");
+            cfg.interceptor_state().store_put(ReadRequest {
+                consistent: i.consistent_read().unwrap_or(false),
+                kinds: vec![kind],
+            });
+        } else if let Some(i) = input.downcast_ref::<BatchGetItemInput>() {
+            let mut kinds = Vec::new();
+            let mut consistent = false;
+            for ka in i.request_items().into_iter().flat_map(|m| m.values()) {
+                consistent |= ka.consistent_read().unwrap_or(false);
+                kinds.extend(ka.keys().iter().map(kind_of_item));
+            }
+            cfg.interceptor_state()
+                .store_put(ReadRequest { consistent, kinds });
+        } else if let Some(i) = input.downcast_ref::<QueryInput>() {
+            let values = i.expression_attribute_values();
+            let get = |name: &str| {
+                values
+                    .and_then(|v| v.get(name))
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+            };
+            let pk = get(":pk").unwrap_or("");
+            let sk = values
+                .into_iter()
+                .flat_map(|v| v.iter())
+                .filter(|(k, _)| k.as_str() != ":pk")
+                .filter_map(|(_, v)| v.as_s().ok())
+                .find(|v| v.contains('#'))
+                .map(String::as_str)
+                .unwrap_or("");
+            let kind = if i.index_name().is_some() {
+                "sweep index"
+            } else {
+                item_kind(pk, sk)
+            };
+            cfg.interceptor_state().store_put(ReadRequest {
+                consistent: i.consistent_read().unwrap_or(false),
+                kinds: vec![kind],
+            });
+        } else if let Some(i) = input.downcast_ref::<SendMessageBatchInput>() {
+            let bytes: usize = i.entries().iter().map(|e| e.message_body().len()).sum();
+            cfg.interceptor_state().store_put(SqsPayload(bytes));
+        } else if let Some(i) = input.downcast_ref::<SendMessageInput>() {
+            let bytes = i.message_body().map(str::len).unwrap_or(0);
+            cfg.interceptor_state().store_put(SqsPayload(bytes));
+        }
+        Ok(())
     }
 
     fn read_before_transmit(
         &self,
         _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
+        _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let key = cfg
+        let (service, op) = cfg
             .load::<Metadata>()
             .map(|m| (m.service().to_owned(), m.name().to_owned()))
             .unwrap_or_else(|| ("?".into(), "?".into()));
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .or_default() += 1;
+        let chunks = if service.eq_ignore_ascii_case("sqs") {
+            let bytes = cfg.load::<SqsPayload>().map(|p| p.0).unwrap_or(0);
+            Some(bytes.div_ceil(Prices::SQS_CHUNK).max(1) as u64)
+        } else {
+            None
+        };
+        cfg.interceptor_state().store_put(SentAt(Instant::now()));
+        self.with(|s| {
+            *s.requests.entry((self.role, service, op)).or_default() += 1;
+            if let Some(c) = chunks {
+                *s.sqs_chunks.entry(self.role).or_default() += c;
+            }
+        });
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let (Some(sent), Some(m)) = (cfg.load::<SentAt>(), cfg.load::<Metadata>()) {
+            let took = sent.0.elapsed();
+            let op = m.name().to_owned();
+            self.with(|s| s.latency.push((self.role, op, took)));
+        }
+        let Ok(output) = context.output_or_error() else {
+            return Ok(());
+        };
+        if let Some(o) = output.downcast_ref::<ReceiveMessageOutput>() {
+            if o.messages().is_empty() {
+                self.with(|s| *s.empty_receives.entry(self.role).or_default() += 1);
+            }
+            return Ok(());
+        }
+        let Some(req) = cfg.load::<ReadRequest>().cloned() else {
+            return Ok(());
+        };
+        let mut units: Vec<(&'static str, f64)> = Vec::new();
+        let mut read: Vec<(&'static str, usize)> = Vec::new();
+        if let Some(o) = output.downcast_ref::<GetItemOutput>() {
+            // A miss still costs the minimum.
+            let size = o.item().map(item_size).unwrap_or(0);
+            if let Some(item) = o.item() {
+                read.push((kind_of_item(item), size));
+            }
+            units.push((req.kinds[0], read_units(size, req.consistent)));
+        } else if let Some(o) = output.downcast_ref::<BatchGetItemOutput>() {
+            // Each item rounded up on its own; each key that found nothing costs the minimum.
+            let mut missing: HashMap<&'static str, usize> = HashMap::new();
+            for k in &req.kinds {
+                *missing.entry(k).or_default() += 1;
+            }
+            for item in o.responses().into_iter().flat_map(|m| m.values()).flatten() {
+                let kind = kind_of_item(item);
+                read.push((kind, item_size(item)));
+                units.push((kind, read_units(item_size(item), req.consistent)));
+                if let Some(n) = missing.get_mut(kind) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            for (kind, n) in missing {
+                units.push((kind, n as f64 * read_units(0, req.consistent)));
+            }
+        } else if let Some(o) = output.downcast_ref::<QueryOutput>() {
+            // The whole response rounded up once (items a filter dropped are not seen here;
+            // none of the happy path's queries filters).
+            let size: usize = o.items().iter().map(item_size).sum();
+            units.push((req.kinds[0], read_units(size, req.consistent)));
+            read.extend(o.items().iter().map(|i| (kind_of_item(i), item_size(i))));
+        }
+        self.with(|s| {
+            for (kind, size) in read {
+                let b = s.item_bytes.entry(kind).or_default();
+                b.0 += size;
+                b.1 += 1;
+            }
+            for (kind, u) in units {
+                *s.read_units.entry((self.role, kind)).or_default() += u;
+            }
+        });
         Ok(())
     }
 }
 
-struct Clients {
-    dynamo: aws_sdk_dynamodb::Client,
-    sqs: aws_sdk_sqs::Client,
-    counter: Counter,
+#[derive(Debug, Clone, Copy)]
+struct SqsPayload(usize);
+
+#[derive(Debug, Clone, Copy)]
+struct SentAt(Instant);
+
+impl Storable for SentAt {
+    type Storer = StoreReplace<Self>;
 }
 
-fn clients(sdk: &aws_config::SdkConfig) -> Clients {
-    let counter = Counter::default();
-    let dynamo = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(sdk)
-            .interceptor(counter.clone())
-            .build(),
-    );
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::config::Builder::from(sdk)
-            .interceptor(counter.clone())
-            .build(),
-    );
-    Clients {
-        dynamo,
-        sqs,
-        counter,
-    }
+impl Storable for SqsPayload {
+    type Storer = StoreReplace<Self>;
 }
+
+// ------------------------------------------------------------------------------- the stack
 
 struct Moto(Child);
 
@@ -132,11 +492,23 @@ impl Drop for Moto {
     }
 }
 
-fn start_moto(path: &PathBuf) -> (Moto, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .expect("a free port");
+        .expect("a free port")
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let end = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start_moto(path: &PathBuf) -> (Moto, String) {
+    let port = free_port();
     let child = Command::new(path)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
@@ -149,29 +521,8 @@ fn start_moto(path: &PathBuf) -> (Moto, String) {
             )
         });
     let guard = Moto(child);
-    let end = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "moto_server did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_port(port, "moto_server");
     (guard, format!("http://127.0.0.1:{port}"))
-}
-
-fn main() {
-    let args = Args::parse();
-    let receiver = Receiver::start(1, Duration::ZERO);
-    let (_moto, url) = match &args.endpoint_url {
-        Some(u) => (None, u.clone()),
-        None => {
-            let (m, u) = start_moto(&args.moto_server);
-            (Some(m), u)
-        }
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(bench(args, receiver, url));
 }
 
 fn unique(prefix: &str) -> String {
@@ -184,92 +535,199 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-async fn bench(args: Args, receiver: Receiver, url: String) {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&url)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "bench",
-        ))
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
-        .load()
-        .await;
-    let setup = clients(&sdk);
-    let api = clients(&sdk);
-    let consumer = clients(&sdk);
-    let esm = clients(&sdk);
-    let cipher: Arc<LocalCipher> = Arc::new(LocalCipher::new([7; 32]));
-    let table_name = unique("capy-bench");
-    let org = "org_bench";
+struct Clients {
+    dynamo: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+}
 
-    // Setup: table, queue, endpoints, an API key.
-    let setup_table = Table::new(setup.dynamo.clone(), &table_name);
-    setup_table.ensure().await.expect("table");
-    let queue_url = setup
-        .sqs
-        .create_queue()
-        .queue_name(unique("capy-bench"))
-        .attributes(QueueAttributeName::VisibilityTimeout, "30")
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url
-        .expect("queue url");
-    let mut endpoint_ids = Vec::new();
-    for i in 0..args.endpoints {
-        let id = EndpointId::new();
-        endpoint_ids.push(id);
-        let now = time::now();
-        let sealed = cipher
-            .seal(&SigningSecret::generate(), &id.to_string())
-            .await
-            .expect("seal");
-        let e = Endpoint {
-            description: format!("bench endpoint {i}"),
-            ..Endpoint::new(id, org, &receiver.url(&format!("/hook/{i}")), sealed, now)
-        };
-        EndpointStore::create(&setup_table, &e)
-            .await
-            .expect("create endpoint");
-    }
-    let key = mint_api_key(org, None);
-    ApiKeyStore::put(&setup_table, &key.record)
-        .await
-        .expect("api key");
-
-    // The publish function: the API handler with DynamoDB and SQS adapters.
-    let api_table = Table::new(api.dynamo.clone(), &table_name);
-    let api_deps = ApiDeps {
-        auth: Authenticator::new(Arc::new(api_table.clone()), None),
-        endpoints: Arc::new(api_table.clone()),
-        deliveries: Arc::new(api_table.clone()),
-        idempotency: Arc::new(api_table.clone()),
-        queue: Arc::new(SqsQueue::new(api.sqs.clone(), &queue_url)),
-        cipher: cipher.clone(),
-        settings: ApiSettings {
-            destinations: DestinationPolicy {
-                allow_private: true,
-                allow_http: true,
-                ..Default::default()
-            },
-            rotation_grace: Duration::from_secs(86_400),
-            retry: RetryPolicy::default(),
-        },
+fn clients(sdk: &aws_config::SdkConfig, role: Role, stats: &Arc<Mutex<Stats>>) -> Clients {
+    let meter = Meter {
+        role,
+        stats: stats.clone(),
     };
-    let t0 = Instant::now();
-    let mut published: HashSet<DeliveryId> = HashSet::new();
-    for j in 0..args.events {
-        let mut body = serde_json::json!({
-            "event_type": "invoice.paid",
-            "payload": { "invoice_id": format!("in_{j}"), "amount_due": 4200, "currency": "usd" },
-        });
-        if !args.no_idempotency_key {
-            body["idempotency_key"] = serde_json::json!(format!("bench-{j}"));
+    Clients {
+        dynamo: aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(sdk)
+                .interceptor(meter.clone())
+                .build(),
+        ),
+        sqs: aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(sdk)
+                .interceptor(meter)
+                .build(),
+        ),
+    }
+}
+
+/// Function wall times (each invocation), for Lambda's GB-seconds.
+#[derive(Debug, Default, Clone)]
+struct Timings {
+    publish: Vec<Duration>,
+    fan_out: Vec<Duration>,
+    deliver: Vec<Duration>,
+}
+
+/// One table, one delivery queue and one fan-out queue, and a `Deps` per function, each
+/// with its own metered clients.
+struct Env {
+    table: String,
+    delivery_url: String,
+    fan_out_url: String,
+    stats: Arc<Mutex<Stats>>,
+    setup: Clients,
+    setup_table: Table,
+    publish: Deps,
+    fan_out: Deps,
+    deliver: Deps,
+    esm: aws_sdk_sqs::Client,
+    timings: Mutex<Timings>,
+    cipher: Arc<LocalCipher>,
+}
+
+fn destinations() -> DestinationPolicy {
+    DestinationPolicy {
+        allow_private: true,
+        allow_http: true,
+        ..Default::default()
+    }
+}
+
+impl Env {
+    async fn new(sdk: &aws_config::SdkConfig) -> Self {
+        let stats = Arc::new(Mutex::new(Stats::default()));
+        let setup = clients(sdk, Role::Setup, &stats);
+        let table = unique("capy-bench");
+        let setup_table = Table::new(setup.dynamo.clone(), &table);
+        setup_table.ensure().await.expect("table");
+        let mut urls = Vec::new();
+        for q in ["deliveries", "fanout"] {
+            let url = setup
+                .sqs
+                .create_queue()
+                .queue_name(unique(&format!("capy-bench-{q}")))
+                .attributes(QueueAttributeName::VisibilityTimeout, "60")
+                .send()
+                .await
+                .expect("create queue")
+                .queue_url
+                .expect("queue url");
+            urls.push(url);
         }
+        let cipher = Arc::new(LocalCipher::new([7; 32]));
+        let settings = Settings::from_env(true).expect("settings from the environment");
+        let deps = |role: Role| {
+            let c = clients(sdk, role, &stats);
+            let t = Arc::new(Table::new(c.dynamo.clone(), &table));
+            let delivery = Arc::new(SqsQueue::new(c.sqs.clone(), &urls[0]));
+            let fan_out = Arc::new(SqsQueue::new(c.sqs.clone(), &urls[1]));
+            let mut policy = wiring::policy(&settings);
+            policy.destinations = destinations();
+            // Every port the happy path touches on the metered clients; the rest (jobs,
+            // portal sessions, the operator bus, metrics) stay on the twins.
+            let mut d = wiring::memory(&MemoryStores::default(), policy, cipher.clone());
+            d.auth = Authenticator::new(t.clone(), None);
+            d.endpoints = t.clone();
+            d.deliveries = t.clone();
+            d.events = t.clone();
+            d.reader = t.clone();
+            d.markers = t.clone();
+            d.idempotency = t;
+            d.queue = delivery.clone();
+            d.visibility = delivery;
+            d.fan_out_queue = fan_out.clone();
+            d.fan_out_visibility = fan_out;
+            d.sender = Sender::new(destinations());
+            d
+        };
+        let (publish, fan_out, deliver) =
+            (deps(Role::Publish), deps(Role::FanOut), deps(Role::Deliver));
+        let esm = clients(sdk, Role::Esm, &stats).sqs;
+        Env {
+            table,
+            delivery_url: urls[0].clone(),
+            fan_out_url: urls[1].clone(),
+            stats,
+            setup,
+            setup_table,
+            publish,
+            fan_out,
+            deliver,
+            esm,
+            timings: Mutex::default(),
+            cipher,
+        }
+    }
+
+    /// A new API key of `org`.
+    async fn key(&self, org: &str) -> String {
+        let minted = mint_api_key(org, None);
+        ApiKeyStore::put(&self.setup_table, &minted.record)
+            .await
+            .expect("api key");
+        minted.key
+    }
+
+    fn stats(&self) -> Stats {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn timings(&self) -> Timings {
+        self.timings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn time(&self, f: impl FnOnce(&mut Timings) -> &mut Vec<Duration>, d: Duration) {
+        f(&mut self.timings.lock().unwrap_or_else(|e| e.into_inner())).push(d);
+    }
+
+    async fn endpoints(&self, org: &str, n: usize, receiver: &Receiver) -> Vec<EndpointId> {
+        futures::stream::iter(0..n)
+            .map(|i| async move {
+                let id = EndpointId::new();
+                let sealed = self
+                    .cipher
+                    .seal(&SigningSecret::generate(), &id.to_string())
+                    .await
+                    .expect("seal");
+                let e = Endpoint {
+                    description: format!("bench endpoint {i}"),
+                    ..Endpoint::new(
+                        id,
+                        org,
+                        &receiver.url(&format!("/hook/{i}")),
+                        sealed,
+                        time::now(),
+                    )
+                };
+                EndpointStore::create(&self.setup_table, &e)
+                    .await
+                    .expect("create endpoint");
+                id
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await
+    }
+
+    /// One publish through the API handler: (event id, fan-out pending?, AWS calls, wall).
+    async fn publish(
+        &self,
+        org: &str,
+        key: &str,
+        payload: &serde_json::Value,
+        idempotency_key: Option<String>,
+    ) -> Published {
+        let mut body = serde_json::json!({ "event_type": "invoice.paid", "payload": payload });
+        if let Some(k) = idempotency_key {
+            body["idempotency_key"] = serde_json::json!(k);
+        }
+        let body = body.to_string();
         let mut headers = http::HeaderMap::new();
         headers.insert(
             http::header::AUTHORIZATION,
-            format!("Bearer {}", key.key).parse().expect("header"),
+            format!("Bearer {key}").parse().expect("header"),
         );
         headers.insert(
             http::header::CONTENT_TYPE,
@@ -279,271 +737,1155 @@ async fn bench(args: Args, receiver: Receiver, url: String) {
         let req = ApiRequest {
             headers,
             query: None,
-            body: body.to_string().into(),
+            body: body.clone().into(),
             params,
         };
-        let resp = handle(&api_deps, Route::PublishEvent, req).await;
-        assert_eq!(resp.status, 202, "publish: {}", resp.body);
-        let ids = resp.body["delivery_ids"].as_array().expect("delivery_ids");
-        assert_eq!(ids.len(), args.endpoints, "one delivery per endpoint");
-        published.extend(ids.iter().map(|v| {
-            v.as_str()
-                .expect("id")
-                .parse::<DeliveryId>()
-                .expect("delivery id")
-        }));
-    }
-    let publish_time = t0.elapsed();
-
-    // The deliver function, fed by a poller doing what the event source mapping does.
-    let consumer_table = Table::new(consumer.dynamo.clone(), &table_name);
-    let deps = ConsumerDeps {
-        reader: Arc::new(consumer_table.clone()),
-        endpoints: Arc::new(consumer_table.clone()),
-        deliveries: Arc::new(consumer_table.clone()),
-        cipher: cipher.clone(),
-        visibility: Arc::new(SqsQueue::new(consumer.sqs.clone(), &queue_url)),
-        sender: Sender::new(DestinationPolicy {
-            allow_private: true,
-            allow_http: true,
-            ..Default::default()
-        }),
-        retry: RetryPolicy::default(),
-    };
-    let total = args.endpoints * args.events;
-    let (mut acked, mut failed, mut empty_receives, mut batches, mut sizes) =
-        (0usize, 0usize, 0usize, 0usize, vec![]);
-    let t1 = Instant::now();
-    while acked < total && empty_receives < 5 {
-        let out = esm
-            .sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .expect("receive");
-        let messages = out.messages.unwrap_or_default();
-        if messages.is_empty() {
-            empty_receives += 1;
-            continue;
-        }
-        batches += 1;
-        sizes.push(messages.len());
-        let mut receipts = HashMap::new();
-        let records = messages
-            .into_iter()
-            .map(|m| {
-                let id = m.message_id.clone().unwrap_or_default();
-                let receipt = m.receipt_handle.clone().unwrap_or_default();
-                let count = m
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(1);
-                receipts.insert(id.clone(), receipt.clone());
-                sqs_record(id, receipt, m.body.unwrap_or_default(), count)
-            })
-            .collect();
-        let response = deliver_batch(&deps, sqs_event(records)).await;
-        for f in &response.batch_item_failures {
-            receipts.remove(&f.item_identifier);
-            failed += 1;
-        }
-        if receipts.is_empty() {
-            continue;
-        }
-        let entries = receipts
-            .values()
-            .enumerate()
-            .map(|(i, r)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(r)
-                    .build()
-                    .expect("entry")
-            })
-            .collect();
-        esm.sqs
-            .delete_message_batch()
-            .queue_url(&queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .expect("delete");
-        acked += receipts.len();
-    }
-    let consume_time = t1.elapsed();
-
-    // Check the outcome with the (separately counted) setup client.
-    let mut delivered = 0;
-    for endpoint in &endpoint_ids {
-        let mut after = None;
-        loop {
-            let page = DeliveryLog::list(&setup_table, *endpoint, 250, after, None)
-                .await
-                .expect("list deliveries");
-            delivered += page
-                .deliveries
+        let (before, lat0) = {
+            let s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            (s.requests_of(Role::Publish), s.latency.len())
+        };
+        let t0 = Instant::now();
+        let resp = handle(&self.publish, Route::PublishEvent, req).await;
+        let wall = t0.elapsed();
+        let (calls, ops) = {
+            let s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            let ops: Vec<(String, Duration)> = s.latency[lat0..]
                 .iter()
-                .filter(|d| published.contains(&d.id) && d.state == DeliveryState::Delivered)
-                .count();
-            match page.next_after {
-                Some(a) => after = Some(a),
-                None => break,
-            }
+                .filter(|(r, _, _)| *r == Role::Publish)
+                .map(|(_, op, d)| (op.clone(), *d))
+                .collect();
+            (s.requests_of(Role::Publish) - before, ops)
+        };
+        assert_eq!(resp.status, 202, "publish: {}", resp.body);
+        self.time(|t| &mut t.publish, wall);
+        Published {
+            event_id: resp.body["event_id"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("event_id"),
+            pending: resp.body["fan_out"]["state"] == "pending",
+            calls,
+            wall,
+            ops,
+            request_bytes: body.len(),
         }
     }
 
-    let run = Run {
-        total,
-        delivered,
-        acked,
-        failed,
-        batches,
-        sizes,
-        empty_receives,
-        publish_time,
-        consume_time,
-    };
-    report(
-        &args,
-        &run,
-        &api.counter,
-        &consumer.counter,
-        &esm.counter,
-        &setup.counter,
-    );
-    println!("  (receiver got {} requests)", receiver.hits());
+    /// Runs the fan-out consumer on what its queue holds until `events` fan-outs are
+    /// acknowledged.
+    async fn drain_fan_out(&self, events: usize) {
+        let mut acked = 0;
+        let mut idle = 0;
+        while acked < events {
+            let (event, receipts) = receive(&self.esm, &self.fan_out_url).await;
+            if receipts.is_empty() {
+                idle += 1;
+                assert!(
+                    idle < 30,
+                    "fan-out: {acked}/{events} acknowledged, queue empty"
+                );
+                continue;
+            }
+            let t0 = Instant::now();
+            let response = fan_out_batch(&self.fan_out, event).await;
+            self.time(|t| &mut t.fan_out, t0.elapsed());
+            acked += acknowledge(&self.esm, &self.fan_out_url, receipts, &response).await;
+        }
+    }
+
+    /// `pollers` event-source-mapping workers on the delivery queue until it is empty (every
+    /// fan-out is done before this runs, so an empty queue stays empty); returns the
+    /// messages acknowledged (a resumed fan-out may have sent some twice).
+    async fn drain_deliveries(&self, pollers: usize) -> usize {
+        let acked = AtomicUsize::new(0);
+        let worker = || async {
+            let mut idle = 0;
+            // Two empty long polls in a row: nothing visible and nothing came back.
+            while idle < 2 {
+                let (event, receipts) = receive(&self.esm, &self.delivery_url).await;
+                if receipts.is_empty() {
+                    idle += 1;
+                    continue;
+                }
+                idle = 0;
+                let t0 = Instant::now();
+                let response = deliver_batch(&self.deliver, event).await;
+                self.time(|t| &mut t.deliver, t0.elapsed());
+                let n = acknowledge(&self.esm, &self.delivery_url, receipts, &response).await;
+                acked.fetch_add(n, Ordering::Relaxed);
+            }
+        };
+        futures::future::join_all((0..pollers.max(1)).map(|_| worker())).await;
+        let left = self.queue_depth(&self.delivery_url).await;
+        if left > 0 {
+            println!("  WARNING: {left} messages left on the delivery queue (in flight or failed)");
+        }
+        acked.load(Ordering::Relaxed)
+    }
+
+    async fn delivered(&self, pairs: &[(EventId, EndpointId)]) -> usize {
+        let keys: Vec<_> = pairs
+            .iter()
+            .map(|(ev, ep)| (*ep, DeliveryId::for_event(*ev, *ep)))
+            .collect();
+        let found = DeliveryLog::get_many(&self.setup_table, &keys)
+            .await
+            .expect("read deliveries");
+        found
+            .iter()
+            .filter(|d| d.state == DeliveryState::Delivered)
+            .count()
+    }
+
+    async fn queue_depth(&self, url: &str) -> usize {
+        let out = self
+            .setup
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        out.attributes
+            .unwrap_or_default()
+            .values()
+            .filter_map(|v| v.parse::<usize>().ok())
+            .sum()
+    }
+
+    /// Sizes every UpdateItem's item as stored now and adds its write units.
+    async fn settle_updates(&self) {
+        let updates =
+            std::mem::take(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()).updates);
+        for (role, key) in updates {
+            let item = self
+                .setup
+                .dynamo
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(key.clone()))
+                .consistent_read(true)
+                .send()
+                .await
+                .expect("get updated item")
+                .item
+                .unwrap_or(key);
+            let meter = Meter {
+                role,
+                stats: self.stats.clone(),
+            };
+            meter.wrote(&item);
+        }
+    }
 }
 
-struct Run {
-    total: usize,
+struct Published {
+    event_id: EventId,
+    pending: bool,
+    calls: u64,
+    wall: Duration,
+    /// Each AWS call of the request and its round trip.
+    ops: Vec<(String, Duration)>,
+    request_bytes: usize,
+}
+
+async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> (SqsEvent, HashMap<String, String>) {
+    let out = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .expect("receive");
+    let mut receipts = HashMap::new();
+    let records = out
+        .messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            let id = m.message_id.clone().unwrap_or_default();
+            let receipt = m.receipt_handle.clone().unwrap_or_default();
+            let attrs = m.attributes.unwrap_or_default();
+            let count = attrs
+                .get(&MessageSystemAttributeName::ApproximateReceiveCount)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1);
+            receipts.insert(id.clone(), receipt.clone());
+            let mut record = sqs_record(id, receipt, m.body.unwrap_or_default(), count);
+            for (k, v) in attrs {
+                record.attributes.insert(k.as_str().to_owned(), v);
+            }
+            record
+        })
+        .collect();
+    (sqs_event(records), receipts)
+}
+
+/// Deletes what the batch response did not report failed; returns how many.
+async fn acknowledge(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    mut receipts: HashMap<String, String>,
+    response: &aws_lambda_events::sqs::SqsBatchResponse,
+) -> usize {
+    for f in &response.batch_item_failures {
+        receipts.remove(&f.item_identifier);
+    }
+    if receipts.is_empty() {
+        return 0;
+    }
+    let entries = receipts
+        .values()
+        .enumerate()
+        .map(|(i, r)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(r)
+                .build()
+                .expect("entry")
+        })
+        .collect();
+    sqs.delete_message_batch()
+        .queue_url(url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .expect("delete");
+    receipts.len()
+}
+
+/// A JSON payload of exactly `bytes` bytes serialized.
+fn payload(bytes: usize) -> serde_json::Value {
+    let base = serde_json::json!({
+        "invoice_id": "in_01J8Z3Q4R5S6T7V8W9X0Y1Z2A3",
+        "customer": "cus_123456",
+        "amount_due": 4200,
+        "currency": "usd",
+        "note": "",
+    });
+    let filler = bytes.saturating_sub(base.to_string().len());
+    let mut v = base;
+    v["note"] = serde_json::json!("x".repeat(filler));
+    v
+}
+
+// ----------------------------------------------------------------------------------- cases
+
+struct Case {
+    payload: usize,
+    endpoints: usize,
+    events: usize,
+    deliveries: usize,
     delivered: usize,
-    acked: usize,
-    failed: usize,
-    batches: usize,
-    sizes: Vec<usize>,
-    empty_receives: usize,
-    publish_time: Duration,
-    consume_time: Duration,
+    receiver_hits: u64,
+    repeats: u64,
+    publish_calls: Vec<u64>,
+    api_request_bytes: usize,
+    webhook_bytes: usize,
+    stats: Stats,
+    timings: Timings,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    SqsSend,
-    DynamoWrite,
-    DynamoRead,
-    Other,
+impl Case {
+    fn name(&self) -> String {
+        format!(
+            "{} KB x {}",
+            self.payload / 1024,
+            group(self.endpoints as u64)
+        )
+    }
 }
 
-fn kind(service: &str, op: &str) -> Kind {
+fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+async fn run_case(
+    sdk: &aws_config::SdkConfig,
+    args: &Args,
+    payload_bytes: usize,
+    endpoints: usize,
+    receiver: &Receiver,
+) -> Case {
+    let org = "org_bench";
+    let env = Env::new(sdk).await;
+    let key = env.key(org).await;
+    let ids = env.endpoints(org, endpoints, receiver).await;
+    let events = args.deliveries.div_ceil(endpoints).max(1);
+    let body = payload(payload_bytes);
+    let hits0 = receiver.hits();
+    let (_, repeats0) = receiver.ids();
+    // Only what the functions and the event source mapping do from here on.
+    env.stats
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .requests
+        .clear();
+    let mut published = Vec::new();
+    for j in 0..events {
+        let idem = (!args.no_idempotency_key).then(|| format!("bench-{j}"));
+        published.push(env.publish(org, &key, &body, idem).await);
+    }
+    let pending = published.iter().filter(|p| p.pending).count();
+    env.drain_fan_out(pending).await;
+    let total = events * endpoints;
+    let acked = env.drain_deliveries(args.pollers).await;
+    env.settle_updates().await;
+    let pairs: Vec<_> = published
+        .iter()
+        .flat_map(|p| ids.iter().map(move |ep| (p.event_id, *ep)))
+        .collect();
+    let delivered = env.delivered(&pairs).await;
+    if acked != total {
+        println!(
+            "  NOTE: {acked} messages acknowledged for {total} deliveries (a fan-out that resumed sends its last page again)"
+        );
+    }
+    let webhook_bytes = {
+        // `{"id":"evt_…","type":"invoice.paid","timestamp":"…","data":…}` around the payload.
+        let envelope = r#"{"id":"evt_01JABCDEFGHJKMNPQRSTVWXYZ","type":"invoice.paid","timestamp":"2026-12-01T00:00:00.000Z","data":}"#;
+        envelope.len() + body.to_string().len()
+    };
+    Case {
+        payload: payload_bytes,
+        endpoints,
+        events,
+        deliveries: total,
+        delivered,
+        receiver_hits: receiver.hits() - hits0,
+        repeats: receiver.ids().1 - repeats0,
+        publish_calls: published.iter().map(|p| p.calls).collect(),
+        api_request_bytes: published.iter().map(|p| p.request_bytes).max().unwrap_or(0),
+        webhook_bytes,
+        stats: env.stats(),
+        timings: env.timings(),
+    }
+}
+
+/// Lambda GB-seconds of these invocations (each billed by the ms, rounded up).
+fn gb_seconds(walls: &[Duration], memory_mb: u64) -> f64 {
+    walls
+        .iter()
+        .map(|d| d.as_micros().div_ceil(1000) as f64 / 1000.0)
+        .sum::<f64>()
+        * memory_mb as f64
+        / 1024.0
+}
+
+fn ms(walls: &[Duration]) -> f64 {
+    median(
+        &walls
+            .iter()
+            .map(|d| d.as_secs_f64() * 1e3)
+            .collect::<Vec<_>>(),
+    )
+}
+
+struct Cost {
+    dynamo_write: f64,
+    dynamo_read: f64,
+    sqs: f64,
+    lambda_requests: f64,
+    /// From the wall times measured here (moto-bound: an upper bound).
+    lambda_duration: f64,
+    /// From the stated in-region latencies ([`STATED_DYNAMO_MS`], [`STATED_SQS_MS`]).
+    lambda_duration_stated: f64,
+    api: f64,
+    egress: f64,
+}
+
+impl Cost {
+    fn fixed(&self) -> f64 {
+        self.dynamo_write + self.dynamo_read + self.sqs + self.lambda_requests + self.api
+    }
+
+    fn total(&self) -> f64 {
+        self.fixed() + self.lambda_duration
+    }
+
+    fn total_stated(&self) -> f64 {
+        self.fixed() + self.lambda_duration_stated
+    }
+}
+
+/// Stated in-region round trips for the Lambda duration model: a DynamoDB call, an SQS call.
+const STATED_DYNAMO_MS: f64 = 5.0;
+const STATED_SQS_MS: f64 = 10.0;
+
+/// GB-seconds with stated latencies: publish and fan-out wait on their calls one after the
+/// other; a deliver invocation on one BatchGetItem, the receiver, and its writes (in
+/// parallel, one round trip).
+fn stated_gb_seconds(c: &Case, memory_mb: u64, receiver_ms: u64) -> f64 {
+    let calls_ms = |role: Role| -> f64 {
+        c.stats
+            .requests
+            .iter()
+            .filter(|((r, _, _), _)| *r == role)
+            .map(|((_, service, _), n)| {
+                *n as f64
+                    * if service.eq_ignore_ascii_case("sqs") {
+                        STATED_SQS_MS
+                    } else {
+                        STATED_DYNAMO_MS
+                    }
+            })
+            .sum()
+    };
+    let deliver_ms = c.timings.deliver.len() as f64 * (receiver_ms as f64 + 2.0 * STATED_DYNAMO_MS);
+    (calls_ms(Role::Publish) + calls_ms(Role::FanOut) + deliver_ms) / 1000.0 * memory_mb as f64
+        / 1024.0
+}
+
+const BILLED: [Role; 4] = [Role::Publish, Role::FanOut, Role::Deliver, Role::Esm];
+
+fn cost(c: &Case, memory_mb: u64, receiver_ms: u64) -> Cost {
+    let n = c.deliveries as f64;
+    let s = &c.stats;
+    let wu: f64 = s
+        .write_units
+        .iter()
+        .filter(|((r, _), _)| BILLED.contains(r))
+        .map(|(_, u)| u)
+        .sum();
+    let ru: f64 = s
+        .read_units
+        .iter()
+        .filter(|((r, _), _)| BILLED.contains(r))
+        .map(|(_, u)| u)
+        .sum();
+    // Empty receives happen only at the end of the queue here; a busy queue has none.
+    let sqs: u64 = BILLED
+        .iter()
+        .map(|r| {
+            s.sqs_chunks.get(r).copied().unwrap_or(0)
+                - s.empty_receives.get(r).copied().unwrap_or(0)
+        })
+        .sum();
+    let t = &c.timings;
+    let invocations = (t.publish.len() + t.fan_out.len() + t.deliver.len()) as f64;
+    let gbs = gb_seconds(&t.publish, memory_mb)
+        + gb_seconds(&t.fan_out, memory_mb)
+        + gb_seconds(&t.deliver, memory_mb);
+    let api_requests =
+        c.events as f64 * c.api_request_bytes.div_ceil(Prices::HTTP_API_CHUNK) as f64;
+    Cost {
+        dynamo_write: wu / n * Prices::DYNAMO_PER_M_WRITE_UNITS,
+        dynamo_read: ru / n * Prices::DYNAMO_PER_M_READ_UNITS,
+        sqs: sqs as f64 / n * Prices::SQS_PER_M_REQUESTS,
+        lambda_requests: invocations / n * Prices::LAMBDA_PER_M_REQUESTS,
+        lambda_duration: gbs / n * Prices::LAMBDA_ARM64_PER_GB_S * 1e6,
+        lambda_duration_stated: stated_gb_seconds(c, memory_mb, receiver_ms) / n
+            * Prices::LAMBDA_ARM64_PER_GB_S
+            * 1e6,
+        api: api_requests / n * Prices::HTTP_API_PER_M,
+        egress: c.webhook_bytes as f64 * 1e6 / 1e9 * Prices::EGRESS_PER_GB,
+    }
+}
+
+/// No `-0.000` in tables (an empty f64 sum is -0.0).
+fn z(x: f64) -> f64 {
+    x + 0.0
+}
+
+fn op_kind(service: &str, op: &str) -> &'static str {
     let dynamo = service.eq_ignore_ascii_case("dynamodb");
     match op {
-        "SendMessage" | "SendMessageBatch" if !dynamo => Kind::SqsSend,
         "PutItem" | "UpdateItem" | "DeleteItem" | "BatchWriteItem" | "TransactWriteItems"
             if dynamo =>
         {
-            Kind::DynamoWrite
+            "DynamoDB write"
         }
         "GetItem" | "BatchGetItem" | "Query" | "Scan" | "TransactGetItems" if dynamo => {
-            Kind::DynamoRead
+            "DynamoDB read"
         }
-        _ => Kind::Other,
+        "SendMessage" | "SendMessageBatch" => "SQS send",
+        "ReceiveMessage" => "SQS receive",
+        "DeleteMessage" | "DeleteMessageBatch" => "SQS delete",
+        _ => "other",
     }
 }
 
-fn report(
-    args: &Args,
-    run: &Run,
-    api: &Counter,
-    consumer: &Counter,
-    esm: &Counter,
-    setup: &Counter,
-) {
-    let n = run.total as f64;
+fn report_cases(cases: &[Case], memory_mb: u64, receiver_ms: u64) {
+    println!();
     println!(
-        "aws-bench: happy path against moto — {} endpoints x {} events = {} deliveries ({} delivered, {} acknowledged, {} reported failed); idempotency key: {}",
-        args.endpoints,
-        args.events,
-        run.total,
-        run.delivered,
-        run.acked,
-        run.failed,
-        if args.no_idempotency_key { "no" } else { "yes" },
+        "AWS requests per delivery, by function and operation (retries included; setup excluded)"
     );
-    if run.delivered != run.total {
-        println!("  WARNING: not every delivery ended delivered");
-    }
-    let mean_batch = run.sizes.iter().sum::<usize>() as f64 / run.sizes.len().max(1) as f64;
     println!(
-        "  publish {:.2} s, consume {:.2} s ({} batches, mean {mean_batch:.1} records; moto-bound, not a throughput figure)",
-        run.publish_time.as_secs_f64(),
-        run.consume_time.as_secs_f64(),
-        run.batches,
+        "  {:<12} {:<21} {:<9} {:<19} {:>8} {:>12}",
+        "case", "role", "service", "operation", "requests", "per delivery"
     );
-    println!("  SDK requests (HTTP requests, retries included), per role:");
-    println!(
-        "    {:<28} {:<9} {:<20} {:>8} {:>13}",
-        "role", "service", "operation", "requests", "per delivery"
-    );
-    let roles: [(&str, &Counter); 3] = [
-        ("publish (API function)", api),
-        ("deliver (consumer function)", consumer),
-        ("event source mapping", esm),
-    ];
-    let mut totals = [0u64; 4];
-    for (role, counter) in roles {
-        for ((service, op), count) in counter.snapshot() {
+    for c in cases {
+        let n = c.deliveries as f64;
+        for ((role, service, op), count) in &c.stats.requests {
+            if *role == Role::Setup {
+                continue;
+            }
+            let mut count = *count;
+            let mut note = String::new();
+            if op == "ReceiveMessage" {
+                let empty = c.stats.empty_receives.get(role).copied().unwrap_or(0);
+                count -= empty;
+                note = format!("  (+{empty} empty at the end of the queue, not counted)");
+            }
             println!(
-                "    {role:<28} {service:<9} {op:<20} {count:>8} {:>13.3}",
+                "  {:<12} {:<21} {:<9} {:<19} {:>8} {:>12.3}{note}",
+                c.name(),
+                role.name(),
+                service,
+                op,
+                count,
                 count as f64 / n
             );
-            if role != "event source mapping" {
-                let k = kind(&service, &op) as usize;
-                totals[k] += count;
-            }
         }
     }
-    let per = |k: Kind| totals[k as usize] as f64 / n;
-    let verdict = |v: f64, max: f64| if v <= max { "met" } else { "NOT met" };
-    println!("RESULT per delivery, our functions (publish + deliver):");
+
+    println!();
+    println!("RESULT requests per delivery by kind (all functions + event source mapping)");
+    let kinds = [
+        "DynamoDB write",
+        "DynamoDB read",
+        "SQS send",
+        "SQS receive",
+        "SQS delete",
+        "other",
+    ];
+    print!("  {:<12}", "case");
+    for k in kinds {
+        print!(" {k:>14}");
+    }
+    println!(" {:>10}", "delivered");
+    for c in cases {
+        let n = c.deliveries as f64;
+        let mut by: HashMap<&str, f64> = HashMap::new();
+        for ((role, service, op), count) in &c.stats.requests {
+            if *role == Role::Setup {
+                continue;
+            }
+            let mut count = *count as f64;
+            if op == "ReceiveMessage" {
+                count -= c.stats.empty_receives.get(role).copied().unwrap_or(0) as f64;
+            }
+            *by.entry(op_kind(service, op)).or_default() += count;
+        }
+        print!("  {:<12}", c.name());
+        for k in kinds {
+            print!(" {:>14.3}", by.get(k).copied().unwrap_or(0.0) / n);
+        }
+        println!(" {:>10}", format!("{}/{}", c.delivered, c.deliveries));
+    }
+
+    println!();
     println!(
-        "  SQS sends        {:.3}  (target <= 0.2: {})",
-        per(Kind::SqsSend),
-        verdict(per(Kind::SqsSend), 0.2)
+        "RESULT DynamoDB units per delivery, by item (sizes by DynamoDB's rules: names + values; 1 KB per write unit, 4 KB per strongly consistent read unit)"
     );
     println!(
-        "  DynamoDB writes  {:.3}  (target <= 2: {})",
-        per(Kind::DynamoWrite),
-        verdict(per(Kind::DynamoWrite), 2.0)
+        "  {:<12} {:<14} {:>12} {:>11} {:>11}",
+        "case", "item", "mean item B", "write units", "read units"
+    );
+    for c in cases {
+        let n = c.deliveries as f64;
+        let mut kinds: Vec<&'static str> = c
+            .stats
+            .write_units
+            .keys()
+            .chain(c.stats.read_units.keys())
+            .filter(|(r, _)| BILLED.contains(r))
+            .map(|(_, k)| *k)
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        let (mut tw, mut tr) = (0.0, 0.0);
+        for k in kinds {
+            let w: f64 = BILLED
+                .iter()
+                .filter_map(|r| c.stats.write_units.get(&(*r, k)))
+                .sum();
+            let r: f64 = BILLED
+                .iter()
+                .filter_map(|r| c.stats.read_units.get(&(*r, k)))
+                .sum();
+            let (bytes, items) = c.stats.item_bytes.get(k).copied().unwrap_or((0, 0));
+            tw += w;
+            tr += r;
+            println!(
+                "  {:<12} {:<14} {:>12} {:>11.3} {:>11.3}",
+                c.name(),
+                k,
+                if items > 0 {
+                    format!("{:.0}", bytes as f64 / items as f64)
+                } else {
+                    "-".into()
+                },
+                z(w / n),
+                z(r / n)
+            );
+        }
+        println!(
+            "  {:<12} {:<14} {:>12} {:>11.3} {:>11.3}",
+            c.name(),
+            "TOTAL",
+            "",
+            z(tw / n),
+            z(tr / n)
+        );
+    }
+
+    println!();
+    println!(
+        "RESULT $ per million deliveries, us-east-1 on-demand list prices as of {} (DynamoDB ${}/M write units, ${}/M read units; \
+         SQS ${}/M requests per 64 KB; Lambda ${}/M requests + arm64 ${}/GB-s at {memory_mb} MB; HTTP API ${}/M per 512 KB); ingress (API + publish fn) included",
+        Prices::AS_OF,
+        Prices::DYNAMO_PER_M_WRITE_UNITS,
+        Prices::DYNAMO_PER_M_READ_UNITS,
+        Prices::SQS_PER_M_REQUESTS,
+        Prices::LAMBDA_PER_M_REQUESTS,
+        Prices::LAMBDA_ARM64_PER_GB_S,
+        Prices::HTTP_API_PER_M,
     );
     println!(
-        "  DynamoDB reads   {:.3}  (target <= 2: {})",
-        per(Kind::DynamoRead),
-        verdict(per(Kind::DynamoRead), 2.0)
+        "  {:<12} {:>7} {:>7} {:>7} {:>7} {:>7} | {:^26} | {:^26} | {:>8} {:>9}",
+        "", "", "", "", "", "", "measured λ durations", "stated λ durations", "", ""
     );
     println!(
-        "  other            {:.3}  (by kind in the table above)",
-        per(Kind::Other)
+        "  {:<12} {:>7} {:>7} {:>7} {:>7} {:>7} | {:>7} {:>8} {:>9} | {:>7} {:>8} {:>9} | {:>8} {:>9}",
+        "case",
+        "DDB wr",
+        "DDB rd",
+        "SQS",
+        "λ req",
+        "API",
+        "λ GB-s",
+        "TOTAL",
+        "",
+        "λ GB-s",
+        "TOTAL",
+        "",
+        "target",
+        "+egress*"
     );
-    let esm_counts = esm.snapshot();
-    let esm_op = |op: &str| {
-        esm_counts
-            .iter()
-            .filter(|((_, o), _)| o == op)
-            .map(|(_, c)| *c)
-            .sum::<u64>()
+    let verdict = |total: f64, t: Option<f64>| match t {
+        Some(t) if total <= t => "met",
+        Some(_) => "NOT met",
+        None => "",
     };
+    for c in cases {
+        let k = cost(c, memory_mb, receiver_ms);
+        let t = target(c.payload, c.endpoints);
+        println!(
+            "  {:<12} {:>7.3} {:>7.3} {:>7.3} {:>7.3} {:>7.3} | {:>7.3} {:>8.3} {:>9} | {:>7.3} {:>8.3} {:>9} | {:>8} {:>9.3}",
+            c.name(),
+            k.dynamo_write,
+            k.dynamo_read,
+            k.sqs,
+            k.lambda_requests,
+            k.api,
+            k.lambda_duration,
+            k.total(),
+            verdict(k.total(), t),
+            k.lambda_duration_stated,
+            k.total_stated(),
+            verdict(k.total_stated(), t),
+            t.map(|t| format!("<= {t:.2}")).unwrap_or_default(),
+            k.total_stated() + k.egress,
+        );
+    }
     println!(
-        "RESULT per delivery, event source mapping (Lambda's poller, not our code): ReceiveMessage {:.3} ({} of them empty, end of queue), DeleteMessageBatch {:.3}",
-        esm_op("ReceiveMessage") as f64 / n,
-        run.empty_receives,
-        esm_op("DeleteMessageBatch") as f64 / n,
+        "  * +egress: the stated total plus data transfer out at ${}/GB of webhook bodies (not in the targets' price list)",
+        Prices::EGRESS_PER_GB
     );
-    let setup_total: u64 = setup.snapshot().values().sum();
-    println!("  (setup and verification, not counted above: {setup_total} requests)");
+    println!(
+        "  stated λ durations: {STATED_DYNAMO_MS} ms per DynamoDB call and {STATED_SQS_MS} ms per SQS call, one after the other \
+         (publish, fan-out); deliver = BatchGetItem + the receiver's {receiver_ms} ms + one round of parallel writes"
+    );
+    println!(
+        "  Lambda durations: measured wall time of each invocation in this process against moto on loopback, \
+         the receiver answering after {receiver_ms} ms (median ms per invocation):"
+    );
+    for c in cases {
+        let t = &c.timings;
+        let mean_batch = c.deliveries as f64 / t.deliver.len().max(1) as f64;
+        println!(
+            "    {:<12} publish {:>3} x {:>6.1} ms, fan-out {:>3} x {:>7.1} ms, deliver {:>4} x {:>6.1} ms (mean batch {mean_batch:.1})",
+            c.name(),
+            t.publish.len(),
+            ms(&t.publish),
+            t.fan_out.len(),
+            ms(&t.fan_out),
+            t.deliver.len(),
+            ms(&t.deliver),
+        );
+    }
+    for c in cases {
+        if c.delivered != c.deliveries || c.receiver_hits != c.deliveries as u64 {
+            println!(
+                "  WARNING {}: {} of {} delivered, receiver got {} requests",
+                c.name(),
+                c.delivered,
+                c.deliveries,
+                c.receiver_hits
+            );
+        }
+        if c.repeats > 0 {
+            println!(
+                "  NOTE {}: {} duplicate sends (webhook-id repeats)",
+                c.name(),
+                c.repeats
+            );
+        }
+    }
+}
+
+/// Write/read units per partition-second at `rate` deliveries/s to one endpoint, from a
+/// case's measured units per delivery.
+fn report_ceiling(cases: &[Case], rate: f64) {
+    println!();
+    println!(
+        "RESULT per-endpoint design ceiling at {} deliveries/s (DynamoDB: 1,000 write units/s, 3,000 read units/s per partition): \
+         the delivery shards at that rate to one endpoint; the organization's partitions at that rate in total at the case's fan-out",
+        group(rate as u64)
+    );
+    println!(
+        "  {:<12} {:<40} {:>10} {:>12} {:>12}",
+        "case", "partition", "partitions", "WU/s each", "RU/s each"
+    );
+    for c in cases {
+        let n = c.deliveries as f64;
+        let units = |kinds: &[&str]| {
+            let w: f64 = c
+                .stats
+                .write_units
+                .iter()
+                .filter(|((r, k), _)| BILLED.contains(r) && kinds.contains(k))
+                .map(|(_, u)| u)
+                .sum();
+            let r: f64 = c
+                .stats
+                .read_units
+                .iter()
+                .filter(|((r, k), _)| BILLED.contains(r) && kinds.contains(k))
+                .map(|(_, u)| u)
+                .sum();
+            (w / n * rate, r / n * rate)
+        };
+        let (w, r) = units(&["delivery"]);
+        let shards = DELIVERY_SHARDS as f64;
+        println!(
+            "  {:<12} {:<40} {:>10} {:>12.0} {:>12.0}",
+            c.name(),
+            "EP#{endpoint}#{shard}: deliveries",
+            DELIVERY_SHARDS,
+            w / shards,
+            r / shards
+        );
+        // The organization's own partitions take the same load whatever the shard count:
+        // at 5,000 deliveries/s to one endpoint, the organization publishes 5,000/s x its
+        // share of this endpoint (every event here goes to every endpoint).
+        let (w, r) = units(&["event"]);
+        println!(
+            "  {:<12} {:<40} {:>10} {:>12.0} {:>12.0}",
+            c.name(),
+            "ORG#{org}#EVT: events (org total)",
+            1,
+            w,
+            r
+        );
+        let (w, r) = units(&["endpoint", "publish claim"]);
+        println!(
+            "  {:<12} {:<40} {:>10} {:>12.0} {:>12.0}",
+            c.name(),
+            "ORG#{org}: endpoints, claims (org total)",
+            1,
+            w,
+            r
+        );
+        let (w, r) = units(&["api key"]);
+        println!(
+            "  {:<12} {:<40} {:>10} {:>12.0} {:>12.0}",
+            c.name(),
+            "KEY#{sha256}: the API key (org total)",
+            1,
+            z(w),
+            r
+        );
+    }
+}
+
+async fn report_publish(
+    sdk: &aws_config::SdkConfig,
+    args: &Args,
+    cases: &[Case],
+    receiver: &Receiver,
+) {
+    println!();
+    println!("RESULT publish: AWS calls inside the request (the API key lookup included)");
+    for c in cases {
+        let max = c.publish_calls.iter().max().copied().unwrap_or(0);
+        println!(
+            "  {:<12} {} publishes: {}..{} calls (target <= 5: {})",
+            c.name(),
+            c.publish_calls.len(),
+            c.publish_calls.iter().min().copied().unwrap_or(0),
+            max,
+            if max <= 5 { "met" } else { "NOT met" }
+        );
+    }
+
+    let one = "org_one";
+    let thousand = "org_thousand";
+    let mut orgs: Vec<String> = vec![one.into(), thousand.into()];
+    let sizes: Vec<usize> = args.enqueue.iter().copied().filter(|n| *n > 0).collect();
+    orgs.extend(sizes.iter().map(|n| format!("org_fan{n}")));
+    let body = payload(1024);
+    // A table of its own per fan-out (moto's Query walks the whole table).
+    for (org, n) in orgs[2..].iter().zip(&sizes) {
+        let env = Env::new(sdk).await;
+        let key = env.key(org).await;
+        env.endpoints(org, *n, receiver).await;
+        let depth0 = env.queue_depth(&env.delivery_url).await;
+        let t0 = Instant::now();
+        let p = env.publish(org, &key, &body, None).await;
+        let publish_ms = p.wall.as_secs_f64() * 1e3;
+        env.drain_fan_out(usize::from(p.pending)).await;
+        let enqueued_after = t0.elapsed();
+        let depth = env.queue_depth(&env.delivery_url).await - depth0;
+        println!(
+            "RESULT enqueue: 1 event x {} endpoints: all {} deliveries enqueued {:.2} s after the publish began \
+             (publish answered in {publish_ms:.0} ms with {} AWS calls; {} fan-out invocations, one worker; \
+             delivery queue +{depth} messages{})",
+            group(*n as u64),
+            group(*n as u64),
+            enqueued_after.as_secs_f64(),
+            p.calls,
+            env.timings().fan_out.len(),
+            if depth == *n { "" } else { " — MISMATCH" },
+        );
+    }
+    let env = Env::new(sdk).await;
+    let mut keys = HashMap::new();
+    for org in &orgs[..2] {
+        keys.insert(org.clone(), env.key(org).await);
+    }
+
+    env.endpoints(one, 1, receiver).await;
+    env.endpoints(thousand, 1000, receiver).await;
+    let (mut a, mut b, mut calls) = (vec![], vec![], vec![]);
+    let (mut qa, mut qb) = (vec![], vec![]);
+    let query_ms = |p: &Published| {
+        p.ops
+            .iter()
+            .filter(|(op, _)| op == "Query")
+            .map(|(_, d)| d.as_secs_f64() * 1e3)
+            .sum::<f64>()
+    };
+    for i in 0..args.latency_runs.max(1) + 2 {
+        let pa = env
+            .publish(one, &keys[one], &body, Some(format!("lat-a-{i}")))
+            .await;
+        let pb = env
+            .publish(thousand, &keys[thousand], &body, Some(format!("lat-b-{i}")))
+            .await;
+        calls.push(pa.calls);
+        calls.push(pb.calls);
+        if i >= 2 {
+            a.push(pa.wall.as_secs_f64() * 1e3);
+            b.push(pb.wall.as_secs_f64() * 1e3);
+            qa.push(query_ms(&pa));
+            qb.push(query_ms(&pb));
+        }
+    }
+    let (ma, mb) = (median(&a), median(&b));
+    println!(
+        "RESULT publish latency (1 KB, idempotency key, alternating, {} each after 2 warm-ups): median {ma:.1} ms at 1 endpoint, \
+         {mb:.1} ms at 1,000 endpoints: ratio {:.2} (target <= 1.5: {}); {}..{} AWS calls each",
+        a.len(),
+        mb / ma,
+        if mb / ma <= 1.5 { "met" } else { "NOT met" },
+        calls.iter().min().copied().unwrap_or(0),
+        calls.iter().max().copied().unwrap_or(0),
+    );
+    let (mqa, mqb) = (median(&qa), median(&qb));
+    println!(
+        "  of which the endpoints Query (the first page: {} items at 1 endpoint, up to 51 at 1,000): median {mqa:.1} ms vs {mqb:.1} ms; \
+         without it {:.1} ms vs {:.1} ms: ratio {:.2} (moto's Query walks the whole table and sorts the whole partition; DynamoDB's reads the page)",
+        1,
+        ma - mqa,
+        mb - mqb,
+        (mb - mqb) / (ma - mqa),
+    );
+}
+
+// ------------------------------------------------------------------------------ duplicates
+
+/// Duplicate sends per `n` fault-free deliveries through the real `capy serve` (its 4
+/// pollers, the default queue settings) against moto.
+async fn duplicates(args: &Args, moto_url: &str, n: usize) {
+    let receiver = Receiver::start_with(ReceiverOptions {
+        threads: 1,
+        count_ids: true,
+        ..Default::default()
+    });
+    let table = unique("capy-dup");
+    let queue = unique("capy-dupq");
+    let port = free_port();
+    let log_path = std::env::temp_dir().join(format!("{}.log", unique("capy-dup-serve")));
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let env: Vec<(&str, String)> = vec![
+        ("AWS_ENDPOINT_URL", moto_url.to_owned()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("TABLE_NAME", table.clone()),
+        ("CAPY_QUEUE_NAME", queue.clone()),
+        ("CAPY_POLLERS", "4".into()),
+        (
+            "SECRETS_LOCAL_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
+        ),
+        ("RUST_LOG", "info".into()),
+    ];
+    let child = Command::new(&args.capy)
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "could not start {} ({e}); `make build` builds it",
+                args.capy.display()
+            )
+        });
+    let _serve = Moto(child);
+    wait_for_port(port, "capy serve");
+    let base = format!("http://127.0.0.1:{port}");
+    let sdk = sdk_config(moto_url).await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let org = "org_dup";
+    let minted = mint_api_key(org, None);
+    ApiKeyStore::put(&Table::new(dynamo, &table), &minted.record)
+        .await
+        .expect("api key");
+    let http = reqwest::Client::new();
+    let call = |path: String, body: serde_json::Value| {
+        let http = http.clone();
+        let url = format!("{base}{path}");
+        let key = minted.key.clone();
+        async move {
+            let resp = http
+                .post(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .expect("request");
+            let status = resp.status().as_u16();
+            let json: serde_json::Value = resp.json().await.expect("json body");
+            (status, json)
+        }
+    };
+    let endpoints = args.duplicate_endpoints.max(1);
+    let created: Vec<u16> = futures::stream::iter(0..endpoints)
+        .map(|i| {
+            call(
+                format!("/v1/organizations/{org}/webhook-endpoints"),
+                serde_json::json!({ "url": receiver.url(&format!("/hook/{i}")) }),
+            )
+        })
+        .buffer_unordered(8)
+        .map(|(s, _)| s)
+        .collect()
+        .await;
+    assert!(
+        created.iter().all(|s| *s == 201),
+        "create endpoints: {created:?}"
+    );
+    let events = n.div_ceil(endpoints);
+    let total = events * endpoints;
+    println!(
+        "duplicates: capy serve ({} , 4 pollers, default queue settings) + moto {moto_url}; {events} events x {endpoints} endpoints = {total} deliveries, no fault injected",
+        args.capy.display()
+    );
+    let t0 = Instant::now();
+    for j in 0..events {
+        let (status, json) = call(
+            format!("/v1/organizations/{org}/events"),
+            serde_json::json!({
+                "event_type": "invoice.paid",
+                "payload": payload(1024),
+                "idempotency_key": format!("dup-{j}"),
+            }),
+        )
+        .await;
+        assert_eq!(status, 202, "publish: {json}");
+    }
+    let queue_url = sqs
+        .get_queue_url()
+        .queue_name(&queue)
+        .send()
+        .await
+        .expect("queue url")
+        .queue_url
+        .expect("url");
+    let fan_out_url = sqs
+        .get_queue_url()
+        .queue_name(format!("{queue}-fanout"))
+        .send()
+        .await
+        .expect("fan-out queue url")
+        .queue_url
+        .expect("url");
+    // Done when every delivery arrived and neither queue holds a message, visible or in
+    // flight: from then on nothing can be sent again.
+    let depth = |url: String| {
+        let sqs = sqs.clone();
+        async move {
+            let out = sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+                .send()
+                .await
+                .expect("queue attributes");
+            out.attributes
+                .unwrap_or_default()
+                .values()
+                .filter_map(|v| v.parse::<usize>().ok())
+                .sum::<usize>()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    let mut last_report = Instant::now();
+    loop {
+        let (distinct, _) = receiver.ids();
+        if distinct >= total
+            && depth(queue_url.clone()).await == 0
+            && depth(fan_out_url.clone()).await == 0
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out: {distinct}/{total} distinct deliveries arrived"
+        );
+        if last_report.elapsed() > Duration::from_secs(30) {
+            println!(
+                "  ... {distinct}/{total} distinct deliveries after {:.0} s",
+                t0.elapsed().as_secs_f64()
+            );
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (distinct, repeats) = receiver.ids();
+    let lost_races = std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .matches("delivery was updated concurrently")
+        .count();
+    println!(
+        "RESULT duplicates: {} sends for {distinct} distinct deliveries (of {total}) in {:.0} s: {repeats} duplicate sends \
+         = {:.1} per 10,000 fault-free deliveries; capy serve logged {lost_races} lost conditional writes \
+         (\"delivery was updated concurrently\"); no attempt lease is implemented",
+        receiver.hits(),
+        t0.elapsed().as_secs_f64(),
+        repeats as f64 * 10_000.0 / total as f64,
+    );
+    println!("  (capy serve log: {})", log_path.display());
+}
+
+// ------------------------------------------------------------------------------------ main
+
+async fn sdk_config(url: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "bench",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
+        .load()
+        .await
+}
+
+fn main() {
+    let args = Args::parse();
+    let (_moto, url) = match &args.endpoint_url {
+        Some(u) => (None, u.clone()),
+        None => {
+            let (m, u) = start_moto(&args.moto_server);
+            (Some(m), u)
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if let Some(n) = args.duplicates {
+        rt.block_on(duplicates(&args, &url, n));
+        return;
+    }
+    let receiver = Receiver::start_with(ReceiverOptions {
+        threads: 1,
+        delay: Duration::from_millis(args.receiver_ms),
+        count_ids: true,
+        ..Default::default()
+    });
+    rt.block_on(bench(args, receiver, url));
+}
+
+async fn bench(args: Args, receiver: Receiver, url: String) {
+    let sdk = sdk_config(&url).await;
+    let memory_mb = args
+        .memory_mb
+        .or_else(template_memory_mb)
+        .expect("template.yaml's FunctionMemorySize default (or pass --memory-mb)");
+    let cases: Vec<(usize, usize)> = args
+        .cases
+        .split(',')
+        .map(|c| {
+            let (p, e) = c.trim().split_once('x').expect("PAYLOADxENDPOINTS");
+            (
+                p.parse().expect("payload bytes"),
+                e.parse().expect("endpoints"),
+            )
+        })
+        .collect();
+    println!(
+        "aws-bench: happy path against moto at {url}; publish via api::handle, fan_out_batch and deliver_batch in process \
+         ({} deliver pollers), loopback receiver answering after {} ms; idempotency key: {}; functions at {memory_mb} MB",
+        args.pollers,
+        args.receiver_ms,
+        if args.no_idempotency_key { "no" } else { "yes" },
+    );
+    let mut done = Vec::new();
+    for (p, e) in cases {
+        let t0 = Instant::now();
+        let c = run_case(&sdk, &args, p, e, &receiver).await;
+        println!(
+            "  case {}: {} events, {}/{} delivered in {:.1} s",
+            c.name(),
+            c.events,
+            c.delivered,
+            c.deliveries,
+            t0.elapsed().as_secs_f64()
+        );
+        done.push(c);
+    }
+    report_cases(&done, memory_mb, args.receiver_ms);
+    report_ceiling(&done, 5000.0);
+    report_publish(&sdk, &args, &done, &receiver).await;
 }
