@@ -2,8 +2,16 @@
 //! `capy serve` on moto, loopback receivers, the official verification libraries, and an
 //! EventBridge bus on moto whose rule feeds an SQS queue (to read `PutEvents` back).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use capy_shared::adapters::memory::MemoryStores;
+use capy_shared::adapters::secrets::LocalCipher;
+use capy_shared::config::Settings;
+use capy_shared::domain::endpoint::{Endpoint, SealedSecret};
+use capy_shared::domain::ids::EndpointId;
+use capy_shared::services::operational;
+use capy_shared::wiring;
 use capy_tests::{Receiver, Reply, Stack, StackOptions, eventually, moto};
 use serde_json::{Value, json};
 
@@ -44,6 +52,56 @@ fn time(v: &Value) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("a time: {v}")))
         .expect("RFC 3339")
         .with_timezone(&chrono::Utc)
+}
+
+/// The `data` schema `openapi.yaml`'s `webhooks` section gives `event_type`.
+fn documented_schema(event_type: &str) -> serde_yaml::Value {
+    let doc: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(capy_tests::workspace_root().join("openapi.yaml"))
+            .expect("openapi.yaml"),
+    )
+    .expect("YAML");
+    let op = &doc["webhooks"][event_type]["post"];
+    let schema = &op["requestBody"]["content"]["application/json"]["schema"]["allOf"][1];
+    assert_eq!(
+        schema["properties"]["type"]["const"].as_str(),
+        Some(event_type)
+    );
+    let r = schema["properties"]["data"]["$ref"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{event_type} is documented in openapi.yaml's webhooks"));
+    let name = r.rsplit('/').next().expect("a schema name");
+    doc["components"]["schemas"][name].clone()
+}
+
+/// The payload's fields are exactly the documented ones, all of them required.
+fn assert_documented(event_type: &str, data: &Value) {
+    let schema = documented_schema(event_type);
+    let names = |v: &serde_yaml::Value| -> std::collections::BTreeSet<String> {
+        v.as_sequence()
+            .expect("a list")
+            .iter()
+            .map(|k| k.as_str().expect("a name").to_owned())
+            .collect()
+    };
+    let required = names(&schema["required"]);
+    let properties: std::collections::BTreeSet<String> = schema["properties"]
+        .as_mapping()
+        .expect("properties")
+        .keys()
+        .map(|k| k.as_str().expect("a name").to_owned())
+        .collect();
+    assert_eq!(
+        required, properties,
+        "{event_type}: every field is required"
+    );
+    let sent: std::collections::BTreeSet<String> = data
+        .as_object()
+        .expect("an object")
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(sent, properties, "{event_type}: payload vs openapi.yaml");
 }
 
 async fn endpoint_view(stack: &Stack, org: &str, key: &str, id: &str) -> Value {
@@ -219,6 +277,7 @@ async fn a_410_sends_capy_endpoint_disabled_signed_to_its_subscriber_and_to_the_
     capy_tests::verify_with_official_libraries(&watcher_secret, &msg)
         .expect("the official libraries accept the operational event");
     let data = &body["data"];
+    assert_documented("capy.endpoint.disabled", data);
     assert_eq!(data["endpoint_id"], gone_id.as_str());
     assert_eq!(data["url"], gone.url.as_str());
     assert_eq!(data["organization_id"], org.as_str());
@@ -311,13 +370,16 @@ async fn failing_exhausted_and_recovered_reach_subscribers_never_their_subject()
 
     let (msg, failing) = first_of_type(&watcher, "capy.endpoint.failing").await;
     capy_tests::verify_with_official_libraries(&watcher_secret, &msg).expect("signed");
+    assert_documented("capy.endpoint.failing", &failing["data"]);
     assert_eq!(failing["data"]["endpoint_id"], flaky_id.as_str());
     assert_eq!(failing["data"]["failure_streak"], 5);
     let (_, exhausted) = first_of_type(&watcher, "capy.delivery.exhausted").await;
+    assert_documented("capy.delivery.exhausted", &exhausted["data"]);
     assert_eq!(exhausted["data"]["endpoint_id"], flaky_id.as_str());
     assert_eq!(exhausted["data"]["attempts"], 3);
     let (_, recovered) = first_of_type(&watcher, "capy.endpoint.recovered").await;
     let r = &recovered["data"];
+    assert_documented("capy.endpoint.recovered", r);
     assert_eq!(r["endpoint_id"], flaky_id.as_str());
     assert_eq!(r["url"], flaky.url.as_str());
     assert_eq!(r["organization_id"], org.as_str());
@@ -541,6 +603,7 @@ async fn disable_scheduled_goes_out_the_lead_before_disable_at_and_the_views_sho
     let (msg, scheduled) = first_of_type(&watcher, "capy.endpoint.disable_scheduled").await;
     capy_tests::verify_with_official_libraries(&watcher_secret, &msg).expect("signed");
     let s = &scheduled["data"];
+    assert_documented("capy.endpoint.disable_scheduled", s);
     assert_eq!(s["endpoint_id"], down_id.as_str());
     assert_eq!(s["url"], down.url.as_str());
     assert_eq!(s["organization_id"], org.as_str());
@@ -580,4 +643,82 @@ async fn disable_scheduled_goes_out_the_lead_before_disable_at_and_the_views_sho
     assert_eq!(after["health"], "disabled");
     assert_eq!(after["failing_since"], Value::Null);
     assert_eq!(after["disable_at"], Value::Null);
+}
+
+#[test]
+fn openapi_documents_every_operational_event_type() {
+    let doc: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(capy_tests::workspace_root().join("openapi.yaml"))
+            .expect("openapi.yaml"),
+    )
+    .expect("YAML");
+    let documented: Vec<&str> = doc["webhooks"]
+        .as_mapping()
+        .expect("webhooks")
+        .keys()
+        .map(|k| k.as_str().expect("name"))
+        .collect();
+    assert_eq!(documented, operational::TYPES);
+    for t in operational::TYPES {
+        documented_schema(t);
+    }
+}
+
+/// The jobs engine's hook: `replay_finished` publishes through the pipeline, to the
+/// subscribers only (not the replayed endpoint, though it names `capy.*`), with the
+/// documented payload.
+#[tokio::test]
+async fn replay_finished_is_published_to_subscribers_with_the_documented_payload() {
+    let stores = MemoryStores::default();
+    let settings = Settings::from_env(true).expect("settings");
+    let deps = wiring::memory(
+        &stores,
+        wiring::policy(&settings),
+        Arc::new(LocalCipher::new([7; 32])),
+    );
+    let now = capy_shared::domain::time::now();
+    let endpoint = |url: &str, types: &[&str]| Endpoint {
+        event_types: types.iter().map(|t| t.to_string()).collect(),
+        ..Endpoint::new(
+            EndpointId::new(),
+            "org_r",
+            url,
+            SealedSecret(String::new()),
+            now,
+        )
+    };
+    let replayed = endpoint("https://replayed.example", &["capy.*"]);
+    let watcher = endpoint("https://watcher.example", &["capy.replay.finished"]);
+    let everything = endpoint("https://all.example", &[]);
+    for e in [&replayed, &watcher, &everything] {
+        deps.endpoints.create(e).await.expect("create");
+    }
+    let event = operational::replay_finished(
+        &deps,
+        &operational::ReplaySummary {
+            job_id: "job_01HZY8Q4J6W2T7XK3M9N5P0R1S".into(),
+            organization_id: "org_r".into(),
+            endpoint_id: replayed.id,
+            state: "completed".into(),
+            created_at: now,
+            finished_at: now,
+            counts: [("matched".to_owned(), 12), ("enqueued".to_owned(), 12)].into(),
+            reason: None,
+        },
+    )
+    .await
+    .expect("published");
+    assert_eq!(event.event_type, "capy.replay.finished");
+    assert_eq!(event.targets, vec![watcher.id]);
+    let data: Value = serde_json::from_str(&event.payload).expect("JSON");
+    assert_documented("capy.replay.finished", &data);
+    assert_eq!(data["url"], "https://replayed.example");
+    assert_eq!(data["counts"]["matched"], 12);
+    let logged = deps
+        .events
+        .get("org_r", event.id)
+        .await
+        .expect("get")
+        .expect("in the events log");
+    assert_eq!(logged.subject_endpoint, Some(replayed.id));
 }
