@@ -18,9 +18,10 @@ use capy_shared::adapters::sqs::SqsQueue;
 use capy_shared::api::{
     self, ApiRequest, ApiResponse, RouteMiss, error::ApiError, input::MAX_BODY_BYTES,
 };
-use capy_shared::auth::mint_api_key;
+use capy_shared::auth::{mint_api_key, mint_portal_session};
 use capy_shared::config::{self, SecretsKey, Settings};
 use capy_shared::consumers;
+use capy_shared::domain::portal_session::{Capability, DEFAULT_EXPIRES_IN_SECS};
 use capy_shared::ports::ApiKeyStore;
 use capy_shared::services::Deps;
 use capy_shared::wiring::{self, Requires};
@@ -211,6 +212,25 @@ pub async fn run(addr: SocketAddr, dev_key_org: Option<String>) -> Result<(), St
     for _ in 0..pollers {
         let d = deps.clone();
         tokio::spawn(poll(deliveries.main.clone(), wait, move |e| {
+        // A fresh portal session for the same organization, every capability, one day.
+        let portal = mint_portal_session(
+            &org,
+            Capability::ALL.to_vec(),
+            Duration::from_secs(DEFAULT_EXPIRES_IN_SECS),
+            capy_shared::domain::time::now(),
+        );
+        deps.portal_sessions
+            .create(&portal.record)
+            .await
+            .map_err(|e| e.to_string())?;
+        let base = settings
+            .portal_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        println!(
+            "Customer portal for organization {org} (session {}, valid 24 h):\n  {base}/portal/#token={}\n",
+            portal.record.id, portal.token
+        );
             let d = d.clone();
             async move { consumers::deliver::deliver_batch(&d, e).await }
         }));

@@ -1,4 +1,6 @@
-//! Credentials: API keys (`capy_live_…`, stored as SHA-256) and Clerk session tokens (RS256).
+//! Credentials: API keys (`capy_live_…`, stored as SHA-256), portal session tokens
+//! (`capy_portal_…`, stored as SHA-256, scoped by capability, expiring) and Clerk session
+//! tokens (RS256).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,10 +14,17 @@ use subtle::ConstantTimeEq;
 use tokio::sync::RwLock;
 
 use crate::domain::api_key::ApiKeyRecord;
-use crate::ports::{ApiKeyStore, StoreError};
+use crate::domain::ids::PortalSessionId;
+use crate::domain::portal_session::{Capability, PortalAccess, PortalSessionRecord};
+use crate::domain::time::Timestamp;
+use crate::ports::{ApiKeyStore, PortalSessionStore, StoreError};
 
 pub const API_KEY_PREFIX: &str = "capy_live_";
 const API_KEY_RANDOM_CHARS: usize = 40;
+pub const PORTAL_TOKEN_PREFIX: &str = "capy_portal_";
+/// A portal token is its prefix, its session's id without the `ps_` (a 26-character ULID,
+/// so the session is found by key) and this many random characters (238 bits).
+const PORTAL_TOKEN_RANDOM_CHARS: usize = 40;
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// A freshly minted key; shown once, then only its hash exists.
@@ -32,12 +41,15 @@ impl std::fmt::Debug for NewApiKey {
     }
 }
 
-pub fn mint_api_key(organization_id: &str, project_id: Option<&str>) -> NewApiKey {
+fn random_base62(n: usize) -> String {
     let mut rng = rand::rng();
-    let random: String = (0..API_KEY_RANDOM_CHARS)
+    (0..n)
         .map(|_| BASE62[rng.random_range(0..BASE62.len())] as char)
-        .collect();
-    let key = format!("{API_KEY_PREFIX}{random}");
+        .collect()
+}
+
+pub fn mint_api_key(organization_id: &str, project_id: Option<&str>) -> NewApiKey {
+    let key = format!("{API_KEY_PREFIX}{}", random_base62(API_KEY_RANDOM_CHARS));
     NewApiKey {
         record: ApiKeyRecord {
             key_hash: hash_api_key(&key),
@@ -52,6 +64,62 @@ pub fn mint_api_key(organization_id: &str, project_id: Option<&str>) -> NewApiKe
 
 pub fn hash_api_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// A freshly minted portal session; the token is shown once (in the portal URL), then only
+/// its hash exists.
+pub struct NewPortalSession {
+    pub token: String,
+    pub record: PortalSessionRecord,
+}
+
+impl std::fmt::Debug for NewPortalSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewPortalSession")
+            .field("record", &self.record)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A session of `organization_id` with `capabilities` (sorted, deduplicated) from `now` until
+/// `now + expires_in`.
+pub fn mint_portal_session(
+    organization_id: &str,
+    capabilities: Vec<Capability>,
+    expires_in: Duration,
+    now: Timestamp,
+) -> NewPortalSession {
+    let id = PortalSessionId::new();
+    let token = format!(
+        "{PORTAL_TOKEN_PREFIX}{}{}",
+        id.ulid(),
+        random_base62(PORTAL_TOKEN_RANDOM_CHARS)
+    );
+    NewPortalSession {
+        record: PortalSessionRecord {
+            id,
+            token_hash: hash_api_key(&token),
+            organization_id: organization_id.to_owned(),
+            capabilities,
+            created_at: now,
+            expires_at: crate::domain::time::after(now, expires_in),
+            revoked_at: None,
+        },
+        token,
+    }
+}
+
+/// The session a well-formed portal token names, or `None` for anything else.
+fn portal_token_session(token: &str) -> Option<PortalSessionId> {
+    let rest = token.strip_prefix(PORTAL_TOKEN_PREFIX)?;
+    if rest.len() != 26 + PORTAL_TOKEN_RANDOM_CHARS
+        || !rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return None;
+    }
+    format!("{}{}", PortalSessionId::PREFIX, &rest[..26])
+        .parse()
+        .ok()
 }
 
 fn looks_like_api_key(s: &str) -> bool {
@@ -71,6 +139,18 @@ pub enum Principal {
         user_id: String,
         organization_id: Option<String>,
     },
+    /// A portal session: its organization's routes, within its capabilities.
+    Portal(PortalPrincipal),
+}
+
+/// What a live portal session grants, as its record says (without the hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalPrincipal {
+    pub session_id: PortalSessionId,
+    pub organization_id: String,
+    pub capabilities: Vec<Capability>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
 }
 
 impl Principal {
@@ -82,6 +162,16 @@ impl Principal {
             Self::Session {
                 organization_id, ..
             } => organization_id.as_deref(),
+            Self::Portal(p) => Some(&p.organization_id),
+        }
+    }
+
+    /// Whether this principal may call a route of `access`. API keys and dashboard sessions
+    /// act for their whole organization; a portal session within its capabilities.
+    pub fn may(&self, access: PortalAccess) -> bool {
+        match self {
+            Self::Portal(p) => crate::domain::portal_session::grants(&p.capabilities, access),
+            Self::ApiKey { .. } | Self::Session { .. } => true,
         }
     }
 
@@ -93,6 +183,7 @@ impl Principal {
             } => "project_api_key",
             Self::ApiKey { .. } => "api_key",
             Self::Session { .. } => "session",
+            Self::Portal(_) => "portal_session",
         }
     }
 }
@@ -273,11 +364,22 @@ impl JwtVerifier {
 pub struct Authenticator {
     keys: Arc<dyn ApiKeyStore>,
     jwt: Option<JwtVerifier>,
+    portal: Option<Arc<dyn PortalSessionStore>>,
 }
 
 impl Authenticator {
     pub fn new(keys: Arc<dyn ApiKeyStore>, jwt: Option<JwtVerifier>) -> Self {
-        Self { keys, jwt }
+        Self {
+            keys,
+            jwt,
+            portal: None,
+        }
+    }
+
+    /// Accepts portal tokens checked against `store` (without it, they are unrecognized).
+    pub fn with_portal_sessions(mut self, store: Arc<dyn PortalSessionStore>) -> Self {
+        self.portal = Some(store);
+        self
     }
 
     /// Checks the `Authorization` header and that the caller may act for `org`.
@@ -308,6 +410,9 @@ impl Authenticator {
         if credential.starts_with(API_KEY_PREFIX) {
             return self.api_key(credential).await;
         }
+        if credential.starts_with(PORTAL_TOKEN_PREFIX) {
+            return self.portal_token(credential).await;
+        }
         match &self.jwt {
             Some(v) if credential.matches('.').count() == 2 => v.verify(credential).await,
             _ => Err(AuthError::Invalid("unrecognized credential")),
@@ -335,6 +440,36 @@ impl Authenticator {
             organization_id: record.organization_id,
             project_id: record.project_id,
         })
+    }
+
+    async fn portal_token(&self, token: &str) -> Result<Principal, AuthError> {
+        let store = self
+            .portal
+            .as_ref()
+            .ok_or(AuthError::Invalid("portal sessions are not enabled here"))?;
+        let id = portal_token_session(token).ok_or(AuthError::Invalid("malformed portal token"))?;
+        let record = store
+            .get(id)
+            .await?
+            .ok_or(AuthError::Invalid("unknown portal session"))?;
+        // The id is public (it is in the mint response); the random part is checked here.
+        let hash = hash_api_key(token);
+        if !bool::from(record.token_hash.as_bytes().ct_eq(hash.as_bytes())) {
+            return Err(AuthError::Invalid("unknown portal session"));
+        }
+        if record.revoked_at.is_some() {
+            return Err(AuthError::Invalid("revoked portal session"));
+        }
+        if !record.is_live(crate::domain::time::now()) {
+            return Err(AuthError::Invalid("expired portal session"));
+        }
+        Ok(Principal::Portal(PortalPrincipal {
+            session_id: record.id,
+            organization_id: record.organization_id,
+            capabilities: record.capabilities,
+            created_at: record.created_at,
+            expires_at: record.expires_at,
+        }))
     }
 }
 
@@ -421,6 +556,87 @@ mod tests {
         assert!(matches!(
             auth.authorize(Some(&bearer(&org_key.key)), "org_a").await,
             Err(AuthError::Invalid("revoked API key"))
+        ));
+    }
+
+    #[tokio::test]
+    async fn portal_tokens_are_hashed_scoped_expiring_and_revocable() {
+        use crate::adapters::memory::MemoryPortalSessions;
+        let sessions = Arc::new(MemoryPortalSessions::default());
+        let auth = Authenticator::new(Arc::new(MemoryApiKeys::default()), None)
+            .with_portal_sessions(sessions.clone());
+        let now = crate::domain::time::now();
+        let minted = mint_portal_session(
+            "org_a",
+            vec![Capability::Read],
+            Duration::from_secs(300),
+            now,
+        );
+        assert!(minted.token.starts_with(PORTAL_TOKEN_PREFIX));
+        assert_eq!(portal_token_session(&minted.token), Some(minted.record.id));
+        assert_eq!(minted.record.token_hash, hash_api_key(&minted.token));
+        assert!(!format!("{minted:?}").contains(&minted.token));
+        assert!(!format!("{minted:?}").contains(&minted.record.token_hash));
+        sessions.create(&minted.record).await.expect("create");
+
+        let bearer = format!("Bearer {}", minted.token);
+        let p = auth
+            .authorize(Some(&bearer), "org_a")
+            .await
+            .expect("portal");
+        assert_eq!(p.kind(), "portal_session");
+        assert!(p.may(PortalAccess::Needs(Capability::Read)));
+        assert!(!p.may(PortalAccess::Needs(Capability::Replay)));
+        assert!(p.may(PortalAccess::OwnSession));
+        assert!(!p.may(PortalAccess::Closed));
+        assert!(matches!(
+            auth.authorize(Some(&bearer), "org_b").await,
+            Err(AuthError::WrongOrganization)
+        ));
+        // Same session id, other random part: the hash decides.
+        let mut forged = minted.token.clone();
+        let last = forged.pop().expect("char");
+        forged.push(if last == 'a' { 'b' } else { 'a' });
+        assert!(matches!(
+            auth.authorize(Some(&format!("Bearer {forged}")), "org_a")
+                .await,
+            Err(AuthError::Invalid("unknown portal session"))
+        ));
+        // Without a session store, a portal token is simply not accepted.
+        let plain = Authenticator::new(Arc::new(MemoryApiKeys::default()), None);
+        assert!(matches!(
+            plain.authorize(Some(&bearer), "org_a").await,
+            Err(AuthError::Invalid(_))
+        ));
+
+        let expired = mint_portal_session(
+            "org_a",
+            vec![Capability::Read],
+            Duration::from_secs(300),
+            now - chrono::TimeDelta::seconds(301),
+        );
+        sessions.create(&expired.record).await.expect("create");
+        assert!(matches!(
+            auth.authorize(Some(&format!("Bearer {}", expired.token)), "org_a")
+                .await,
+            Err(AuthError::Invalid("expired portal session"))
+        ));
+
+        assert!(
+            !sessions
+                .revoke("org_b", minted.record.id, now)
+                .await
+                .expect("revoke")
+        );
+        assert!(
+            sessions
+                .revoke("org_a", minted.record.id, now)
+                .await
+                .expect("revoke")
+        );
+        assert!(matches!(
+            auth.authorize(Some(&bearer), "org_a").await,
+            Err(AuthError::Invalid("revoked portal session"))
         ));
     }
 }

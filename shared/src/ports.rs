@@ -375,3 +375,25 @@ pub struct OperatorEvent {
 pub trait OperatorBus: Send + Sync {
     async fn put(&self, events: &[OperatorEvent]) -> Result<(), BusError>;
 }
+
+/// Portal sessions, by id (a token names its session; the store holds only its hash).
+#[async_trait]
+pub trait PortalSessionStore: Send + Sync {
+    /// Fails with `Conflict` if the id exists.
+    async fn create(
+        &self,
+        s: &crate::domain::portal_session::PortalSessionRecord,
+    ) -> Result<(), StoreError>;
+    async fn get(
+        &self,
+        id: crate::domain::ids::PortalSessionId,
+    ) -> Result<Option<crate::domain::portal_session::PortalSessionRecord>, StoreError>;
+    /// Marks the organization's session revoked at `at` (a revoked one keeps its first
+    /// revocation time); returns whether the organization has such a session.
+    async fn revoke(
+        &self,
+        org: &str,
+        id: crate::domain::ids::PortalSessionId,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+}

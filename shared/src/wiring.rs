@@ -41,6 +41,7 @@ pub fn policy(settings: &Settings) -> Policy {
         retention: settings.retention,
         park_after: settings.park_after,
         sweep_grace: settings.sweep_grace,
+        portal_base_url: settings.portal_base_url.clone(),
         disable_after: settings.disable_after,
         disable_warning_lead: settings.disable_warning_lead,
     }
@@ -64,7 +65,7 @@ pub async fn aws(settings: &Settings, requires: Requires) -> Result<Deps, String
     };
     let table = Arc::new(table);
     Ok(Deps {
-        auth: config::authenticator(settings, &table)?,
+        auth: config::authenticator(settings, &table)?.with_portal_sessions(table.clone()),
         endpoints: table.clone(),
         deliveries: table.clone(),
         events: table.clone(),
@@ -72,6 +73,7 @@ pub async fn aws(settings: &Settings, requires: Requires) -> Result<Deps, String
         markers: table.clone(),
         idempotency: table,
         operator_bus: match &settings.operator_event_bus {
+        portal_sessions: table.clone(),
             Some(bus) => Arc::new(EventBridgeBus::new(&sdk, bus)),
             None => Arc::new(NoBus),
         },
@@ -89,7 +91,8 @@ pub async fn aws(settings: &Settings, requires: Requires) -> Result<Deps, String
 /// Every port on the in-memory twins (unit tests, benchmarks of our own code).
 pub fn memory(stores: &MemoryStores, policy: Policy, cipher: Arc<dyn SecretCipher>) -> Deps {
     Deps {
-        auth: Authenticator::new(stores.keys.clone(), None),
+        auth: Authenticator::new(stores.keys.clone(), None)
+            .with_portal_sessions(stores.portal_sessions.clone()),
         endpoints: stores.endpoints.clone(),
         deliveries: stores.deliveries.clone(),
         events: stores.events.clone(),
@@ -108,6 +111,7 @@ pub fn memory(stores: &MemoryStores, policy: Policy, cipher: Arc<dyn SecretCiphe
         fan_out_visibility: stores.queue.clone(),
         cipher,
         sender: crate::http::Sender::new(policy.destinations.clone()),
+        portal_sessions: stores.portal_sessions.clone(),
         policy,
     }
 }

@@ -468,7 +468,7 @@ async fn history(s: &Stores, ep: EndpointId, n: usize) -> Vec<Delivery> {
         s.deliveries.save(&d, Expected::New).await.expect("save");
         all.push(d);
     }
-    all.sort_by(|a, b| b.id.cmp(&a.id));
+    all.sort_by_key(|d| std::cmp::Reverse(d.id));
     all
 }
 
@@ -783,7 +783,7 @@ async fn event_list_filters_and_cursor(s: &Stores) {
     let mut foreign = Event::new(OTHER_ORG, "invoice.paid", "{}".into(), base);
     foreign.id = EventId::highest_at(base + TimeDelta::seconds(3));
     s.events.create(&foreign).await.expect("create");
-    all.sort_by(|a, b| b.id.cmp(&a.id));
+    all.sort_by_key(|d| std::cmp::Reverse(d.id));
     let ids = |f: &dyn Fn(&Event) -> bool| -> Vec<EventId> {
         all.iter().filter(|e| f(e)).map(|e| e.id).collect()
     };

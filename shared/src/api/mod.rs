@@ -8,7 +8,9 @@ pub mod error;
 mod events;
 pub mod input;
 pub mod routes;
+mod portal_sessions;
 pub mod views;
+mod stats;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -17,6 +19,7 @@ use serde_json::Value;
 use crate::auth::Principal;
 use crate::domain::ids::{DeliveryId, EndpointId, EventId, is_valid_org_id};
 use crate::services::Deps;
+use crate::domain::portal_session::PortalAccess;
 
 use error::ApiError;
 pub use routes::{PathParams, Route, RouteMiss, match_route};
@@ -69,6 +72,10 @@ async fn dispatch(deps: &Deps, route: Route, req: ApiRequest) -> Result<ApiRespo
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let principal = deps
+    // The one route outside an organization: its token says which one.
+    if route == Route::GetPortalSession {
+        return portal_sessions::current(deps, authorization).await;
+    }
         .auth
         .authorize(authorization, &org)
         .await
@@ -78,6 +85,17 @@ async fn dispatch(deps: &Deps, route: Route, req: ApiRequest) -> Result<ApiRespo
         return Err(ApiError::NotFound("no such organization".into()));
     }
     tracing::debug!(route = ?route, principal = principal.kind(), org = %org, "authorized");
+    // A portal token only within its capabilities; some routes are closed to it entirely.
+    let access = route.portal_access();
+    if !principal.may(access) {
+        return Err(ApiError::ForbiddenAction(match access {
+            PortalAccess::Needs(c) => format!(
+                "this portal session does not have the {:?} capability",
+                c.as_str()
+            ),
+            _ => "a portal session cannot call this route".into(),
+        }));
+    }
     let ctx = Ctx {
         deps,
         org: &org,
@@ -97,6 +115,11 @@ async fn dispatch(deps: &Deps, route: Route, req: ApiRequest) -> Result<ApiRespo
         Route::ListEvents => events::list(&ctx).await,
         Route::GetEvent => events::get(&ctx).await,
     }
+        Route::CreatePortalSession => portal_sessions::create(&ctx).await,
+        Route::DeletePortalSession => portal_sessions::delete(&ctx).await,
+        Route::GetEndpointStats => stats::get(&ctx).await,
+        // Answered above, before the organization check.
+        Route::GetPortalSession => portal_sessions::current(deps, authorization).await,
 }
 
 /// What a handler sees: the deps, the organization the credential was checked against,

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use http::Method;
 
+use crate::domain::portal_session::{Capability, PortalAccess};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Route {
     ListEndpoints,
@@ -18,12 +20,16 @@ pub enum Route {
     PublishEvent,
     ListEvents,
     GetEvent,
+    CreatePortalSession,
+    DeletePortalSession,
+    GetPortalSession,
+    GetEndpointStats,
 }
 
 const ORG: &str = "/v1/organizations/{organization_id}";
 
 impl Route {
-    pub const ALL: [Route; 11] = [
+    pub const ALL: [Route; 15] = [
         Route::ListEndpoints,
         Route::CreateEndpoint,
         Route::UpdateEndpoint,
@@ -35,6 +41,10 @@ impl Route {
         Route::PublishEvent,
         Route::ListEvents,
         Route::GetEvent,
+        Route::CreatePortalSession,
+        Route::DeletePortalSession,
+        Route::GetPortalSession,
+        Route::GetEndpointStats,
     ];
 
     pub fn method(self) -> Method {
@@ -43,13 +53,40 @@ impl Route {
             | Self::ListDeliveries
             | Self::GetDelivery
             | Self::ListEvents
-            | Self::GetEvent => Method::GET,
+            | Self::GetEvent
+            | Self::GetPortalSession
+            | Self::GetEndpointStats => Method::GET,
             Self::CreateEndpoint
             | Self::RotateSecret
             | Self::RetryDelivery
-            | Self::PublishEvent => Method::POST,
+            | Self::PublishEvent
+            | Self::CreatePortalSession => Method::POST,
             Self::UpdateEndpoint => Method::PATCH,
-            Self::DeleteEndpoint => Method::DELETE,
+            Self::DeleteEndpoint | Self::DeletePortalSession => Method::DELETE,
+        }
+    }
+
+    /// Which portal sessions may call this route: those with one capability, any (the route
+    /// describes the session itself), or none (publishing, minting or revoking credentials).
+    /// API keys and dashboard sessions may call every route of their organization. No
+    /// wildcard arm: a new route must say what it needs.
+    pub fn portal_access(self) -> PortalAccess {
+        use Capability::*;
+        use PortalAccess::*;
+        match self {
+            Self::ListEndpoints
+            | Self::ListDeliveries
+            | Self::GetDelivery
+            | Self::ListEvents
+            | Self::GetEvent
+            | Self::GetEndpointStats => Needs(Read),
+            Self::CreateEndpoint
+            | Self::UpdateEndpoint
+            | Self::DeleteEndpoint
+            | Self::RotateSecret => Needs(ManageEndpoints),
+            Self::RetryDelivery => Needs(Replay),
+            Self::GetPortalSession => OwnSession,
+            Self::PublishEvent | Self::CreatePortalSession | Self::DeletePortalSession => Closed,
         }
     }
 
@@ -71,11 +108,20 @@ impl Route {
             }
             Self::PublishEvent | Self::ListEvents => "/events",
             Self::GetEvent => "/events/{event_id}",
+            Self::CreatePortalSession => "/portal-sessions",
+            Self::DeletePortalSession => "/portal-sessions/{session_id}",
+            Self::GetEndpointStats => "/webhook-endpoints/{endpoint_id}/stats",
+            // Not under an organization: see `path`.
+            Self::GetPortalSession => "",
         }
     }
 
     pub fn path(self) -> String {
-        format!("{ORG}{}", self.suffix())
+        match self {
+            // The portal page asks which organization and capabilities its token has.
+            Self::GetPortalSession => "/v1/portal-session".into(),
+            _ => format!("{ORG}{}", self.suffix()),
+        }
     }
 
     /// The Lambda binary (and SAM function) serving this route.
@@ -92,6 +138,10 @@ impl Route {
             Self::PublishEvent => "publish-event",
             Self::ListEvents => "list-events",
             Self::GetEvent => "get-event",
+            Self::CreatePortalSession => "create-portal-session",
+            Self::DeletePortalSession => "delete-portal-session",
+            Self::GetPortalSession => "get-portal-session",
+            Self::GetEndpointStats => "get-endpoint-stats",
         }
     }
 
@@ -99,7 +149,7 @@ impl Route {
     /// held to it). No wildcard arm.
     pub fn success_status(self) -> u16 {
         match self {
-            Self::CreateEndpoint => 201,
+            Self::CreateEndpoint | Self::CreatePortalSession => 201,
             // The work is queued, not done.
             Self::RetryDelivery | Self::PublishEvent => 202,
             Self::ListEndpoints
@@ -109,7 +159,10 @@ impl Route {
             | Self::ListDeliveries
             | Self::GetDelivery
             | Self::ListEvents
-            | Self::GetEvent => 200,
+            | Self::GetEvent
+            | Self::DeletePortalSession
+            | Self::GetPortalSession
+            | Self::GetEndpointStats => 200,
         }
     }
 }
@@ -200,5 +253,22 @@ mod tests {
             let concrete = r.path().replace(['{', '}'], "");
             assert_eq!(match_route(&r.method(), &concrete).map(|m| m.0), Ok(r));
         }
+    }
+
+    #[test]
+    fn a_read_only_portal_session_can_write_nothing() {
+        for r in Route::ALL {
+            if r.method() != Method::GET {
+                assert_ne!(
+                    r.portal_access(),
+                    PortalAccess::Needs(Capability::Read),
+                    "{r:?} writes"
+                );
+            }
+        }
+        assert_eq!(
+            match_route(&Method::GET, "/v1/portal-session").map(|m| m.0),
+            Ok(Route::GetPortalSession)
+        );
     }
 }

@@ -6,6 +6,7 @@ pub mod endpoints;
 pub mod fan_out;
 pub mod operational;
 pub mod publish;
+pub mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub struct Policy {
     pub disable_warning_lead: Duration,
 }
 
+    /// Where portal URLs point (`PORTAL_BASE_URL`); `None`: the request's own origin.
+    pub portal_base_url: Option<String>,
 /// Every port, built once by [`crate::wiring`]; each use case touches only its part.
 pub struct Deps {
     pub auth: Authenticator,
@@ -43,6 +46,7 @@ pub struct Deps {
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub queue: Arc<dyn DeliveryQueue>,
     pub visibility: Arc<dyn VisibilityControl>,
+    pub portal_sessions: Arc<dyn PortalSessionStore>,
     pub fan_out_queue: Arc<dyn FanOutQueue>,
     pub fan_out_visibility: Arc<dyn VisibilityControl>,
     pub cipher: Arc<dyn SecretCipher>,

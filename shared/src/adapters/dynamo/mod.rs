@@ -10,6 +10,7 @@
 //! | API key         | `KEY#{sha256}`         | `KEY`          |
 //! | publish claim   | `ORG#{org}`            | `IDEM#{key}`   |
 //! | ops marker      | `OPS#{endpoint}`       | `MARK#{name}`  |
+//! | portal session  | `PS#{id}`              | `PS`           |
 //!
 //! Deliveries waiting for the sweeper also carry `sweep_pk`/`sweep_sk` (a sparse GSI).
 
@@ -22,6 +23,7 @@ mod markers;
 mod reader;
 pub mod schema;
 
+mod portal_sessions;
 use std::collections::HashMap;
 use std::time::Duration;
 

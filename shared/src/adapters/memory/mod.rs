@@ -9,6 +9,7 @@ mod events;
 mod idempotency;
 mod markers;
 mod queue;
+mod portal_sessions;
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -20,6 +21,7 @@ pub use idempotency::MemoryIdempotency;
 pub use markers::MemoryMarkers;
 pub use queue::MemoryQueue;
 
+pub use portal_sessions::MemoryPortalSessions;
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere must not wedge every later test; the data is still consistent per call.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -35,4 +37,5 @@ pub struct MemoryStores {
     pub idempotency: std::sync::Arc<MemoryIdempotency>,
     pub queue: std::sync::Arc<MemoryQueue>,
     pub markers: std::sync::Arc<MemoryMarkers>,
+    pub portal_sessions: std::sync::Arc<MemoryPortalSessions>,
 }
