@@ -471,3 +471,52 @@ async fn the_table_capy_serve_creates_is_the_templates() {
         "Table::ensure on moto vs template.yaml's Table"
     );
 }
+
+/// Every `.rs` file under `dir`, as text.
+fn sources(dir: &Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|x| x == "rs") {
+            out.push(std::fs::read_to_string(&path).expect("source"));
+        }
+    }
+}
+
+/// A misspelt variable in the template is silently ignored by the functions (they fall back
+/// to defaults), so every name the template sets must be one the code reads.
+#[test]
+fn every_variable_the_template_sets_is_read_by_the_code() {
+    let t = yaml("template.yaml");
+    let mut names = BTreeSet::new();
+    let mut collect = |vars: &Value| {
+        for k in vars.as_mapping().into_iter().flat_map(|m| m.keys()) {
+            names.insert(s(k).expect("variable name").to_owned());
+        }
+    };
+    collect(&t["Globals"]["Function"]["Environment"]["Variables"]);
+    for res in t["Resources"].as_mapping().expect("Resources").values() {
+        if s(&res["Type"]) == Some("AWS::Serverless::Function") {
+            collect(&res["Properties"]["Environment"]["Variables"]);
+        }
+    }
+    let mut code = Vec::new();
+    for dir in ["shared/src", "functions/src"] {
+        sources(&workspace_root().join(dir), &mut code);
+    }
+    // STAGE is for people reading a function's configuration and tags; no code reads it.
+    let unread: Vec<&String> = names
+        .iter()
+        .filter(|n| n.as_str() != "STAGE")
+        .filter(|n| !code.iter().any(|src| src.contains(&format!("\"{n}\""))))
+        .collect();
+    assert!(
+        names.len() > 20,
+        "found the template's variables: {names:?}"
+    );
+    assert!(
+        unread.is_empty(),
+        "template.yaml sets variables no code reads: {unread:?}"
+    );
+}
