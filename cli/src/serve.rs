@@ -203,15 +203,6 @@ pub async fn run(addr: SocketAddr, dev_key_org: Option<String>) -> Result<(), St
             "Try:\n  curl -s -X POST http://{addr}/v1/organizations/{org}/webhook-endpoints \\\n    -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' \\\n    -d '{{\"url\": \"https://example.com/webhooks\"}}'\n",
             minted.key
         );
-    }
-
-    let pollers: usize = env_or("CAPY_POLLERS", "4")
-        .parse()
-        .map_err(|_| "CAPY_POLLERS must be a number")?;
-    let wait = env_duration("CAPY_POLL_WAIT", "2s")?;
-    for _ in 0..pollers {
-        let d = deps.clone();
-        tokio::spawn(poll(deliveries.main.clone(), wait, move |e| {
         // A fresh portal session for the same organization, every capability, one day.
         let portal = mint_portal_session(
             &org,
@@ -231,6 +222,15 @@ pub async fn run(addr: SocketAddr, dev_key_org: Option<String>) -> Result<(), St
             "Customer portal for organization {org} (session {}, valid 24 h):\n  {base}/portal/#token={}\n",
             portal.record.id, portal.token
         );
+    }
+
+    let pollers: usize = env_or("CAPY_POLLERS", "4")
+        .parse()
+        .map_err(|_| "CAPY_POLLERS must be a number")?;
+    let wait = env_duration("CAPY_POLL_WAIT", "2s")?;
+    for _ in 0..pollers {
+        let d = deps.clone();
+        tokio::spawn(poll(deliveries.main.clone(), wait, move |e| {
             let d = d.clone();
             async move { consumers::deliver::deliver_batch(&d, e).await }
         }));

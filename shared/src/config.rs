@@ -38,11 +38,11 @@ pub struct Settings {
     /// How long a message sent outside a consumer (retry, replay, resend) may take before
     /// the sweeper sends it again (`SWEEP_GRACE`, default 15 min).
     pub sweep_grace: Duration,
-    /// The operator's EventBridge bus (`OPERATOR_EVENT_BUS`, a name or ARN); unset or
-    /// empty: no operator events.
     /// The origin portal URLs point at (`PORTAL_BASE_URL`, e.g. `https://api.example.com`);
     /// unset, the origin the mint request came in on.
     pub portal_base_url: Option<String>,
+    /// The operator's EventBridge bus (`OPERATOR_EVENT_BUS`, a name or ARN); unset or
+    /// empty: no operator events.
     pub operator_event_bus: Option<String>,
     /// How long a failure streak lasts before it disables the endpoint (`DISABLE_AFTER`,
     /// default 5 days; shorter only for tests and drills).
@@ -134,14 +134,14 @@ impl Settings {
             retention: duration_var("RETENTION", DEFAULT_RETENTION)?,
             park_after: duration_var("PARK_AFTER", Duration::from_secs(15 * 60))?,
             sweep_grace: duration_var("SWEEP_GRACE", Duration::from_secs(15 * 60))?,
+            portal_base_url: var("PORTAL_BASE_URL")
+                .map(|u| portal_base_url(&u))
+                .transpose()?,
             operator_event_bus: var("OPERATOR_EVENT_BUS"),
             disable_after: duration_var(
                 "DISABLE_AFTER",
                 crate::domain::health::DISABLE_AFTER
                     .to_std()
-            portal_base_url: var("PORTAL_BASE_URL")
-                .map(|u| portal_base_url(&u))
-                .transpose()?,
                     .unwrap_or(Duration::MAX),
             )?,
             disable_warning_lead: duration_var(
@@ -164,6 +164,17 @@ impl Settings {
     }
 }
 
+/// `PORTAL_BASE_URL`: an http(s) origin (a path prefix is kept), without a trailing slash.
+fn portal_base_url(v: &str) -> Result<String, String> {
+    let u = url::Url::parse(v).map_err(|e| format!("PORTAL_BASE_URL: {e}"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.query().is_some() || u.fragment().is_some() {
+        return Err(format!(
+            "PORTAL_BASE_URL must be an http(s) URL without query or fragment, not {v:?}"
+        ));
+    }
+    Ok(v.trim_end_matches('/').to_owned())
+}
+
 /// The AWS SDK's shared config: region, credentials, `AWS_ENDPOINT_URL`; built once per process.
 ///
 /// The HTTP client is the SDK's own hyper + rustls client on aws-lc-rs, but on AWS it trusts
@@ -177,17 +188,6 @@ pub async fn aws_config() -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(sdk_http_client(SdkTrust::from_env()))
         .retry_config(sdk_retry());
-/// `PORTAL_BASE_URL`: an http(s) origin (a path prefix is kept), without a trailing slash.
-fn portal_base_url(v: &str) -> Result<String, String> {
-    let u = url::Url::parse(v).map_err(|e| format!("PORTAL_BASE_URL: {e}"))?;
-    if !matches!(u.scheme(), "http" | "https") || u.query().is_some() || u.fragment().is_some() {
-        return Err(format!(
-            "PORTAL_BASE_URL must be an http(s) URL without query or fragment, not {v:?}"
-        ));
-    }
-    Ok(v.trim_end_matches('/').to_owned())
-}
-
     // Pointed at an emulator with no credentials or region configured: use dummy ones rather
     // than walk the credential chain (IMDS timeouts) and fail on a missing region.
     if var("AWS_ENDPOINT_URL").is_some() {

@@ -70,10 +70,10 @@ pub async fn aws(settings: &Settings, requires: Requires) -> Result<Deps, String
         deliveries: table.clone(),
         events: table.clone(),
         reader: table.clone(),
+        portal_sessions: table.clone(),
         markers: table.clone(),
         idempotency: table,
         operator_bus: match &settings.operator_event_bus {
-        portal_sessions: table.clone(),
             Some(bus) => Arc::new(EventBridgeBus::new(&sdk, bus)),
             None => Arc::new(NoBus),
         },
@@ -105,13 +105,13 @@ pub fn memory(stores: &MemoryStores, policy: Policy, cipher: Arc<dyn SecretCiphe
         markers: stores.markers.clone(),
         operator_bus: Arc::new(NoBus),
         metrics: Metrics::off(),
+        portal_sessions: stores.portal_sessions.clone(),
         queue: stores.queue.clone(),
         visibility: stores.queue.clone(),
         fan_out_queue: stores.queue.clone(),
         fan_out_visibility: stores.queue.clone(),
         cipher,
         sender: crate::http::Sender::new(policy.destinations.clone()),
-        portal_sessions: stores.portal_sessions.clone(),
         policy,
     }
 }

@@ -7,10 +7,10 @@ mod endpoints;
 pub mod error;
 mod events;
 pub mod input;
-pub mod routes;
 mod portal_sessions;
-pub mod views;
+pub mod routes;
 mod stats;
+pub mod views;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use crate::auth::Principal;
 use crate::domain::ids::{DeliveryId, EndpointId, EventId, is_valid_org_id};
-use crate::services::Deps;
 use crate::domain::portal_session::PortalAccess;
+use crate::services::Deps;
 
 use error::ApiError;
 pub use routes::{PathParams, Route, RouteMiss, match_route};
@@ -71,11 +71,11 @@ async fn dispatch(deps: &Deps, route: Route, req: ApiRequest) -> Result<ApiRespo
         .headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let principal = deps
     // The one route outside an organization: its token says which one.
     if route == Route::GetPortalSession {
         return portal_sessions::current(deps, authorization).await;
     }
+    let principal = deps
         .auth
         .authorize(authorization, &org)
         .await
@@ -84,7 +84,6 @@ async fn dispatch(deps: &Deps, route: Route, req: ApiRequest) -> Result<ApiRespo
     if !is_valid_org_id(&org) {
         return Err(ApiError::NotFound("no such organization".into()));
     }
-    tracing::debug!(route = ?route, principal = principal.kind(), org = %org, "authorized");
     // A portal token only within its capabilities; some routes are closed to it entirely.
     let access = route.portal_access();
     if !principal.may(access) {
@@ -96,6 +95,7 @@ async fn dispatch(deps: &Deps, route: Route, req: ApiRequest) -> Result<ApiRespo
             _ => "a portal session cannot call this route".into(),
         }));
     }
+    tracing::debug!(route = ?route, principal = principal.kind(), org = %org, "authorized");
     let ctx = Ctx {
         deps,
         org: &org,
@@ -114,12 +114,12 @@ async fn dispatch(deps: &Deps, route: Route, req: ApiRequest) -> Result<ApiRespo
         Route::PublishEvent => events::publish(&ctx).await,
         Route::ListEvents => events::list(&ctx).await,
         Route::GetEvent => events::get(&ctx).await,
-    }
         Route::CreatePortalSession => portal_sessions::create(&ctx).await,
         Route::DeletePortalSession => portal_sessions::delete(&ctx).await,
         Route::GetEndpointStats => stats::get(&ctx).await,
         // Answered above, before the organization check.
         Route::GetPortalSession => portal_sessions::current(deps, authorization).await,
+    }
 }
 
 /// What a handler sees: the deps, the organization the credential was checked against,

@@ -32,10 +32,10 @@ pub struct Policy {
     /// How long before `disable_at` the `capy.endpoint.disable_scheduled` event goes out
     /// (`DISABLE_WARNING_LEAD`, default 24 h).
     pub disable_warning_lead: Duration,
-}
-
     /// Where portal URLs point (`PORTAL_BASE_URL`); `None`: the request's own origin.
     pub portal_base_url: Option<String>,
+}
+
 /// Every port, built once by [`crate::wiring`]; each use case touches only its part.
 pub struct Deps {
     pub auth: Authenticator,
@@ -44,9 +44,9 @@ pub struct Deps {
     pub events: Arc<dyn EventStore>,
     pub reader: Arc<dyn DeliveryReader>,
     pub idempotency: Arc<dyn IdempotencyStore>,
+    pub portal_sessions: Arc<dyn PortalSessionStore>,
     pub queue: Arc<dyn DeliveryQueue>,
     pub visibility: Arc<dyn VisibilityControl>,
-    pub portal_sessions: Arc<dyn PortalSessionStore>,
     pub fan_out_queue: Arc<dyn FanOutQueue>,
     pub fan_out_visibility: Arc<dyn VisibilityControl>,
     pub cipher: Arc<dyn SecretCipher>,

@@ -20,10 +20,10 @@ mod endpoints;
 mod events;
 mod idempotency;
 mod markers;
+mod portal_sessions;
 mod reader;
 pub mod schema;
 
-mod portal_sessions;
 use std::collections::HashMap;
 use std::time::Duration;
 

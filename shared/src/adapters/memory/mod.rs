@@ -8,8 +8,8 @@ mod endpoints;
 mod events;
 mod idempotency;
 mod markers;
-mod queue;
 mod portal_sessions;
+mod queue;
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -19,9 +19,9 @@ pub use endpoints::MemoryEndpoints;
 pub use events::MemoryEvents;
 pub use idempotency::MemoryIdempotency;
 pub use markers::MemoryMarkers;
+pub use portal_sessions::MemoryPortalSessions;
 pub use queue::MemoryQueue;
 
-pub use portal_sessions::MemoryPortalSessions;
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere must not wedge every later test; the data is still consistent per call.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -35,7 +35,7 @@ pub struct MemoryStores {
     pub events: std::sync::Arc<MemoryEvents>,
     pub keys: std::sync::Arc<MemoryApiKeys>,
     pub idempotency: std::sync::Arc<MemoryIdempotency>,
+    pub portal_sessions: std::sync::Arc<MemoryPortalSessions>,
     pub queue: std::sync::Arc<MemoryQueue>,
     pub markers: std::sync::Arc<MemoryMarkers>,
-    pub portal_sessions: std::sync::Arc<MemoryPortalSessions>,
 }
