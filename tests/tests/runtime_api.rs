@@ -1540,4 +1540,12 @@ fn the_suite_invokes_every_function_binary() {
         .collect();
     invoked.sort();
     assert_eq!(bins, invoked);
+    // And each consumer is started by a test of this file, not only listed.
+    let source = include_str!("runtime_api.rs");
+    for c in CONSUMERS {
+        assert!(
+            source.contains(&format!("env.start(\"{c}\")")),
+            "no test starts {c}"
+        );
+    }
 }
