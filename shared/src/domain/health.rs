@@ -116,7 +116,9 @@ mod tests {
         let e = endpoint(streak, true);
         assert_eq!(health(&e, now), Health::Failing);
         assert!(!should_disable(&e, now));
-        assert!(should_disable(&e, now + DISABLE_AFTER));
+        // From the endpoint's own clock: `endpoint()` reads the time after `now` did, and a
+        // millisecond tick in between made `now + DISABLE_AFTER` fall 1 ms short.
+        assert!(should_disable(&e, e.updated_at + DISABLE_AFTER));
         assert_eq!(failing_since(&e), e.stats.failing_since);
         // The forecast is the first instant the streak disables the endpoint.
         let at = disable_at(&e).expect("forecast");
