@@ -1,6 +1,7 @@
 //! `capy`: the operator CLI. Mints API keys and serves the whole stack locally.
 
 mod portal;
+mod replay;
 mod serve;
 
 use std::net::SocketAddr;
@@ -33,6 +34,13 @@ enum Command {
         #[arg(long)]
         dev_key_org: Option<String>,
     },
+    /// Send an endpoint's deliveries of a time window again (a replay job), with progress.
+    Replay(replay::ReplayArgs),
+    /// The organization's jobs (replays): list, show, cancel.
+    Jobs {
+        #[command(subcommand)]
+        command: replay::JobsCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -63,6 +71,8 @@ async fn main() -> std::process::ExitCode {
             command: ApiKeysCommand::Revoke { key },
         } => revoke_key(key).await,
         Command::Serve { addr, dev_key_org } => serve::run(addr, dev_key_org).await,
+        Command::Replay(args) => replay::replay(args).await,
+        Command::Jobs { command } => replay::jobs(command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -181,6 +181,15 @@ pub async fn run(addr: SocketAddr, dev_key_org: Option<String>) -> Result<(), St
     .await?;
     settings.delivery_queue_url = Some(deliveries.main.url.clone());
     settings.fan_out_queue_url = Some(fan_outs.main.url.clone());
+    let jobs = queue_pair(
+        &sqs,
+        &settings.jobs_queue_url,
+        "JOBS_DEAD_LETTER_QUEUE_URL",
+        &format!("{name}-jobs"),
+    )
+    .await?;
+    settings.jobs_queue_url = Some(jobs.main.url.clone());
+    let pacing = consumers::jobs::pacing_from_env()?;
     let deps = Arc::new(
         wiring::aws(
             &settings,
@@ -239,6 +248,11 @@ pub async fn run(addr: SocketAddr, dev_key_org: Option<String>) -> Result<(), St
     tokio::spawn(poll(fan_outs.main.clone(), wait, move |e| {
         let d = d.clone();
         async move { consumers::fan_out::fan_out_batch(&d, e).await }
+    }));
+    let d = deps.clone();
+    tokio::spawn(poll(jobs.main.clone(), wait, move |e| {
+        let d = d.clone();
+        async move { consumers::jobs::jobs_batch(&d, e, pacing).await }
     }));
     for dlq in [
         deliveries.dead_letters.clone(),

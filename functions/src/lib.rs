@@ -162,6 +162,25 @@ pub async fn run_dead_letter() -> Result<(), Error> {
     run_sqs(SqsConsumer::DeadLetter).await
 }
 
+/// The jobs worker (replays): sends deliveries again, page by page; continues a long job
+/// on a fresh jobs-queue message.
+pub async fn run_jobs() -> Result<(), Error> {
+    init_tracing();
+    let pacing = consumers::jobs::pacing_from_env().map_err(|e| format!("configuration: {e}"))?;
+    let deps = deps(Requires {
+        delivery_queue: true,
+        ..Requires::default()
+    })
+    .await?;
+    let deps = &deps;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
+            Ok::<_, Error>(consumers::jobs::jobs_batch(deps, event.payload, pacing).await)
+        },
+    ))
+    .await
+}
+
 pub async fn run_sweeper() -> Result<(), Error> {
     init_tracing();
     let deps = deps(Requires {

@@ -30,6 +30,8 @@ pub struct Settings {
     pub secrets: Option<SecretsKey>,
     /// The fan-out consumer's queue (`FAN_OUT_QUEUE_URL`).
     pub fan_out_queue_url: Option<String>,
+    /// The jobs worker's queue (`JOBS_QUEUE_URL`): replays.
+    pub jobs_queue_url: Option<String>,
     /// How long events and deliveries are kept (`RETENTION`, default 30 days).
     pub retention: Duration,
     /// Retry waits longer than this are parked in DynamoDB for the sweeper instead of held
@@ -133,6 +135,7 @@ impl Settings {
             fan_out_queue_url: var("FAN_OUT_QUEUE_URL"),
             retention: duration_var("RETENTION", DEFAULT_RETENTION)?,
             park_after: duration_var("PARK_AFTER", Duration::from_secs(15 * 60))?,
+            jobs_queue_url: var("JOBS_QUEUE_URL"),
             sweep_grace: duration_var("SWEEP_GRACE", Duration::from_secs(15 * 60))?,
             portal_base_url: var("PORTAL_BASE_URL")
                 .map(|u| portal_base_url(&u))
@@ -341,6 +344,16 @@ pub fn queue(settings: &Settings, sdk: &aws_config::SdkConfig) -> Result<SqsQueu
 pub fn cipher(
     settings: &Settings,
     sdk: &aws_config::SdkConfig,
+pub fn jobs_queue(settings: &Settings, sdk: &aws_config::SdkConfig) -> Result<SqsQueue, String> {
+    Ok(SqsQueue::new(
+        aws_sdk_sqs::Client::new(sdk),
+        settings
+            .jobs_queue_url
+            .as_deref()
+            .ok_or("JOBS_QUEUE_URL is not set")?,
+    ))
+}
+
 ) -> Result<Arc<dyn SecretCipher>, String> {
     match &settings.secrets {
         Some(SecretsKey::Kms(key_id)) => Ok(Arc::new(KmsCipher::new(

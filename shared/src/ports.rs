@@ -397,3 +397,38 @@ pub trait PortalSessionStore: Send + Sync {
         at: Timestamp,
     ) -> Result<bool, StoreError>;
 }
+
+/// Jobs (replays) and the one-active-replay-per-endpoint slot.
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Creates a queued job and takes its endpoint's slot; `Conflict` if another job of the
+    /// endpoint is queued or running (or the id exists).
+    async fn create(&self, job: &crate::domain::job::Job) -> Result<(), StoreError>;
+    async fn get(
+        &self,
+        org: &str,
+        id: crate::domain::ids::JobId,
+    ) -> Result<Option<crate::domain::job::Job>, StoreError>;
+    /// Newest first, after `after`; the cursor is `Some` when more may follow.
+    async fn list(
+        &self,
+        org: &str,
+        limit: usize,
+        after: Option<crate::domain::ids::JobId>,
+    ) -> Result<
+        (
+            Vec<crate::domain::job::Job>,
+            Option<crate::domain::ids::JobId>,
+        ),
+        StoreError,
+    >;
+    /// Writes `job` (its `version` one above the stored one) if the stored copy is still at
+    /// `job.version - 1`; a job leaving queued/running gives its endpoint's slot back in the
+    /// same write. `Conflict` otherwise.
+    async fn save(&self, job: &crate::domain::job::Job) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    async fn request_job(&self, message: &crate::domain::job::JobMessage) -> Result<(), QueueError>;
+}

@@ -59,6 +59,8 @@ pub async fn aws(settings: &Settings, requires: Requires) -> Result<Deps, String
         config::fan_out_queue,
     )?;
     let cipher: Arc<dyn SecretCipher> = match &settings.secrets {
+    // Only the replay route and the jobs worker send to it; they fail loudly without it.
+    let jobs_queue = lazy_queue(settings, &sdk, false, config::jobs_queue)?;
         // Local AES key: no client, nothing to defer.
         Some(SecretsKey::Local(_)) | None => config::cipher(settings, &sdk)?,
         Some(SecretsKey::Kms(_)) => Arc::new(LazyCipher::new(settings, &sdk, config::cipher)),
@@ -72,6 +74,9 @@ pub async fn aws(settings: &Settings, requires: Requires) -> Result<Deps, String
         reader: table.clone(),
         portal_sessions: table.clone(),
         markers: table.clone(),
+        jobs: table.clone(),
+        jobs_queue: jobs_queue.clone(),
+        jobs_visibility: jobs_queue,
         idempotency: table,
         operator_bus: match &settings.operator_event_bus {
             Some(bus) => Arc::new(EventBridgeBus::new(&sdk, bus)),
@@ -107,6 +112,9 @@ pub fn memory(stores: &MemoryStores, policy: Policy, cipher: Arc<dyn SecretCiphe
         metrics: Metrics::off(),
         portal_sessions: stores.portal_sessions.clone(),
         queue: stores.queue.clone(),
+        jobs: stores.jobs.clone(),
+        jobs_queue: stores.jobs.clone(),
+        jobs_visibility: stores.queue.clone(),
         visibility: stores.queue.clone(),
         fan_out_queue: stores.queue.clone(),
         fan_out_visibility: stores.queue.clone(),
@@ -217,6 +225,16 @@ impl FanOutQueue for LazySqs {
 }
 
 #[async_trait]
+#[async_trait]
+impl JobQueue for LazySqs {
+    async fn request_job(
+        &self,
+        message: &crate::domain::job::JobMessage,
+    ) -> Result<(), QueueError> {
+        self.queue()?.request_job(message).await
+    }
+}
+
 impl VisibilityControl for LazySqs {
     async fn postpone(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
         self.queue()?.postpone(receipt_handle, delay).await

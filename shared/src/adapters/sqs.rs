@@ -119,6 +119,16 @@ impl FanOutQueue for SqsQueue {
     }
 }
 
+#[async_trait]
+impl crate::ports::JobQueue for SqsQueue {
+    async fn request_job(
+        &self,
+        message: &crate::domain::job::JobMessage,
+    ) -> Result<(), QueueError> {
+        self.send_all(std::slice::from_ref(message)).await
+    }
+}
+
 /// SQS caps a message's visibility at 12 h counted from when it was *received*, so asking
 /// for the full 12 h some seconds after the receive is refused. Stay a margin below it (more
 /// than a consumer invocation lasts); a message that returns early is postponed again.

@@ -6,6 +6,7 @@ mod deliveries;
 mod endpoints;
 pub mod error;
 mod events;
+mod jobs;
 pub mod input;
 mod portal_sessions;
 pub mod routes;
@@ -117,6 +118,12 @@ async fn dispatch(deps: &Deps, route: Route, req: ApiRequest) -> Result<ApiRespo
         Route::CreatePortalSession => portal_sessions::create(&ctx).await,
         Route::DeletePortalSession => portal_sessions::delete(&ctx).await,
         Route::GetEndpointStats => stats::get(&ctx).await,
+        Route::ReplayEndpoint => jobs::replay(&ctx).await,
+        Route::ListJobs => jobs::list(&ctx).await,
+        Route::GetJob => jobs::get(&ctx).await,
+        Route::CancelJob => jobs::cancel(&ctx).await,
+        Route::ResendEvent => jobs::resend(&ctx).await,
+        Route::TestEndpoint => jobs::test(&ctx).await,
         // Answered above, before the organization check.
         Route::GetPortalSession => portal_sessions::current(deps, authorization).await,
     }

@@ -24,12 +24,18 @@ pub enum Route {
     DeletePortalSession,
     GetPortalSession,
     GetEndpointStats,
+    ReplayEndpoint,
+    ListJobs,
+    GetJob,
+    CancelJob,
+    ResendEvent,
+    TestEndpoint,
 }
 
 const ORG: &str = "/v1/organizations/{organization_id}";
 
 impl Route {
-    pub const ALL: [Route; 15] = [
+    pub const ALL: [Route; 21] = [
         Route::ListEndpoints,
         Route::CreateEndpoint,
         Route::UpdateEndpoint,
@@ -45,6 +51,12 @@ impl Route {
         Route::DeletePortalSession,
         Route::GetPortalSession,
         Route::GetEndpointStats,
+        Route::ReplayEndpoint,
+        Route::ListJobs,
+        Route::GetJob,
+        Route::CancelJob,
+        Route::ResendEvent,
+        Route::TestEndpoint,
     ];
 
     pub fn method(self) -> Method {
@@ -55,12 +67,18 @@ impl Route {
             | Self::ListEvents
             | Self::GetEvent
             | Self::GetPortalSession
-            | Self::GetEndpointStats => Method::GET,
+            | Self::GetEndpointStats
+            | Self::ListJobs
+            | Self::GetJob => Method::GET,
             Self::CreateEndpoint
             | Self::RotateSecret
             | Self::RetryDelivery
             | Self::PublishEvent
-            | Self::CreatePortalSession => Method::POST,
+            | Self::CreatePortalSession
+            | Self::ReplayEndpoint
+            | Self::CancelJob
+            | Self::ResendEvent
+            | Self::TestEndpoint => Method::POST,
             Self::UpdateEndpoint => Method::PATCH,
             Self::DeleteEndpoint | Self::DeletePortalSession => Method::DELETE,
         }
@@ -79,12 +97,18 @@ impl Route {
             | Self::GetDelivery
             | Self::ListEvents
             | Self::GetEvent
-            | Self::GetEndpointStats => Needs(Read),
+            | Self::GetEndpointStats
+            | Self::ListJobs
+            | Self::GetJob => Needs(Read),
             Self::CreateEndpoint
             | Self::UpdateEndpoint
             | Self::DeleteEndpoint
-            | Self::RotateSecret => Needs(ManageEndpoints),
-            Self::RetryDelivery => Needs(Replay),
+            | Self::RotateSecret
+            | Self::TestEndpoint => Needs(ManageEndpoints),
+            Self::RetryDelivery
+            | Self::ReplayEndpoint
+            | Self::CancelJob
+            | Self::ResendEvent => Needs(Replay),
             Self::GetPortalSession => OwnSession,
             Self::PublishEvent | Self::CreatePortalSession | Self::DeletePortalSession => Closed,
         }
@@ -92,7 +116,10 @@ impl Route {
 
     /// Whether the route puts deliveries on the queue (its function needs the queue URL).
     pub fn enqueues(self) -> bool {
-        matches!(self, Self::RetryDelivery | Self::PublishEvent)
+        matches!(
+            self,
+            Self::RetryDelivery | Self::PublishEvent | Self::ResendEvent | Self::TestEndpoint
+        )
     }
 
     /// The path under the organization, API Gateway style.
@@ -111,6 +138,12 @@ impl Route {
             Self::CreatePortalSession => "/portal-sessions",
             Self::DeletePortalSession => "/portal-sessions/{session_id}",
             Self::GetEndpointStats => "/webhook-endpoints/{endpoint_id}/stats",
+            Self::ReplayEndpoint => "/webhook-endpoints/{endpoint_id}/replay",
+            Self::TestEndpoint => "/webhook-endpoints/{endpoint_id}/test",
+            Self::ListJobs => "/jobs",
+            Self::GetJob => "/jobs/{job_id}",
+            Self::CancelJob => "/jobs/{job_id}/cancel",
+            Self::ResendEvent => "/events/{event_id}/deliveries",
             // Not under an organization: see `path`.
             Self::GetPortalSession => "",
         }
@@ -142,16 +175,26 @@ impl Route {
             Self::DeletePortalSession => "delete-portal-session",
             Self::GetPortalSession => "get-portal-session",
             Self::GetEndpointStats => "get-endpoint-stats",
+            Self::ReplayEndpoint => "replay-endpoint",
+            Self::ListJobs => "list-jobs",
+            Self::GetJob => "get-job",
+            Self::CancelJob => "cancel-job",
+            Self::ResendEvent => "resend-event",
+            Self::TestEndpoint => "test-endpoint",
         }
     }
 
     /// What the route answers when it succeeds (the handler fixtures and `openapi.yaml` are
-    /// held to it). No wildcard arm.
+    /// held to it). A replay's dry run answers 200 instead of 202. No wildcard arm.
     pub fn success_status(self) -> u16 {
         match self {
             Self::CreateEndpoint | Self::CreatePortalSession => 201,
             // The work is queued, not done.
-            Self::RetryDelivery | Self::PublishEvent => 202,
+            Self::RetryDelivery
+            | Self::PublishEvent
+            | Self::ReplayEndpoint
+            | Self::ResendEvent
+            | Self::TestEndpoint => 202,
             Self::ListEndpoints
             | Self::UpdateEndpoint
             | Self::DeleteEndpoint
@@ -162,7 +205,10 @@ impl Route {
             | Self::GetEvent
             | Self::DeletePortalSession
             | Self::GetPortalSession
-            | Self::GetEndpointStats => 200,
+            | Self::GetEndpointStats
+            | Self::ListJobs
+            | Self::GetJob
+            | Self::CancelJob => 200,
         }
     }
 }

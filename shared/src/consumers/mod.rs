@@ -7,6 +7,7 @@
 pub mod dead_letter;
 pub mod deliver;
 pub mod fan_out;
+pub mod jobs;
 pub mod sweeper;
 #[cfg(test)]
 pub(crate) mod testkit;

@@ -6,6 +6,7 @@ pub mod endpoint;
 pub mod event;
 pub mod health;
 pub mod ids;
+pub mod job;
 pub mod portal_session;
 pub mod retry;
 pub mod signing;

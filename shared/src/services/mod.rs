@@ -6,6 +6,7 @@ pub mod endpoints;
 pub mod fan_out;
 pub mod operational;
 pub mod publish;
+pub mod replay;
 pub mod stats;
 
 use std::sync::Arc;
@@ -50,6 +51,9 @@ pub struct Deps {
     pub fan_out_queue: Arc<dyn FanOutQueue>,
     pub fan_out_visibility: Arc<dyn VisibilityControl>,
     pub cipher: Arc<dyn SecretCipher>,
+    pub jobs: Arc<dyn JobStore>,
+    pub jobs_queue: Arc<dyn JobQueue>,
+    pub jobs_visibility: Arc<dyn VisibilityControl>,
     pub sender: Sender,
     /// Deduplication markers of operational events.
     pub markers: Arc<dyn OpsMarkerStore>,

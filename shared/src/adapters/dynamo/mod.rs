@@ -11,6 +11,8 @@
 //! | publish claim   | `ORG#{org}`            | `IDEM#{key}`   |
 //! | ops marker      | `OPS#{endpoint}`       | `MARK#{name}`  |
 //! | portal session  | `PS#{id}`              | `PS`           |
+//! | job             | `ORG#{org}#JOB`        | `JOB#{id}`     |
+//! | replay slot     | `ORG#{org}#JOB`        | `SLOT#{endpoint}` |
 //!
 //! Deliveries waiting for the sweeper also carry `sweep_pk`/`sweep_sk` (a sparse GSI).
 
@@ -19,6 +21,7 @@ mod deliveries;
 mod endpoints;
 mod events;
 mod idempotency;
+mod jobs;
 mod markers;
 mod portal_sessions;
 mod reader;

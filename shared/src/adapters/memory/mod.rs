@@ -7,6 +7,7 @@ mod deliveries;
 mod endpoints;
 mod events;
 mod idempotency;
+mod jobs;
 mod markers;
 mod portal_sessions;
 mod queue;
@@ -18,6 +19,7 @@ pub use deliveries::{MemoryDeliveries, SeparateReads};
 pub use endpoints::MemoryEndpoints;
 pub use events::MemoryEvents;
 pub use idempotency::MemoryIdempotency;
+pub use jobs::MemoryJobs;
 pub use markers::MemoryMarkers;
 pub use portal_sessions::MemoryPortalSessions;
 pub use queue::MemoryQueue;
@@ -35,6 +37,7 @@ pub struct MemoryStores {
     pub events: std::sync::Arc<MemoryEvents>,
     pub keys: std::sync::Arc<MemoryApiKeys>,
     pub idempotency: std::sync::Arc<MemoryIdempotency>,
+    pub jobs: std::sync::Arc<MemoryJobs>,
     pub portal_sessions: std::sync::Arc<MemoryPortalSessions>,
     pub queue: std::sync::Arc<MemoryQueue>,
     pub markers: std::sync::Arc<MemoryMarkers>,

@@ -1,0 +1,555 @@
+//! Recovering after an outage: replay jobs over a time range, one event resent to one
+//! endpoint, test events.
+//!
+//! A replay is a job: the request counts what the window selects and queues the job; the
+//! jobs worker ([`run`]) sends the deliveries again page by page, oldest first. Each page is
+//! recorded on the job (`page`) before any of it is sent, and the write that finishes a page
+//! records the next one, so a run that dies resumes with exactly the page it was on. A
+//! delivery sent again keeps its id (receivers dedupe on `webhook-id`) and goes back to
+//! pending like a manual retry: one more attempt on top of those spent
+//! ([`Delivery::requeued`]). The job sends only deliveries not written since it was created
+//! ([`Job::should_send`]): one it already sent again has been written since, so a resumed
+//! page never sends it twice.
+//!
+//! Cost per delivery sent again: one conditional write, a tenth of a `SendMessageBatch`
+//! (10 a call, per page), and a page's share of one job write.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+
+use super::deliveries::{active_endpoint, send_to};
+use super::{Deps, ServiceError};
+use crate::domain::delivery::{Delivery, DeliveryMessage, DeliveryState, Expected};
+use crate::domain::endpoint::Endpoint;
+use crate::domain::event::{Event, FanOut, FanOutState};
+use crate::domain::ids::{DeliveryId, EndpointId, EventId, JobId};
+use crate::domain::job::{Job, JobMessage, JobState, ReplayParams};
+use crate::domain::time::{self, Timestamp};
+use crate::ports::StoreError;
+
+/// Deliveries per page unless the worker is told otherwise.
+pub const DEFAULT_PAGE: usize = 100;
+/// Conditional writes in flight at once within a page.
+const WRITES_IN_FLIGHT: usize = 16;
+
+/// How the worker paces a replay: deliveries per page, and a pause between pages (so a
+/// receiver that just came back is not handed the whole backlog in one burst).
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    pub page: usize,
+    pub pause: Duration,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Self {
+            page: DEFAULT_PAGE,
+            pause: Duration::ZERO,
+        }
+    }
+}
+
+pub fn job_not_found() -> ServiceError {
+    ServiceError::NotFound("no such job in this organization".into())
+}
+
+/// The states a replay may select.
+pub fn parse_state(s: &str) -> Result<DeliveryState, ServiceError> {
+    match DeliveryState::parse(s) {
+        Some(st @ (DeliveryState::Failed | DeliveryState::Delivered)) => Ok(st),
+        _ => Err(ServiceError::Invalid(format!(
+            "states may list \"failed\" and \"delivered\", not {s:?}"
+        ))),
+    }
+}
+
+/// The window must be non-empty and within the retention (older deliveries are gone).
+pub fn check_window(
+    since: Timestamp,
+    until: Timestamp,
+    now: Timestamp,
+    retention: Duration,
+) -> Result<(), ServiceError> {
+    if since >= until {
+        return Err(ServiceError::Invalid("since must be before until".into()));
+    }
+    let horizon = now - chrono::TimeDelta::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
+    if since < horizon {
+        return Err(ServiceError::Invalid(format!(
+            "since is older than the retention ({} days): deliveries before {} are no longer kept",
+            retention.as_secs() / 86_400,
+            time::format(&horizon)
+        )));
+    }
+    Ok(())
+}
+
+/// The endpoint's deliveries the window selects.
+async fn selected(
+    deps: &Deps,
+    endpoint: EndpointId,
+    params: &ReplayParams,
+) -> Result<Vec<Delivery>, ServiceError> {
+    let mut found = deps
+        .deliveries
+        .range(endpoint, params.since, params.until)
+        .await?;
+    found.retain(|d| params.selects(d));
+    Ok(found)
+}
+
+pub enum Started {
+    DryRun { matched: u64 },
+    Job(Box<Job>),
+}
+
+/// A replay request: counts what it selects (`dry_run`), or queues the job.
+pub async fn start(
+    deps: &Deps,
+    org: &str,
+    endpoint_id: EndpointId,
+    mut params: ReplayParams,
+    dry_run: bool,
+    now: Timestamp,
+) -> Result<Started, ServiceError> {
+    // A window reaching into the future ends now: the job replays what exists.
+    params.until = params.until.min(now);
+    check_window(params.since, params.until, now, deps.policy.retention)?;
+    let endpoint = active_endpoint(deps, org, endpoint_id).await?;
+    let matched = selected(deps, endpoint.id, &params).await?.len() as u64;
+    if dry_run {
+        return Ok(Started::DryRun { matched });
+    }
+    let mut job = Job::replay(org, endpoint.id, params, matched, now);
+    match deps.jobs.create(&job).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => {
+            return Err(ServiceError::Conflict(
+                "another replay of this endpoint is queued or running; wait for it or cancel it"
+                    .into(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if let Err(e) = deps.jobs_queue.request_job(&JobMessage::of(&job)).await {
+        // Never picked up: end it so the endpoint's slot is free for a new request.
+        job.version += 1;
+        job.finish(
+            JobState::Failed,
+            Some("the job could not be queued".into()),
+            time::now(),
+        );
+        if let Err(save) = deps.jobs.save(&job).await {
+            tracing::error!(job_id = %job.id, error = %save, "could not end a job that was never queued");
+        }
+        return Err(e.into());
+    }
+    Ok(Started::Job(Box::new(job)))
+}
+
+pub async fn get(deps: &Deps, org: &str, id: JobId) -> Result<Job, ServiceError> {
+    deps.jobs.get(org, id).await?.ok_or_else(job_not_found)
+}
+
+/// Cancels a queued or running job: the worker stops before its next page. Cancelling a
+/// cancelled job answers it as it is; one that already ended otherwise is a conflict.
+pub async fn cancel(
+    deps: &Deps,
+    org: &str,
+    id: JobId,
+    now: Timestamp,
+) -> Result<Job, ServiceError> {
+    for _ in 0..10 {
+        let mut job = get(deps, org, id).await?;
+        if job.state == JobState::Canceled {
+            return Ok(job);
+        }
+        if !job.state.is_active() {
+            return Err(ServiceError::Conflict(format!(
+                "the job already ended ({})",
+                serde_json::to_value(job.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            )));
+        }
+        job.version += 1;
+        job.finish(JobState::Canceled, None, now);
+        match deps.jobs.save(&job).await {
+            Ok(()) => return Ok(job),
+            // The worker checkpointed meanwhile: read it again.
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ServiceError::Conflict(
+        "the job kept changing while this request ran; retry it".into(),
+    ))
+}
+
+/// How a worker run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The job is over (succeeded, failed, cancelled), or gone.
+    Done,
+    /// The time budget ran out with pages left: run again.
+    More,
+    /// Another run moved the job on (a duplicate message): that run carries on.
+    TakenOver,
+}
+
+/// Ends `job` as failed with `why`.
+async fn fail(deps: &Deps, mut job: Job, why: &str) -> Result<Progress, ServiceError> {
+    job.version += 1;
+    job.finish(JobState::Failed, Some(why.into()), time::now());
+    match deps.jobs.save(&job).await {
+        Ok(()) | Err(StoreError::Conflict) => Ok(Progress::Done),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Ends the job of `msg` as failed (a fault no retry of its message will fix).
+pub async fn abandon(deps: &Deps, msg: &JobMessage, why: &str) -> Result<(), ServiceError> {
+    if let Some(job) = deps.jobs.get(&msg.organization_id, msg.job_id).await?
+        && job.state.is_active()
+    {
+        fail(deps, job, why).await?;
+    }
+    Ok(())
+}
+
+/// The next page: up to `size` deliveries after `after` (ids ascending) the job should send.
+fn next_page(
+    job: &Job,
+    ordered: &[Delivery],
+    after: Option<DeliveryId>,
+    size: usize,
+) -> Vec<DeliveryId> {
+    ordered
+        .iter()
+        .filter(|d| after.is_none_or(|a| d.id > a))
+        .filter(|d| job.should_send(d))
+        .take(size)
+        .map(|d| d.id)
+        .collect()
+}
+
+/// Puts one delivery back to pending, conditional on what the job read; its message, or
+/// `None` if it moved on since (a manual retry, a consumer): not the job's to send then.
+async fn send_again(
+    deps: &Deps,
+    before: &Delivery,
+    now: Timestamp,
+) -> Result<Option<DeliveryMessage>, ServiceError> {
+    let d = before.requeued(now, deps.policy.sweep_grace);
+    match deps.deliveries.save(&d, Expected::of(before, true)).await {
+        Ok(()) => Ok(Some(d.message())),
+        Err(StoreError::Conflict) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs a job until it ends or `deadline` passes (the jobs worker's one call).
+pub async fn run(
+    deps: &Deps,
+    msg: &JobMessage,
+    pacing: Pacing,
+    deadline: Instant,
+) -> Result<Progress, ServiceError> {
+    let size = pacing.page.max(1);
+    let Some(mut job) = deps.jobs.get(&msg.organization_id, msg.job_id).await? else {
+        tracing::warn!("the job does not exist; dropping its message");
+        return Ok(Progress::Done);
+    };
+    if !job.state.is_active() {
+        return Ok(Progress::Done);
+    }
+    let endpoint: Endpoint = match deps
+        .endpoints
+        .get(&job.organization_id, job.endpoint_id)
+        .await?
+    {
+        None => return fail(deps, job, "the endpoint was deleted").await,
+        Some(e) if !e.is_active => {
+            return fail(
+                deps,
+                job,
+                "the endpoint was disabled; re-enable it and replay again",
+            )
+            .await;
+        }
+        Some(e) => e,
+    };
+    // What is left of the window, oldest first: one read per run, not per page.
+    let lower = job
+        .cursor
+        .map(|c| c.created_at())
+        .unwrap_or(job.params.since)
+        .max(job.params.since);
+    let mut ordered = deps
+        .deliveries
+        .range(endpoint.id, lower, job.params.until)
+        .await?;
+    ordered.reverse();
+    ordered.retain(|d| job.cursor.is_none_or(|c| d.id > c));
+    let by_id: HashMap<DeliveryId, &Delivery> = ordered.iter().map(|d| (d.id, d)).collect();
+
+    if job.state == JobState::Queued || (job.page.is_empty() && job.cursor.is_none()) {
+        let now = time::now();
+        job.state = JobState::Running;
+        job.page = next_page(&job, &ordered, job.cursor, size);
+        job.updated_at = now;
+        job.version += 1;
+        if job.page.is_empty() {
+            job.finish(JobState::Succeeded, None, now);
+        }
+        match deps.jobs.save(&job).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Ok(Progress::TakenOver),
+            Err(e) => return Err(e.into()),
+        }
+        if !job.state.is_active() {
+            return Ok(Progress::Done);
+        }
+    }
+    let mut first = true;
+    loop {
+        if !first {
+            // Cancelled (or moved on by another run) since the last checkpoint: stop here.
+            match deps.jobs.get(&job.organization_id, job.id).await? {
+                Some(j) if j.version == job.version => {}
+                Some(j) if !j.state.is_active() => return Ok(Progress::Done),
+                _ => return Ok(Progress::TakenOver),
+            }
+        }
+        first = false;
+        let now = time::now();
+        let sends: Vec<&Delivery> = job
+            .page
+            .iter()
+            .filter_map(|id| by_id.get(id).copied())
+            .filter(|d| job.should_send(d))
+            .collect();
+        let mut messages = Vec::with_capacity(sends.len());
+        for chunk in sends.chunks(WRITES_IN_FLIGHT) {
+            let written = join_all(chunk.iter().map(|before| send_again(deps, before, now))).await;
+            for w in written {
+                messages.extend(w?);
+            }
+        }
+        // If this run dies before the send, the sweeper sends them after `sweep_grace`.
+        deps.queue.enqueue(&messages).await?;
+        let sent = messages.len();
+        job.processed += job.page.len() as u64;
+        job.cursor = job.page.iter().max().copied().or(job.cursor);
+        job.page = next_page(&job, &ordered, job.cursor, size);
+        job.updated_at = time::now();
+        job.version += 1;
+        if job.page.is_empty() {
+            job.finish(JobState::Succeeded, None, job.updated_at);
+        }
+        match deps.jobs.save(&job).await {
+            Ok(()) => {}
+            // Cancelled, or another run got there: either way this run stops.
+            Err(StoreError::Conflict) => return Ok(Progress::TakenOver),
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(job_id = %job.id, sent, processed = job.processed, matched = job.matched, "replay page done");
+        if !job.state.is_active() {
+            return Ok(Progress::Done);
+        }
+        if Instant::now() + pacing.pause >= deadline {
+            return Ok(Progress::More);
+        }
+        if !pacing.pause.is_zero() {
+            tokio::time::sleep(pacing.pause).await;
+        }
+    }
+}
+
+/// Sends an existing event to one active endpoint of the organization, whatever its
+/// subscriptions: the pair's delivery is retried (same id), or created.
+pub async fn resend(
+    deps: &Deps,
+    org: &str,
+    event_id: EventId,
+    endpoint_id: EndpointId,
+    now: Timestamp,
+) -> Result<(Delivery, Event), ServiceError> {
+    let event = deps
+        .events
+        .get(org, event_id)
+        .await?
+        .ok_or_else(ServiceError::event_not_found)?;
+    let endpoint = active_endpoint(deps, org, endpoint_id).await?;
+    let d = send_to(deps, &event, &endpoint, now).await?;
+    Ok((d, event))
+}
+
+/// The default test event.
+pub const TEST_EVENT_TYPE: &str = "capy.ping";
+pub const TEST_PAYLOAD: &str = r#"{"success":true}"#;
+
+/// A test event to one active endpoint: recorded in the events log, fanned out to that
+/// endpoint only, signed and sent like every delivery.
+pub async fn test_event(
+    deps: &Deps,
+    org: &str,
+    endpoint_id: EndpointId,
+    event_type: Option<&str>,
+    payload: Option<String>,
+    now: Timestamp,
+) -> Result<(Delivery, Event), ServiceError> {
+    let endpoint = active_endpoint(deps, org, endpoint_id).await?;
+    let mut event = Event::new(
+        org,
+        event_type.unwrap_or(TEST_EVENT_TYPE),
+        payload.unwrap_or_else(|| TEST_PAYLOAD.into()),
+        now,
+    );
+    event.targets = vec![endpoint.id];
+    event.fan_out = FanOut {
+        state: FanOutState::Done,
+        endpoints: 1,
+    };
+    deps.events.create(&event).await?;
+    let d = send_to(deps, &event, &endpoint, now).await?;
+    Ok((d, event))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumers::testkit::{ORG, world};
+    use crate::ports::DeliveryLog;
+
+    #[test]
+    fn windows_and_states() {
+        let now = time::now();
+        let day = chrono::TimeDelta::days(1);
+        let month = Duration::from_secs(30 * 86_400);
+        assert!(check_window(now - day, now, now, month).is_ok());
+        assert!(check_window(now, now, now, month).is_err());
+        assert!(check_window(now - day * 31, now, now, month).is_err());
+        assert!(parse_state("failed").is_ok() && parse_state("delivered").is_ok());
+        assert!(parse_state("pending").is_err() && parse_state("lost").is_err());
+    }
+
+    #[tokio::test]
+    async fn one_active_replay_per_endpoint() {
+        let w = world();
+        let (e, _) = w.endpoint("http://127.0.0.1:9/x", |e| e).await;
+        let now = time::now();
+        let params = ReplayParams {
+            since: now - chrono::TimeDelta::hours(1),
+            until: now,
+            states: vec![DeliveryState::Failed],
+            event_types: vec![],
+        };
+        let Started::Job(job) = start(&w.deps, ORG, e.id, params.clone(), false, now)
+            .await
+            .expect("start")
+        else {
+            panic!("a job");
+        };
+        assert!(matches!(
+            start(&w.deps, ORG, e.id, params.clone(), false, now).await,
+            Err(ServiceError::Conflict(_))
+        ));
+        let canceled = cancel(&w.deps, ORG, job.id, now).await.expect("cancel");
+        assert_eq!(canceled.state, JobState::Canceled);
+        assert!(matches!(
+            start(&w.deps, ORG, e.id, params, false, now).await,
+            Ok(Started::Job(_))
+        ));
+        assert!(matches!(
+            get(&w.deps, "other_org", job.id).await,
+            Err(ServiceError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_run_that_dies_mid_page_resumes_without_sending_twice() {
+        let w = world();
+        let (e, _) = w.endpoint("http://127.0.0.1:9/x", |e| e).await;
+        let earlier = time::now() - chrono::TimeDelta::minutes(5);
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let mut ev = w.event("a.b", "{}").await;
+            ev.created_at = earlier + chrono::TimeDelta::seconds(i);
+            let mut d = Delivery::first(&ev, e.id, 2);
+            d.state = DeliveryState::Failed;
+            d.attempts = 2;
+            w.stores
+                .deliveries
+                .save(&d, Expected::New)
+                .await
+                .expect("save");
+            ids.push(d.id);
+        }
+        let now = time::now();
+        let params = ReplayParams {
+            since: earlier - chrono::TimeDelta::minutes(1),
+            until: now,
+            states: vec![DeliveryState::Failed],
+            event_types: vec![],
+        };
+        let Ok(Started::Job(job)) = start(&w.deps, ORG, e.id, params, false, now).await else {
+            panic!("a job");
+        };
+        assert_eq!(job.matched, 5);
+        let msg = w.stores.jobs.take_sent().pop().expect("job message");
+        let pacing = Pacing {
+            page: 2,
+            pause: Duration::ZERO,
+        };
+        // A budget already spent: one page, then hand over.
+        let p = run(&w.deps, &msg, pacing, Instant::now())
+            .await
+            .expect("run");
+        assert_eq!(p, Progress::More);
+        let j = get(&w.deps, ORG, job.id).await.expect("job");
+        assert_eq!((j.state, j.processed), (JobState::Running, 2));
+        assert_eq!(w.stores.queue.take_sent().len(), 2);
+        // A run that died after writing the first delivery of the next page, before its send
+        // and its checkpoint: the resumed run must not send that one again.
+        let victim = w
+            .stores
+            .deliveries
+            .get(e.id, j.page[0])
+            .await
+            .expect("get")
+            .expect("stored");
+        let requeued = victim.requeued(time::now(), Duration::from_secs(60));
+        w.stores
+            .deliveries
+            .save(&requeued, Expected::of(&victim, true))
+            .await
+            .expect("requeue");
+        let far = Instant::now() + Duration::from_secs(60);
+        assert_eq!(
+            run(&w.deps, &msg, pacing, far).await.expect("run"),
+            Progress::Done
+        );
+        let j = get(&w.deps, ORG, job.id).await.expect("job");
+        assert_eq!((j.state, j.processed), (JobState::Succeeded, 5));
+        let sent: Vec<_> = w
+            .stores
+            .queue
+            .take_sent()
+            .into_iter()
+            .map(|m| m.delivery_id)
+            .collect();
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert!(!sent.contains(&victim.id));
+        // Done is done: a redelivered message changes nothing.
+        assert_eq!(
+            run(&w.deps, &msg, pacing, far).await.expect("run"),
+            Progress::Done
+        );
+        assert!(w.stores.queue.take_sent().is_empty());
+        let _ = ids;
+    }
+}
