@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use capy_shared::adapters::dynamo::Table;
 use capy_shared::adapters::memory::{
     MemoryApiKeys, MemoryDeliveries, MemoryEndpoints, MemoryEvents, MemoryIdempotency,
-    SeparateReads,
+    MemoryMarkers, MemoryPortalSessions, SeparateReads,
 };
 use capy_shared::domain::api_key::ApiKeyRecord;
 use capy_shared::domain::delivery::{Delivery, DeliveryMessage, DeliveryState, Expected};
@@ -20,7 +20,8 @@ use capy_shared::domain::endpoint::{
     DeliveryStats, Endpoint, Outcome, PreviousSecret, SealedSecret,
 };
 use capy_shared::domain::event::{Event, FanOutPage, FanOutState};
-use capy_shared::domain::ids::{DeliveryId, EndpointId, EventId};
+use capy_shared::domain::ids::{DeliveryId, EndpointId, EventId, PortalSessionId};
+use capy_shared::domain::portal_session::{Capability, PortalSessionRecord};
 use capy_shared::domain::time::{self, Timestamp};
 use capy_shared::ports::*;
 use chrono::TimeDelta;
@@ -37,6 +38,8 @@ struct Stores {
     keys: Arc<dyn ApiKeyStore>,
     idempotency: Arc<dyn IdempotencyStore>,
     reader: Arc<dyn DeliveryReader>,
+    portal_sessions: Arc<dyn PortalSessionStore>,
+    markers: Arc<dyn OpsMarkerStore>,
 }
 
 fn memory(retention: Duration) -> Stores {
@@ -54,6 +57,8 @@ fn memory(retention: Duration) -> Stores {
         events,
         keys: Arc::new(MemoryApiKeys::default()),
         idempotency: Arc::new(MemoryIdempotency::default()),
+        portal_sessions: Arc::new(MemoryPortalSessions::default()),
+        markers: Arc::new(MemoryMarkers::default()),
     }
 }
 
@@ -81,6 +86,8 @@ async fn dynamodb(retention: Duration) -> Stores {
         events: table.clone(),
         keys: table.clone(),
         idempotency: table.clone(),
+        portal_sessions: table.clone(),
+        markers: table.clone(),
         reader: table,
     }
 }
@@ -131,6 +138,8 @@ conformance!(
     idempotency_an_expired_claim_is_as_good_as_none,
     api_keys_put_and_get,
     reader_loads_a_batch_in_one_go,
+    portal_sessions_create_get_revoke,
+    markers_claim_once_and_count_in_windows,
 );
 
 // ---- records ----
@@ -240,8 +249,7 @@ async fn endpoint_save_settings_writes_the_owner_fields_and_never_the_stats(s: &
     let before = endpoint(ORG);
     s.endpoints.create(&before).await.expect("create");
     let failed_at = time::now();
-    let _ = s
-        .endpoints
+    s.endpoints
         .record_outcome(ORG, before.id, Outcome::Failure { at: failed_at })
         .await
         .expect("outcome");
@@ -334,13 +342,17 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
     let t1 = time::now();
     let (t2, t3, t4) = (t1 + ms(10), t1 + ms(20), t1 + ms(30));
     let record = |o: Outcome| async move {
-        let _ = s
-            .endpoints
+        s.endpoints
             .record_outcome(ORG, e.id, o)
             .await
-            .expect("outcome");
+            .expect("outcome")
+            .expect("the endpoint as it was before")
     };
-    record(Outcome::Failure { at: t1 }).await;
+    assert_eq!(
+        record(Outcome::Failure { at: t1 }).await,
+        e,
+        "returns the endpoint before"
+    );
     assert_eq!(
         get().await.stats,
         DeliveryStats {
@@ -349,7 +361,13 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             last_failure_at: Some(t1),
         }
     );
-    record(Outcome::Failure { at: t2 }).await;
+    assert_eq!(
+        record(Outcome::Failure { at: t2 })
+            .await
+            .stats
+            .failure_streak,
+        1
+    );
     assert_eq!(
         get().await.stats,
         DeliveryStats {
@@ -358,7 +376,13 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             last_failure_at: Some(t2),
         }
     );
-    record(Outcome::RecoveredAfterFailures).await;
+    assert_eq!(
+        record(Outcome::RecoveredAfterFailures)
+            .await
+            .stats
+            .failure_streak,
+        2
+    );
     assert_eq!(
         get().await.stats,
         DeliveryStats {
@@ -367,13 +391,17 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             last_failure_at: Some(t2),
         }
     );
-    record(Outcome::Failure { at: t3 }).await;
+    let _ = record(Outcome::Failure { at: t3 }).await;
     assert_eq!(get().await.stats.failing_since, Some(t3));
-    record(Outcome::Disable {
-        reason: "the receiver answered 410 Gone".into(),
-        at: t4,
-    })
-    .await;
+    assert!(
+        record(Outcome::Disable {
+            reason: "the receiver answered 410 Gone".into(),
+            at: t4,
+        })
+        .await
+        .is_active,
+        "it was active before"
+    );
     let got = get().await;
     assert!(!got.is_active);
     assert_eq!(
@@ -384,11 +412,13 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
     assert_eq!((got.url, got.secret), (e.url.clone(), e.secret.clone()));
     // Nothing happens to an endpoint that does not exist.
     let ghost = EndpointId::new();
-    let _ = s
-        .endpoints
-        .record_outcome(ORG, ghost, Outcome::Failure { at: t1 })
-        .await
-        .expect("outcome on a missing endpoint");
+    assert_eq!(
+        s.endpoints
+            .record_outcome(ORG, ghost, Outcome::Failure { at: t1 })
+            .await
+            .expect("outcome on a missing endpoint"),
+        None
+    );
     assert_eq!(s.endpoints.get(ORG, ghost).await.expect("get"), None);
 }
 
@@ -1109,4 +1139,121 @@ async fn reader_loads_a_batch_in_one_go(s: &Stores) {
     assert_eq!(loaded.events.get(&event.id), Some(&event));
     let empty = s.reader.load(&[]).await.expect("load nothing");
     assert!(empty.deliveries.is_empty() && empty.endpoints.is_empty() && empty.events.is_empty());
+}
+
+// ---- PortalSessionStore ----
+
+async fn portal_sessions_create_get_revoke(s: &Stores) {
+    let now = time::now();
+    let r = PortalSessionRecord {
+        id: PortalSessionId::new(),
+        token_hash: format!("{:064x}", rand::random::<u128>()),
+        organization_id: ORG.into(),
+        capabilities: vec![Capability::Read, Capability::Replay],
+        created_at: now,
+        expires_at: now + TimeDelta::hours(1),
+        revoked_at: None,
+    };
+    let ps = &s.portal_sessions;
+    ps.create(&r).await.expect("create");
+    assert!(is_conflict(ps.create(&r).await));
+    assert_eq!(ps.get(r.id).await.expect("get"), Some(r.clone()));
+    assert_eq!(ps.get(PortalSessionId::new()).await.expect("get"), None);
+    assert!(
+        !ps.revoke(OTHER_ORG, r.id, now).await.expect("revoke"),
+        "another organization's"
+    );
+    assert_eq!(
+        ps.get(r.id).await.expect("get").and_then(|g| g.revoked_at),
+        None
+    );
+    let (t1, t2) = (now + ms(10), now + ms(20));
+    assert!(ps.revoke(ORG, r.id, t1).await.expect("revoke"));
+    assert!(ps.revoke(ORG, r.id, t2).await.expect("revoke again"));
+    assert_eq!(
+        ps.get(r.id).await.expect("get"),
+        Some(PortalSessionRecord {
+            revoked_at: Some(t1),
+            ..r
+        }),
+        "the first revocation time stays"
+    );
+    assert!(
+        !ps.revoke(ORG, PortalSessionId::new(), t1)
+            .await
+            .expect("revoke")
+    );
+}
+
+// ---- OpsMarkerStore ----
+
+async fn markers_claim_once_and_count_in_windows(s: &Stores) {
+    let m = &s.markers;
+    let now = time::now();
+    let minute = Duration::from_secs(60);
+    let scope = format!("ep_{:016x}", rand::random::<u64>());
+    assert!(
+        m.claim(&scope, "failing", now, minute)
+            .await
+            .expect("claim")
+    );
+    assert!(
+        !m.claim(&scope, "failing", now + TimeDelta::seconds(1), minute)
+            .await
+            .expect("claim")
+    );
+    assert!(
+        m.claim(&scope, "disabled", now, minute)
+            .await
+            .expect("claim"),
+        "per marker"
+    );
+    assert!(
+        m.claim("another-scope", "failing", now, minute)
+            .await
+            .expect("claim"),
+        "per scope"
+    );
+    assert!(
+        m.claim(&scope, "failing", now + TimeDelta::seconds(62), minute)
+            .await
+            .expect("claim"),
+        "an expired claim is as good as none"
+    );
+    assert!(
+        !m.claim(&scope, "failing", now + TimeDelta::seconds(63), minute)
+            .await
+            .expect("claim")
+    );
+
+    let window = Duration::from_secs(600);
+    let scope = &scope;
+    let count = |at: Timestamp| async move {
+        m.count_in_window(scope, "dlq", at, window)
+            .await
+            .expect("count")
+    };
+    assert_eq!(count(now).await, WindowCount::Opened { previous: None });
+    assert_eq!(
+        count(now + TimeDelta::minutes(1)).await,
+        WindowCount::Counted
+    );
+    assert_eq!(
+        count(now + TimeDelta::minutes(9)).await,
+        WindowCount::Counted
+    );
+    let reopened = now + TimeDelta::minutes(11);
+    assert_eq!(
+        count(reopened).await,
+        WindowCount::Opened {
+            previous: Some(WindowTally {
+                started_at: now,
+                count: 3,
+            }),
+        }
+    );
+    assert_eq!(
+        count(reopened + TimeDelta::minutes(1)).await,
+        WindowCount::Counted
+    );
 }
