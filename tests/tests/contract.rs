@@ -368,6 +368,22 @@ fn template_table_equals_the_schema_in_code() {
         schema,
         "template.yaml's Table vs shared/src/adapters/dynamo/schema.rs"
     );
+    // Index permissions name indexes of the schema (the sweeper's Query on `sweep`).
+    let text = std::fs::read_to_string(workspace_root().join("template.yaml")).expect("template");
+    let named: BTreeSet<&str> = text
+        .split("${Table.Arn}/index/")
+        .skip(1)
+        .map(|rest| {
+            rest.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+                .next()
+                .unwrap_or("")
+        })
+        .collect();
+    assert_eq!(
+        named,
+        BTreeSet::from([schema::SWEEP_INDEX.name]),
+        "template.yaml's index ARNs vs the schema's indexes"
+    );
 }
 
 fn key_shape(keys: &[aws_sdk_dynamodb::types::KeySchemaElement]) -> Vec<(String, String)> {
