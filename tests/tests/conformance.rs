@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use capy_shared::adapters::dynamo::Table;
 use capy_shared::adapters::memory::{
-    MemoryApiKeys, MemoryDeliveries, MemoryEndpoints, MemoryEvents, MemoryIdempotency,
+    MemoryApiKeys, MemoryDeliveries, MemoryEndpoints, MemoryEvents, MemoryIdempotency, MemoryJobs,
     MemoryMarkers, MemoryPortalSessions, SeparateReads,
 };
 use capy_shared::domain::api_key::ApiKeyRecord;
@@ -21,6 +21,7 @@ use capy_shared::domain::endpoint::{
 };
 use capy_shared::domain::event::{Event, FanOutPage, FanOutState};
 use capy_shared::domain::ids::{DeliveryId, EndpointId, EventId, PortalSessionId};
+use capy_shared::domain::job::{Job, JobState, ReplayParams};
 use capy_shared::domain::portal_session::{Capability, PortalSessionRecord};
 use capy_shared::domain::time::{self, Timestamp};
 use capy_shared::ports::*;
@@ -40,6 +41,7 @@ struct Stores {
     reader: Arc<dyn DeliveryReader>,
     portal_sessions: Arc<dyn PortalSessionStore>,
     markers: Arc<dyn OpsMarkerStore>,
+    jobs: Arc<dyn JobStore>,
 }
 
 fn memory(retention: Duration) -> Stores {
@@ -59,6 +61,7 @@ fn memory(retention: Duration) -> Stores {
         idempotency: Arc::new(MemoryIdempotency::default()),
         portal_sessions: Arc::new(MemoryPortalSessions::default()),
         markers: Arc::new(MemoryMarkers::default()),
+        jobs: Arc::new(MemoryJobs::default()),
     }
 }
 
@@ -88,6 +91,7 @@ async fn dynamodb(retention: Duration) -> Stores {
         idempotency: table.clone(),
         portal_sessions: table.clone(),
         markers: table.clone(),
+        jobs: table.clone(),
         reader: table,
     }
 }
@@ -140,6 +144,7 @@ conformance!(
     reader_loads_a_batch_in_one_go,
     portal_sessions_create_get_revoke,
     markers_claim_once_and_count_in_windows,
+    jobs_hold_their_endpoint_slot_and_save_by_version,
 );
 
 // ---- records ----
@@ -1256,4 +1261,101 @@ async fn markers_claim_once_and_count_in_windows(s: &Stores) {
         count(reopened + TimeDelta::minutes(1)).await,
         WindowCount::Counted
     );
+}
+
+// ---- JobStore ----
+
+async fn jobs_hold_their_endpoint_slot_and_save_by_version(s: &Stores) {
+    let jobs = &s.jobs;
+    let now = time::now();
+    let params = ReplayParams {
+        since: now - TimeDelta::hours(1),
+        until: now,
+        states: vec![DeliveryState::Failed],
+        event_types: Vec::new(),
+    };
+    let ep = EndpointId::new();
+    let first = Job::replay(ORG, ep, params.clone(), 3, now);
+    jobs.create(&first).await.expect("create");
+    assert!(is_conflict(jobs.create(&first).await), "the id exists");
+    let second = Job::replay(ORG, ep, params.clone(), 0, now);
+    assert!(
+        is_conflict(jobs.create(&second).await),
+        "the endpoint's slot is taken"
+    );
+    assert_eq!(jobs.get(ORG, second.id).await.expect("get"), None);
+    assert_eq!(
+        jobs.get(ORG, first.id).await.expect("get"),
+        Some(first.clone())
+    );
+    assert_eq!(jobs.get(OTHER_ORG, first.id).await.expect("get"), None);
+
+    let running = Job {
+        state: JobState::Running,
+        processed: 1,
+        version: 1,
+        ..first.clone()
+    };
+    jobs.save(&running).await.expect("save");
+    assert!(
+        is_conflict(jobs.save(&running).await),
+        "a write that read version 0 again"
+    );
+    assert!(
+        is_conflict(
+            jobs.save(&Job {
+                version: 5,
+                ..running.clone()
+            })
+            .await
+        ),
+        "versions move one at a time"
+    );
+    assert!(is_conflict(jobs.create(&second).await), "still running");
+    let done = Job {
+        state: JobState::Succeeded,
+        processed: 3,
+        finished_at: Some(now + ms(5)),
+        version: 2,
+        ..running.clone()
+    };
+    jobs.save(&done).await.expect("finish");
+    assert_eq!(jobs.get(ORG, first.id).await.expect("get"), Some(done));
+    jobs.create(&second)
+        .await
+        .expect("the slot is free once the job finished");
+    assert!(
+        is_conflict(
+            jobs.save(&Job {
+                version: 1,
+                ..Job::replay(ORG, EndpointId::new(), params.clone(), 0, now)
+            })
+            .await
+        ),
+        "no such job"
+    );
+
+    let mut ids = vec![first.id, second.id];
+    for _ in 0..3 {
+        let j = Job::replay(ORG, EndpointId::new(), params.clone(), 0, now);
+        jobs.create(&j).await.expect("create");
+        ids.push(j.id);
+    }
+    jobs.create(&Job::replay(OTHER_ORG, EndpointId::new(), params, 0, now))
+        .await
+        .expect("create");
+    ids.sort_by_key(|id| std::cmp::Reverse(*id));
+    let mut listed = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, next) = jobs.list(ORG, 2, after).await.expect("list");
+        assert!(page.len() <= 2);
+        listed.extend(page.iter().map(|j| j.id));
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+        assert!(listed.len() <= ids.len(), "the cursor does not move");
+    }
+    assert_eq!(listed, ids, "newest first, this organization's only");
 }
