@@ -536,3 +536,93 @@ fn every_variable_the_template_sets_is_read_by_the_code() {
         "template.yaml sets variables no code reads: {unread:?}"
     );
 }
+
+/// The actions a route function's inline policies allow.
+fn policy_actions(function: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for policy in function["Properties"]["Policies"]
+        .as_sequence()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        for st in policy["Statement"]
+            .as_sequence()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            match &st["Action"] {
+                Value::String(a) => {
+                    out.insert(a.clone());
+                }
+                Value::Sequence(list) => {
+                    out.extend(list.iter().filter_map(|a| s(a).map(str::to_owned)));
+                }
+                other => panic!("unexpected Action {other:?}"),
+            }
+        }
+    }
+    out
+}
+
+/// Least privilege by construction: a GET route only reads the table; only a route that
+/// sends deliveries (or queues a job) may send to a queue; no route function has a role of
+/// its own or a wildcard action.
+#[test]
+fn route_functions_get_only_what_their_kind_of_route_needs() {
+    let t = yaml("template.yaml");
+    let resources = t["Resources"].as_mapping().expect("Resources");
+    let functions = template_functions();
+    let reads: BTreeSet<&str> = [
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:BatchGetItem",
+    ]
+    .into_iter()
+    .collect();
+    for route in Route::ALL {
+        let key = (route.method().as_str().to_owned(), route.path());
+        let f = functions
+            .iter()
+            .find(|f| f.http.contains(&key))
+            .expect("every route has a function (checked above)");
+        let res = resources
+            .iter()
+            .find(|(id, _)| s(id) == Some(f.logical_id.as_str()))
+            .map(|(_, r)| r)
+            .expect("function resource");
+        assert!(
+            res["Properties"]["Role"].is_null(),
+            "{}: a route function takes the policies SAM attaches, not a shared role",
+            f.logical_id
+        );
+        let actions = policy_actions(res);
+        assert!(
+            actions.iter().all(|a| !a.contains('*')),
+            "{}: wildcard action in {actions:?}",
+            f.logical_id
+        );
+        assert!(
+            actions.contains("dynamodb:GetItem"),
+            "{}: every route reads its credential",
+            f.logical_id
+        );
+        if route.method() == http::Method::GET {
+            let extra: Vec<&String> = actions
+                .iter()
+                .filter(|a| !reads.contains(a.as_str()))
+                .collect();
+            assert!(
+                extra.is_empty(),
+                "{}: a read route may {extra:?}",
+                f.logical_id
+            );
+        }
+        let sends = actions.iter().any(|a| a.starts_with("sqs:"));
+        assert_eq!(
+            sends,
+            route.enqueues() || route == Route::ReplayEndpoint,
+            "{}: SQS actions {actions:?}",
+            f.logical_id
+        );
+    }
+}
