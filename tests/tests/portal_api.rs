@@ -39,6 +39,8 @@ struct World {
     delivery: String,
     event: String,
     other_session: String,
+    /// A canceled replay job (canceling it again is 200).
+    job: String,
 }
 
 /// One concrete request per route that succeeds for a credential allowed to make it, with
@@ -122,7 +124,59 @@ async fn request(stack: &Stack, w: &World, route: Route) -> (String, Option<Valu
             None,
             200,
         ),
+        Route::ReplayEndpoint => (
+            org_path(org, &format!("/webhook-endpoints/{ep}/replay")),
+            Some(json!({"since": since_an_hour_ago(), "dry_run": true})),
+            200,
+        ),
+        Route::ListJobs => (org_path(org, "/jobs"), None, 200),
+        Route::GetJob => (org_path(org, &format!("/jobs/{}", w.job)), None, 200),
+        Route::CancelJob => (org_path(org, &format!("/jobs/{}/cancel", w.job)), None, 200),
+        Route::ResendEvent => (
+            org_path(org, &format!("/events/{}/deliveries", w.event)),
+            Some(json!({"endpoint_id": ep})),
+            202,
+        ),
+        Route::TestEndpoint => (
+            org_path(org, &format!("/webhook-endpoints/{ep}/test")),
+            None,
+            202,
+        ),
     }
+}
+
+fn since_an_hour_ago() -> String {
+    time::format(&(time::now() - chrono::TimeDelta::hours(1)))
+}
+
+/// A replay job of `endpoint`, canceled (a job may finish before the cancel lands; then
+/// another is started).
+async fn canceled_job(stack: &Stack, org: &str, key: &str, endpoint: &str) -> String {
+    eventually(Duration::from_secs(30), "a canceled replay job", || async {
+        let (status, started) = stack
+            .call(
+                "POST",
+                &org_path(org, &format!("/webhook-endpoints/{endpoint}/replay")),
+                Some(key),
+                Some(json!({"since": since_an_hour_ago()})),
+            )
+            .await;
+        if status == 409 {
+            return None; // the previous one is still running
+        }
+        assert_eq!(status, 202, "{started}");
+        let id = started["job"]["id"].as_str().expect("job id").to_owned();
+        let (status, canceled) = stack
+            .call(
+                "POST",
+                &org_path(org, &format!("/jobs/{id}/cancel")),
+                Some(key),
+                None,
+            )
+            .await;
+        (status == 200 && canceled["job"]["state"] == "canceled").then_some(id)
+    })
+    .await
 }
 
 fn allowed(route: Route, caps: &[Capability]) -> bool {
@@ -158,6 +212,7 @@ async fn portal_tokens_reach_exactly_the_routes_their_capabilities_allow() {
         .settled(org, &key, &endpoint, &delivery, Duration::from_secs(20))
         .await;
     let (other, _) = mint(&stack, org, &key, None).await;
+    let job = canceled_job(&stack, org, &key, &endpoint).await;
     let w = World {
         org: org.into(),
         key: key.clone(),
@@ -168,6 +223,7 @@ async fn portal_tokens_reach_exactly_the_routes_their_capabilities_allow() {
             .as_str()
             .expect("id")
             .to_owned(),
+        job,
     };
 
     // The baseline: an API key gets every organization route's success (so a 403 below is
