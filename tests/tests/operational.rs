@@ -335,8 +335,13 @@ async fn a_410_sends_capy_endpoint_disabled_signed_to_its_subscriber_and_to_the_
 }
 
 #[tokio::test]
-async fn failing_exhausted_and_recovered_reach_subscribers_never_their_subject() {
-    let stack = Stack::start().await;
+async fn failing_and_recovered_reach_subscribers_never_their_subject() {
+    // One delivery of six attempts: its attempts are serial, so the receiver's answers are
+    // counted in order (two deliveries in flight could count a success before a failure).
+    let stack = Stack::start_with(
+        StackOptions::default().set("RETRY_SCHEDULE", "0s,200ms,200ms,200ms,200ms,200ms"),
+    )
+    .await;
     let org = org();
     let key = stack.mint_key(&org, None);
     let watcher = Receiver::start().await;
@@ -347,9 +352,8 @@ async fn failing_exhausted_and_recovered_reach_subscribers_never_their_subject()
             json!({"url": watcher.url, "event_types": ["capy.*"]}),
         )
         .await;
-    // Five failures, then successes: two events of three attempts each (the test schedule)
-    // make five failures in a row whatever the order, so the streak reaches 5 (failing), one
-    // delivery runs out of attempts (exhausted), and the sixth attempt succeeds (recovered).
+    // Five failures (the streak reaches 5: failing), then the sixth attempt succeeds
+    // (recovered).
     let flaky = Receiver::scripted(vec![Reply::Status(500); 5], Reply::Status(200)).await;
     let (flaky_id, _) = stack
         .create_endpoint(
@@ -358,25 +362,19 @@ async fn failing_exhausted_and_recovered_reach_subscribers_never_their_subject()
             json!({"url": flaky.url, "event_types": ["order.created", "capy.*"]}),
         )
         .await;
-    for n in 0..2 {
-        stack
-            .publish(
-                &org,
-                &key,
-                json!({"event_type": "order.created", "payload": {"n": n}}),
-            )
-            .await;
-    }
+    stack
+        .publish(
+            &org,
+            &key,
+            json!({"event_type": "order.created", "payload": {"n": 1}}),
+        )
+        .await;
 
     let (msg, failing) = first_of_type(&watcher, "capy.endpoint.failing").await;
     capy_tests::verify_with_official_libraries(&watcher_secret, &msg).expect("signed");
     assert_documented("capy.endpoint.failing", &failing["data"]);
     assert_eq!(failing["data"]["endpoint_id"], flaky_id.as_str());
     assert_eq!(failing["data"]["failure_streak"], 5);
-    let (_, exhausted) = first_of_type(&watcher, "capy.delivery.exhausted").await;
-    assert_documented("capy.delivery.exhausted", &exhausted["data"]);
-    assert_eq!(exhausted["data"]["endpoint_id"], flaky_id.as_str());
-    assert_eq!(exhausted["data"]["attempts"], 3);
     let (_, recovered) = first_of_type(&watcher, "capy.endpoint.recovered").await;
     let r = &recovered["data"];
     assert_documented("capy.endpoint.recovered", r);
@@ -391,11 +389,7 @@ async fn failing_exhausted_and_recovered_reach_subscribers_never_their_subject()
     assert_eq!(view["disable_at"], Value::Null);
 
     // Each was sent to the watcher only, never to the endpoint it is about.
-    for t in [
-        "capy.endpoint.failing",
-        "capy.delivery.exhausted",
-        "capy.endpoint.recovered",
-    ] {
+    for t in ["capy.endpoint.failing", "capy.endpoint.recovered"] {
         let events = logged(&stack, &org, &key, t).await;
         assert_eq!(events.len(), 1, "{t}: {events:?}");
         let id = events[0]["id"].as_str().expect("id");
@@ -407,23 +401,14 @@ async fn failing_exhausted_and_recovered_reach_subscribers_never_their_subject()
     assert!(bodies(&flaky).iter().all(|b| b["type"] == "order.created"));
 
     // The consumer's EMF documents, from the process's own output.
-    let log = stack.log();
-    let docs: Vec<Value> = log
-        .lines()
-        .filter(|l| l.starts_with('{') && l.contains("\"_aws\":"))
-        .map(|l| serde_json::from_str(l).expect("an EMF line is one JSON document"))
-        .collect();
-    let outcomes: Vec<&str> = docs
-        .iter()
-        .filter(|d| d["function"] == "deliver" && d["Deliveries"].is_number())
-        .map(|d| d["outcome"].as_str().expect("outcome"))
-        .collect();
-    assert!(outcomes.contains(&"retrying"), "{outcomes:?}");
-    assert!(outcomes.contains(&"failed"), "{outcomes:?}");
+    let docs = emf_documents(&stack);
+    let outcomes = delivery_outcomes(&docs);
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "retrying").count(),
+        5,
+        "{outcomes:?}"
+    );
     assert!(outcomes.contains(&"delivered"), "{outcomes:?}");
-    for d in &docs {
-        check_emf(d);
-    }
     let delivered = docs
         .iter()
         .find(|d| d["outcome"] == "delivered" && d["endpoint_id"] == flaky_id.as_str())
@@ -445,6 +430,30 @@ async fn failing_exhausted_and_recovered_reach_subscribers_never_their_subject()
             .any(|d| d["function"] == "publish-event" && d["FanOutSize"].is_number()),
         "fan-out size is measured"
     );
+}
+
+/// Every EMF document `capy serve` printed (one JSON line each), each checked against the
+/// EMF structure.
+fn emf_documents(stack: &Stack) -> Vec<Value> {
+    let docs: Vec<Value> = stack
+        .log()
+        .lines()
+        .filter(|l| l.starts_with('{') && l.contains("\"_aws\":"))
+        .map(|l| serde_json::from_str(l).expect("an EMF line is one JSON document"))
+        .collect();
+    assert!(!docs.is_empty(), "the consumers print EMF documents");
+    for d in &docs {
+        check_emf(d);
+    }
+    docs
+}
+
+/// The `outcome` of each `Deliveries` document of the deliver function.
+fn delivery_outcomes(docs: &[Value]) -> Vec<&str> {
+    docs.iter()
+        .filter(|d| d["function"] == "deliver" && d["Deliveries"].is_number())
+        .map(|d| d["outcome"].as_str().expect("outcome"))
+        .collect()
 }
 
 /// One EMF document against the specification's structure: the directive's namespace,
@@ -479,8 +488,9 @@ fn check_emf(d: &Value) {
 }
 
 #[tokio::test]
-async fn exhausted_is_sent_once_within_the_hour_and_counts_the_rest() {
-    let stack = Stack::start().await;
+async fn exhausted_is_sent_once_within_the_hour_and_counts_the_rest_and_the_views_forecast() {
+    // A 2 h disable period: the views' forecast follows the policy, not the 5-day default.
+    let stack = Stack::start_with(StackOptions::default().set("DISABLE_AFTER", "2h")).await;
     let org = org();
     let key = stack.mint_key(&org, None);
     let watcher = Receiver::start().await;
@@ -499,6 +509,9 @@ async fn exhausted_is_sent_once_within_the_hour_and_counts_the_rest() {
             json!({"url": down.url, "event_types": ["order.created"]}),
         )
         .await;
+    let fresh = endpoint_view(&stack, &org, &key, &down_id).await;
+    assert_eq!(fresh["failing_since"], Value::Null);
+    assert_eq!(fresh["disable_at"], Value::Null);
     let mut deliveries = vec![];
     for n in 0..3 {
         let p = stack
@@ -539,7 +552,9 @@ async fn exhausted_is_sent_once_within_the_hour_and_counts_the_rest() {
     // ...and the first one alone was sent.
     let (_, first) = first_of_type(&watcher, "capy.delivery.exhausted").await;
     let data = &first["data"];
+    assert_documented("capy.delivery.exhausted", data);
     assert_eq!(data["endpoint_id"], down_id.as_str());
+    assert_eq!(data["attempts"], 3);
     assert_eq!(data["count"], 1);
     assert_eq!(data["previous_window"], Value::Null);
     assert_eq!(
@@ -554,21 +569,51 @@ async fn exhausted_is_sent_once_within_the_hour_and_counts_the_rest() {
         1
     );
     assert_eq!(of_type(&watcher, "capy.delivery.exhausted").len(), 1);
+
+    // The views' forecast: failing since the first failure, disabled 2 h later unless an
+    // attempt succeeds.
+    let view = endpoint_view(&stack, &org, &key, &down_id).await;
+    assert_eq!(view["health"], "failing", "{view}");
+    let since = time(&view["failing_since"]);
+    assert!(since <= time(&data["failed_at"]), "{view}");
+    assert_eq!(
+        time(&view["disable_at"]) - since,
+        chrono::TimeDelta::hours(2)
+    );
+
+    // Metrics: each failed-for-good delivery is one `failed` document, its attempts measured.
+    let docs = emf_documents(&stack);
+    let failed: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["function"] == "deliver" && d["outcome"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 3);
+    assert!(failed.iter().all(|d| d["AttemptDuration"].is_number()
+        && d["endpoint_id"] == down_id.as_str()
+        && d["EndToEndLag"].is_null()));
+    assert_eq!(
+        delivery_outcomes(&docs)
+            .iter()
+            .filter(|o| **o == "retrying")
+            .count(),
+        6
+    );
 }
 
 #[tokio::test]
-async fn disable_scheduled_goes_out_the_lead_before_disable_at_and_the_views_show_the_forecast() {
-    // An 8 s streak disables; the warning lead is 4 s; one delivery retries every 500 ms
-    // (or slower) 30 times, so the streak spans both.
+async fn disable_scheduled_goes_out_the_lead_before_disable_at_once_per_streak() {
+    // A 10 s streak disables; the warning lead is 6 s; one delivery retries every 500 ms
+    // (or slower) 40 times, so the streak spans both.
+
     let schedule = std::iter::once("0s")
-        .chain(std::iter::repeat_n("500ms", 29))
+        .chain(std::iter::repeat_n("500ms", 39))
         .collect::<Vec<_>>()
         .join(",");
     let stack = Stack::start_with(
         StackOptions::default()
             .set("RETRY_SCHEDULE", &schedule)
-            .set("DISABLE_AFTER", "8s")
-            .set("DISABLE_WARNING_LEAD", "4s"),
+            .set("DISABLE_AFTER", "10s")
+            .set("DISABLE_WARNING_LEAD", "6s"),
     )
     .await;
     let org = org();
@@ -609,24 +654,17 @@ async fn disable_scheduled_goes_out_the_lead_before_disable_at_and_the_views_sho
     assert_eq!(s["organization_id"], org.as_str());
     let since = time(&s["failing_since"]);
     let disable_at = time(&s["disable_at"]);
-    assert_eq!(disable_at - since, chrono::TimeDelta::seconds(8));
+    assert_eq!(disable_at - since, chrono::TimeDelta::seconds(10));
     let sent = time(&s["scheduled_at"]);
     assert!(
-        sent >= disable_at - chrono::TimeDelta::seconds(4) && sent < disable_at,
+        sent >= disable_at - chrono::TimeDelta::seconds(6) && sent < disable_at,
         "sent at {sent}, disable_at {disable_at}"
     );
-
-    // Until it is disabled (seconds away still), the view shows the same forecast: the
-    // policy's 8 s, not 5 days.
-    let view = endpoint_view(&stack, &org, &key, &down_id).await;
-    assert_eq!(view["health"], "failing", "{view}");
-    assert_eq!(time(&view["failing_since"]), since);
-    assert_eq!(time(&view["disable_at"]), disable_at);
 
     let (_, disabled) = first_of_type(&watcher, "capy.endpoint.disabled").await;
     let d = &disabled["data"];
     assert_eq!(d["endpoint_id"], down_id.as_str());
-    assert_eq!(d["reason"], "every attempt failed for 8 seconds");
+    assert_eq!(d["reason"], "every attempt failed for 10 seconds");
     assert_eq!(time(&d["failing_since"]), since);
     assert!(time(&d["disabled_at"]) >= disable_at, "{d}");
     // Once per streak.
