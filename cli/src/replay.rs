@@ -151,11 +151,9 @@ fn when(v: &str) -> Result<String, String> {
 
 fn bar(processed: u64, matched: u64) -> String {
     const WIDTH: u64 = 30;
-    let filled = if matched == 0 {
-        WIDTH
-    } else {
-        (processed.min(matched) * WIDTH) / matched
-    };
+    let filled = (processed.min(matched) * WIDTH)
+        .checked_div(matched)
+        .unwrap_or(WIDTH);
     format!(
         "[{}{}] {processed}/{matched}",
         "#".repeat(filled as usize),

@@ -776,3 +776,105 @@ async fn resend_to_a_new_endpoint_and_test_events() {
     .await;
     assert_eq!(s, 400, "{out}");
 }
+
+/// `capy` with the stack's environment and `args`: (exit success, stdout, stderr).
+async fn capy(stack: &Stack, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(capy_tests::capy_bin())
+        .args(args)
+        .envs(&stack.env)
+        .output()
+        .await
+        .expect("capy");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn capy_replay_prints_the_count_follows_the_job_and_capy_jobs_shows_it() {
+    let stack = Stack::start_with(opts()).await;
+    let org = Org::new(&stack, "org_cli");
+    let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
+    let (endpoint, _) = stack
+        .create_endpoint(&org.id, &org.key, json!({ "url": receiver.url }))
+        .await;
+    let ids = publish(&stack, &org, &endpoint, "order.created", 3).await;
+    all_in(&stack, &org, &endpoint, &ids, "failed").await;
+    receiver.answer(Reply::Status(200));
+    let api = [
+        "--api-url",
+        stack.base.as_str(),
+        "--key",
+        org.key.as_str(),
+        "--org",
+        org.id.as_str(),
+    ];
+    let replay = |extra: &'static [&'static str]| {
+        let mut args = vec!["replay"];
+        args.extend(api);
+        args.extend([
+            "--endpoint",
+            endpoint.as_str(),
+            "--since",
+            "10m",
+            "--state",
+            "failed",
+        ]);
+        args.extend(extra);
+        args
+    };
+    let (ok, out, err) = capy(&stack, &replay(&["--dry-run"])).await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(out, "matched: 3\n");
+    let (_, jobs) = call(&stack, &org, "GET", "/jobs", None).await;
+    assert_eq!(jobs["jobs"], json!([]), "a dry run starts nothing");
+
+    let (ok, out, err) = capy(&stack, &replay(&["--event-type", "order.*"])).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.starts_with("matched: 3\njob: job_"), "{out}");
+    assert!(out.ends_with("succeeded: 3 processed\n"), "{out}");
+    assert!(err.contains("3/3"), "the progress bar: {err}");
+    let job_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("job: "))
+        .expect("job id")
+        .to_owned();
+    all_in(&stack, &org, &endpoint, &ids, "delivered").await;
+
+    let mut list = vec!["jobs", "list"];
+    list.extend(api);
+    let (ok, out, err) = capy(&stack, &list).await;
+    assert!(ok, "{err}");
+    assert!(out.contains(&job_id) && out.contains("succeeded"), "{out}");
+    let mut show = vec!["jobs", "show"];
+    show.extend(api);
+    show.push(&job_id);
+    let (ok, out, err) = capy(&stack, &show).await;
+    assert!(ok, "{err}");
+    let shown: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        (shown["state"].clone(), shown["processed"].clone()),
+        (json!("succeeded"), json!(3))
+    );
+    // An ended job cannot be cancelled: the CLI says why and exits non-zero.
+    let mut cancel = vec!["jobs", "cancel"];
+    cancel.extend(api);
+    cancel.push(&job_id);
+    let (ok, _, err) = capy(&stack, &cancel).await;
+    assert!(!ok && err.contains("409"), "{err}");
+    // A bad window is the API's 400, and a non-zero exit.
+    let mut bad = vec!["replay"];
+    bad.extend(api);
+    bad.extend([
+        "--endpoint",
+        endpoint.as_str(),
+        "--since",
+        "0s",
+        "--until",
+        "10m",
+    ]);
+    let (ok, _, err) = capy(&stack, &bad).await;
+    assert!(!ok && err.contains("400"), "{err}");
+}
