@@ -177,11 +177,9 @@ pub async fn cancel(
         }
         job.version += 1;
         job.finish(JobState::Canceled, None, now);
-        match deps.jobs.save(&job).await {
-            Ok(()) => return Ok(job),
-            // The worker checkpointed meanwhile: read it again.
-            Err(StoreError::Conflict) => continue,
-            Err(e) => return Err(e.into()),
+        // `false`: the worker checkpointed meanwhile; read it again.
+        if checkpoint(deps, &job).await? {
+            return Ok(job);
         }
     }
     Err(ServiceError::Conflict(
@@ -200,14 +198,29 @@ pub enum Progress {
     TakenOver,
 }
 
+/// Writes `job`; `Ok(false)` if another writer got there first. A `Conflict` whose stored
+/// copy is exactly this write is this write (its answer was lost and the SDK sent it again).
+async fn checkpoint(deps: &Deps, job: &Job) -> Result<bool, ServiceError> {
+    match deps.jobs.save(job).await {
+        Ok(()) => Ok(true),
+        Err(StoreError::Conflict) => Ok(deps
+            .jobs
+            .get(&job.organization_id, job.id)
+            .await?
+            .is_some_and(|s| {
+                (s.version, s.state, s.cursor, &s.page, s.processed)
+                    == (job.version, job.state, job.cursor, &job.page, job.processed)
+            })),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Ends `job` as failed with `why`.
 async fn fail(deps: &Deps, mut job: Job, why: &str) -> Result<Progress, ServiceError> {
     job.version += 1;
     job.finish(JobState::Failed, Some(why.into()), time::now());
-    match deps.jobs.save(&job).await {
-        Ok(()) | Err(StoreError::Conflict) => Ok(Progress::Done),
-        Err(e) => Err(e.into()),
-    }
+    checkpoint(deps, &job).await?;
+    Ok(Progress::Done)
 }
 
 /// Ends the job of `msg` as failed (a fault no retry of its message will fix).
@@ -305,10 +318,8 @@ pub async fn run(
         if job.page.is_empty() {
             job.finish(JobState::Succeeded, None, now);
         }
-        match deps.jobs.save(&job).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict) => return Ok(Progress::TakenOver),
-            Err(e) => return Err(e.into()),
+        if !checkpoint(deps, &job).await? {
+            return Ok(Progress::TakenOver);
         }
         if !job.state.is_active() {
             return Ok(Progress::Done);
@@ -350,11 +361,9 @@ pub async fn run(
         if job.page.is_empty() {
             job.finish(JobState::Succeeded, None, job.updated_at);
         }
-        match deps.jobs.save(&job).await {
-            Ok(()) => {}
-            // Cancelled, or another run got there: either way this run stops.
-            Err(StoreError::Conflict) => return Ok(Progress::TakenOver),
-            Err(e) => return Err(e.into()),
+        // Cancelled, or another run got there: either way this run stops.
+        if !checkpoint(deps, &job).await? {
+            return Ok(Progress::TakenOver);
         }
         tracing::info!(job_id = %job.id, sent, processed = job.processed, matched = job.matched, "replay page done");
         if !job.state.is_active() {
@@ -551,5 +560,35 @@ mod tests {
         );
         assert!(w.stores.queue.take_sent().is_empty());
         let _ = ids;
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_whose_answer_was_lost_counts_as_written() {
+        let w = world();
+        let (e, _) = w.endpoint("http://127.0.0.1:9/x", |e| e).await;
+        let now = time::now();
+        let params = ReplayParams {
+            since: now - chrono::TimeDelta::hours(1),
+            until: now,
+            states: vec![DeliveryState::Failed],
+            event_types: vec![],
+        };
+        let Ok(Started::Job(job)) = start(&w.deps, ORG, e.id, params, false, now).await else {
+            panic!("a job");
+        };
+        let mut next = (*job).clone();
+        next.version += 1;
+        next.state = JobState::Running;
+        // The write landed; the SDK's retry of it then loses its condition.
+        w.deps.jobs.save(&next).await.expect("first write");
+        assert!(checkpoint(&w.deps, &next).await.expect("checkpoint"));
+        // Someone else's write is not ours.
+        let mut other = next.clone();
+        other.version += 1;
+        other.processed = 7;
+        w.deps.jobs.save(&other).await.expect("their write");
+        let mut mine = next.clone();
+        mine.version += 1;
+        assert!(!checkpoint(&w.deps, &mine).await.expect("checkpoint"));
     }
 }
