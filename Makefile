@@ -58,6 +58,7 @@ clean:
 # test requirements so CI stays fast), the arm64 std from rustup, then one
 # `cargo lambda build --release --arm64` of every binary of capy-functions
 # (target/lambda/<function>/bootstrap). `make sam-build` runs SAM's own build of the same.
+# Both build the portal first: the `portal` function embeds portal/dist (functions/build.rs).
 .PHONY: lambda-tools lambda sam-build sizes host-release runtime-test runtime-test-arm64 coldstart coldstart-phases
 
 $(VENV)/.lambda-installed: requirements-lambda.txt $(VENV)/.installed
@@ -67,10 +68,10 @@ $(VENV)/.lambda-installed: requirements-lambda.txt $(VENV)/.installed
 lambda-tools: $(VENV)/.lambda-installed
 	rustup target add aarch64-unknown-linux-gnu
 
-lambda: lambda-tools
+lambda: lambda-tools portal
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 -p capy-functions
 
-sam-build: lambda-tools
+sam-build: lambda-tools portal
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash -c 'time $(VENV)/bin/sam build'
 
 # Stripped and zipped size of every artifact (target/lambda, or .aws-sam/build after sam build).

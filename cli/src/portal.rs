@@ -1,74 +1,28 @@
 //! The customer portal's static files under `/portal/`, as `capy serve` serves them: the built
 //! single-page app from `CAPY_PORTAL_DIR` (default `portal/dist`, built by `make portal`), its
 //! `index.html` for `/portal/` and every screen's path, and the security headers it needs
-//! (a CSP with no inline script, `frame-ancestors` from `PORTAL_FRAME_ANCESTORS`).
+//! (a CSP with no inline script, `frame-ancestors` from `PORTAL_FRAME_ANCESTORS`). The rules
+//! are `capy_shared::portal_assets`'s, shared with the `portal` Lambda function; this file is
+//! their file lookup on disk.
 
 use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, StatusCode, header};
+use capy_shared::portal_assets::{self, Reply};
+use http::{HeaderValue, Method, StatusCode};
 use http_body_util::Full;
 
-const PREFIX: &str = "/portal/";
 const DEFAULT_DIR: &str = "portal/dist";
 
-/// The CSP: scripts, styles and API calls from this origin only, no plugins, no forms posting
-/// elsewhere, no `<base>`; images only from here or `data:` (the favicon placeholder).
-pub fn content_security_policy(frame_ancestors: &str) -> String {
-    format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-         connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors {frame_ancestors}"
-    )
-}
-
-/// `PORTAL_FRAME_ANCESTORS` (e.g. `https://dashboard.example.com`), default `'none'`. A value
-/// that could end the directive or the header (`;`, `,`, control characters) is refused in
-/// favour of `'none'`.
-pub fn frame_ancestors_setting(raw: Option<&str>) -> String {
-    let v = raw.map(str::trim).unwrap_or("");
-    if v.is_empty() {
-        return "'none'".into();
-    }
-    if v.chars().any(|c| c == ';' || c == ',' || c.is_control()) {
-        tracing::warn!(
-            "PORTAL_FRAME_ANCESTORS holds ';', ',' or a control character; using 'none'"
-        );
-        return "'none'".into();
-    }
-    v.to_owned()
-}
-
-fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
-        "html" => "text/html; charset=utf-8",
-        "js" | "mjs" => "text/javascript; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "json" | "map" => "application/json",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "webp" => "image/webp",
-        "ico" => "image/x-icon",
-        "woff2" => "font/woff2",
-        "woff" => "font/woff",
-        "txt" => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
-    }
-}
-
 /// The file a request path names inside the portal directory, or `None` when the path could
-/// leave it or names something the portal never holds: no `..`, `.` or empty segments, no
-/// hidden files, no backslashes, no percent-escapes (the build's names never need one), no
-/// NUL. Only `Normal` components are joined, so the result is always under `root`.
+/// leave it (`portal_assets::is_safe`). Only `Normal` components are joined, so the result is
+/// always under `root`.
 pub fn resolve(root: &Path, rel: &str) -> Option<PathBuf> {
-    if rel.contains(['\\', '%', '\0']) {
+    if !portal_assets::is_safe(rel) {
         return None;
     }
     let mut out = root.to_path_buf();
     for seg in rel.split('/') {
-        if seg.is_empty() || seg.starts_with('.') {
-            return None;
-        }
         let mut comps = Path::new(seg).components();
         match (comps.next(), comps.next()) {
             (Some(Component::Normal(c)), None) => out.push(c),
@@ -78,127 +32,47 @@ pub fn resolve(root: &Path, rel: &str) -> Option<PathBuf> {
     Some(out)
 }
 
-/// What `serve` answers, before it becomes a hyper response (so tests read it directly).
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: Vec<(header::HeaderName, String)>,
-    pub body: Bytes,
-}
-
-#[cfg(test)]
-impl Reply {
-    pub fn header(&self, name: &header::HeaderName) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+/// The regular file at `rel` under `root`, read; `None` when it is missing, not a file, or
+/// (defence in depth: symlinks resolved) not inside the real root.
+fn read_under(root: &Path, rel: &str) -> Option<Bytes> {
+    let file = resolve(root, rel)?;
+    if !file.is_file() {
+        return None;
     }
-}
-
-fn json_error(status: StatusCode, msg: &str) -> Reply {
-    Reply {
-        status,
-        headers: vec![(header::CONTENT_TYPE, "application/json".into())],
-        body: Bytes::from(serde_json::json!({ "error": msg }).to_string()),
-    }
-}
-
-fn is_hashed_asset(rel: &str) -> bool {
-    rel.starts_with("assets/")
-}
-
-/// Serves one request for `/portal` or `/portal/...` from `root`.
-pub fn serve_from(root: &Path, method: &Method, path: &str, frame_ancestors: &str) -> Reply {
-    if method != Method::GET && method != Method::HEAD {
-        let mut r = json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "the portal's files take GET or HEAD",
-        );
-        r.headers.push((header::ALLOW, "GET, HEAD".into()));
-        return r;
-    }
-    if path == "/portal" {
-        // The fragment (#token=…) survives a redirect without one in Location.
-        return Reply {
-            status: StatusCode::PERMANENT_REDIRECT,
-            headers: vec![
-                (header::LOCATION, PREFIX.into()),
-                (header::CACHE_CONTROL, "no-cache".into()),
-            ],
-            body: Bytes::new(),
-        };
-    }
-    let Some(rel) = path.strip_prefix(PREFIX) else {
-        return json_error(StatusCode::NOT_FOUND, "no such route");
-    };
-    let index = root.join("index.html");
-    if !index.is_file() {
-        return json_error(
-            StatusCode::NOT_FOUND,
-            &format!(
-                "the portal is not built: run `make portal` (looked for {})",
-                index.display()
-            ),
-        );
-    }
-    let rel = rel.trim_end_matches('/');
-    // A file the build made, or index.html for the app's own screens (/portal/events/evt_1).
-    // A missing asset is a 404, never the HTML page in its place.
-    let file = if rel.is_empty() || rel == "index.html" {
-        index.clone()
-    } else {
-        match resolve(root, rel) {
-            None => return json_error(StatusCode::NOT_FOUND, "no such file"),
-            Some(p) if p.is_file() => p,
-            Some(_)
-                if is_hashed_asset(rel)
-                    || rel.rsplit('/').next().is_some_and(|s| s.contains('.')) =>
-            {
-                return json_error(StatusCode::NOT_FOUND, "no such file");
-            }
-            Some(_) => index.clone(),
-        }
-    };
-    // Defence in depth: the real path (symlinks resolved) stays inside the real root.
     let inside = match (std::fs::canonicalize(&file), std::fs::canonicalize(root)) {
         (Ok(f), Ok(r)) => f.starts_with(r),
         _ => false,
     };
     if !inside {
-        return json_error(StatusCode::NOT_FOUND, "no such file");
+        return None;
     }
-    let body = match std::fs::read(&file) {
-        Ok(b) => b,
+    match std::fs::read(&file) {
+        Ok(b) => Some(Bytes::from(b)),
         Err(e) => {
             tracing::warn!(file = %file.display(), error = %e, "portal file unreadable");
-            return json_error(StatusCode::NOT_FOUND, "no such file");
+            None
         }
-    };
-    let cache = if file != index && is_hashed_asset(rel) {
-        "public, max-age=31536000, immutable"
-    } else {
-        "no-cache"
-    };
-    let headers = vec![
-        (header::CONTENT_TYPE, content_type(&file).into()),
-        (header::CACHE_CONTROL, cache.into()),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            content_security_policy(frame_ancestors),
-        ),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into()),
-        (header::REFERRER_POLICY, "no-referrer".into()),
-    ];
-    Reply {
-        status: StatusCode::OK,
-        headers,
-        body: if method == Method::HEAD {
-            Bytes::new()
-        } else {
-            Bytes::from(body)
-        },
     }
+}
+
+/// Serves one request for `/portal` or `/portal/...` from the directory `root`, by the
+/// shared rules (`capy_shared::portal_assets`).
+pub fn serve_from(root: &Path, method: &Method, path: &str, frame_ancestors: &str) -> Reply {
+    portal_assets::serve(
+        method,
+        path,
+        frame_ancestors,
+        |rel| read_under(root, rel),
+        || {
+            Reply::json_error(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "the portal is not built: run `make portal` (looked for {})",
+                    root.join("index.html").display()
+                ),
+            )
+        },
+    )
 }
 
 /// `serve_http`'s entry for `/portal` and `/portal/...`.
@@ -207,8 +81,7 @@ pub fn serve(method: &Method, path: &str) -> hyper::Response<Full<Bytes>> {
         .ok()
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_DIR.into());
-    let frame_ancestors =
-        frame_ancestors_setting(std::env::var("PORTAL_FRAME_ANCESTORS").ok().as_deref());
+    let frame_ancestors = portal_assets::frame_ancestors_from_env();
     let reply = serve_from(Path::new(&root), method, path, &frame_ancestors);
     let mut resp = hyper::Response::new(Full::new(reply.body));
     *resp.status_mut() = reply.status;
@@ -223,6 +96,7 @@ pub fn serve(method: &Method, path: &str) -> hyper::Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header;
 
     /// A portal directory with an index, an asset and a secret file beside (outside) it.
     fn fixture() -> (PathBuf, PathBuf) {
@@ -373,28 +247,6 @@ mod tests {
                 .as_str()
                 .expect("error")
                 .contains("make portal")
-        );
-    }
-
-    #[test]
-    fn frame_ancestors_from_the_setting() {
-        assert_eq!(frame_ancestors_setting(None), "'none'");
-        assert_eq!(frame_ancestors_setting(Some("  ")), "'none'");
-        assert_eq!(
-            frame_ancestors_setting(Some("https://dash.example.com")),
-            "https://dash.example.com"
-        );
-        assert_eq!(
-            frame_ancestors_setting(Some("'self'; script-src *")),
-            "'none'"
-        );
-        assert_eq!(
-            frame_ancestors_setting(Some("a\r\nSet-Cookie: x")),
-            "'none'"
-        );
-        assert!(
-            content_security_policy("https://d.example")
-                .ends_with("frame-ancestors https://d.example")
         );
     }
 }

@@ -197,3 +197,69 @@ pub async fn run_sweeper() -> Result<(), Error> {
     ))
     .await
 }
+
+/// The portal's build as `functions/build.rs` embeds it: (path relative to `portal/dist`,
+/// bytes), or `None` when the artifact was built without one.
+pub type PortalFiles = Option<&'static [(&'static str, &'static [u8])]>;
+
+/// The `portal` function's answer to one request: `capy_shared::portal_assets`'s rules over
+/// the embedded files, text bodies as text and the rest base64-encoded (`Body::Binary`).
+pub fn portal_response(
+    files: PortalFiles,
+    frame_ancestors: &str,
+    req: &lambda_http::Request,
+) -> lambda_http::Response<Body> {
+    use capy_shared::portal_assets::{self, Reply};
+    let lookup = |rel: &str| {
+        files?
+            .iter()
+            .find(|(name, _)| *name == rel)
+            .map(|(_, bytes)| bytes::Bytes::from_static(bytes))
+    };
+    let reply = portal_assets::serve(
+        req.method(),
+        req.uri().path(),
+        frame_ancestors,
+        lookup,
+        || {
+            Reply::json_error(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "the portal was not built into this artifact: run make portal before make lambda / sam build",
+            )
+        },
+    );
+    let text = reply
+        .header(&http::header::CONTENT_TYPE)
+        .is_some_and(portal_assets::is_text);
+    let mut builder = lambda_http::Response::builder().status(reply.status);
+    for (name, value) in &reply.headers {
+        builder = builder.header(name, value.as_str());
+    }
+    let body = if reply.body.is_empty() {
+        Body::Empty
+    } else if text && let Ok(s) = std::str::from_utf8(&reply.body) {
+        Body::Text(s.to_owned())
+    } else {
+        Body::Binary(reply.body.to_vec())
+    };
+    builder.body(body).unwrap_or_else(|_| {
+        lambda_http::Response::new(Body::Text(r#"{"error":"internal error"}"#.into()))
+    })
+}
+
+/// The whole of the `portal` function's `main`: the customer portal's files under
+/// `/portal/`, from the binary itself (no AWS client, no table).
+pub async fn run_portal(files: PortalFiles) -> Result<(), Error> {
+    init_tracing();
+    if files.is_none() {
+        tracing::warn!("this artifact holds no portal build: every page answers 503");
+    }
+    let frame_ancestors = capy_shared::portal_assets::frame_ancestors_from_env();
+    let frame_ancestors = frame_ancestors.as_str();
+    lambda_http::run(lambda_http::service_fn(
+        move |req: lambda_http::Request| async move {
+            Ok::<_, std::convert::Infallible>(portal_response(files, frame_ancestors, &req))
+        },
+    ))
+    .await
+}

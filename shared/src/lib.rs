@@ -8,6 +8,7 @@
 //! | `services` | the use cases: publish, fan-out, endpoint changes, retries |
 //! | `api` | the HTTP routes: one file per resource, one error mapping, one view mapping |
 //! | `consumers` | the queue and schedule handlers |
+//! | `portal_assets` | how the portal's built files are served (`capy serve`, the `portal` Lambda) |
 //! | `auth`, `http`, `ssrf`, `config`, `wiring` | credentials; outbound sends; destination policy; settings; building `Deps` |
 
 pub mod adapters;
@@ -18,6 +19,7 @@ pub mod consumers;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod portal_assets;
 pub mod ports;
 pub mod services;
 pub mod ssrf;

@@ -113,8 +113,16 @@ fn bins() -> BTreeSet<String> {
         .collect()
 }
 
+/// The one exception to "HttpApi events = `Route::ALL`": the customer portal's static files,
+/// served by `PortalFunction` from its own binary (no `Route`, no openapi.yaml operation).
+const PORTAL_STATIC_ROUTES: [(&str, &str); 2] = [("GET", "/portal"), ("GET", "/portal/{proxy+}")];
+
 #[test]
 fn template_routes_equal_router_routes() {
+    let portal: BTreeSet<(String, String)> = PORTAL_STATIC_ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
     let mut template = BTreeSet::new();
     for f in template_functions() {
         for route in &f.http {
@@ -124,10 +132,48 @@ fn template_routes_equal_router_routes() {
             );
         }
     }
+    assert!(
+        portal.is_subset(&template),
+        "template.yaml serves the portal's {portal:?}"
+    );
+    let template: BTreeSet<_> = template.difference(&portal).cloned().collect();
     assert_eq!(
         template,
         router_routes(),
-        "template.yaml HttpApi events vs Route::ALL"
+        "template.yaml HttpApi events (the portal's static routes aside) vs Route::ALL"
+    );
+}
+
+#[test]
+fn the_portal_static_routes_are_portal_functions_and_no_routes() {
+    let functions = template_functions();
+    let f = functions
+        .iter()
+        .find(|f| f.logical_id == "PortalFunction")
+        .expect("template.yaml has PortalFunction");
+    assert_eq!(f.binary, "portal");
+    let mut served = f.http.clone();
+    served.sort();
+    let mut expected: Vec<(String, String)> = PORTAL_STATIC_ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    expected.sort();
+    assert_eq!(served, expected, "PortalFunction's HttpApi events");
+    let routes = router_routes();
+    for route in &expected {
+        assert!(!routes.contains(route), "{route:?} is also a Route");
+    }
+    // Read-only: no policy of its own (only the log permissions SAM gives every role).
+    let t = yaml("template.yaml");
+    let res = &t["Resources"]["PortalFunction"];
+    assert!(
+        res["Properties"]["Policies"].is_null(),
+        "PortalFunction has policies"
+    );
+    assert!(
+        res["Properties"]["Role"].is_null(),
+        "PortalFunction has a role"
     );
 }
 

@@ -56,6 +56,9 @@ const RUNTIME: &str = "/2018-06-01/runtime";
 /// `dead_letter_marks_…`, `sweeper_sends_…`, `the_jobs_worker_replays_…`). Every route's
 /// binary is invoked by `every_route_function_answers_its_fixture_with_real_ids`.
 const CONSUMERS: [&str; 5] = ["deliver", "fan-out", "dead-letter", "sweeper", "jobs"];
+/// The binary that is neither a route nor a consumer: the portal's static files, invoked by
+/// `the_portal_function_serves_the_embedded_build`.
+const STATIC_FILES: &str = "portal";
 /// The ids the fixtures carry (paths, bodies, messages), each swapped for a real one.
 const FIXTURE_ENDPOINT: &str = "ep_01JABCDEFGHJKMNPQRSTVWXYZ0";
 const FIXTURE_DELIVERY: &str = "dlv_01JABCDEFGHJKMNPQRSTVWXYZ0";
@@ -948,6 +951,7 @@ async fn dead_letter_marks_what_reaches_it_failed() {
     let body = serde_json::to_string(&FanOutMessage {
         event_id: stuck.id,
         organization_id: ORG.into(),
+        sent_through: None,
     })
     .expect("json");
     let out = dead_letter
@@ -1089,6 +1093,7 @@ async fn publishing_to_twelve_endpoints_goes_through_the_fan_out_function() {
         FanOutMessage {
             event_id,
             organization_id: ORG.into(),
+            sent_through: None,
         }
     );
     let fan_out = env.start("fan-out").await;
@@ -1522,6 +1527,116 @@ async fn every_route_function_answers_its_fixture_with_real_ids() {
     assert_eq!(Some(msg.job_id.to_string()), replay_job);
 }
 
+/// The portal function's API Gateway v2 response: (status, headers, body bytes).
+fn portal_answer(resp: &Value) -> (u64, Value, Vec<u8>) {
+    use base64::Engine as _;
+    let status = resp["statusCode"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no statusCode in {resp}"));
+    let body = resp["body"].as_str().unwrap_or_default();
+    let body = if resp["isBase64Encoded"] == json!(true) {
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .expect("base64 body")
+    } else {
+        body.as_bytes().to_vec()
+    };
+    (status, resp["headers"].clone(), body)
+}
+
+/// The fixture (GET /portal/) with another path.
+fn portal_event(path: &str) -> Value {
+    let mut event = fixture("portal");
+    event["rawPath"] = json!(path);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event
+}
+
+/// `portal` serves the build `make portal` left in portal/dist, embedded in its binary at
+/// build time: the page with the CSP (frame-ancestors from PORTAL_FRAME_ANCESTORS), a hashed
+/// asset cached for good, index.html for the app's own screens, 404 for a missing asset and
+/// for every path that tries to leave the build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portal_function_serves_the_embedded_build() {
+    const DASH: &str = "https://dash.example.com";
+    let dist = workspace_root().join("portal/dist");
+    let index = std::fs::read(dist.join("index.html"))
+        .expect("portal/dist/index.html: run `make portal` before this suite (make test does)");
+    let env = Env::new().await;
+    let portal = env
+        .start_custom(STATIC_FILES, &[], &[("PORTAL_FRAME_ANCESTORS", DASH)])
+        .await;
+
+    let (status, headers, body) = portal_answer(&portal.invoke(fixture("portal")).await);
+    assert_eq!(status, 200, "{headers}\n{}", portal.log_text());
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(headers["cache-control"], "no-cache");
+    assert_eq!(
+        headers["content-security-policy"],
+        format!(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors {DASH}"
+        )
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(body, index, "the embedded index.html is portal/dist's");
+
+    // A hashed asset of the build: its bytes, cached for good.
+    let asset = std::fs::read_dir(dist.join("assets"))
+        .expect("portal/dist/assets")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with(".js"))
+        .expect("a built .js asset");
+    let (status, headers, body) = portal_answer(
+        &portal
+            .invoke(portal_event(&format!("/portal/assets/{asset}")))
+            .await,
+    );
+    assert_eq!(status, 200, "{headers}");
+    assert_eq!(headers["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(
+        headers["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(
+        body,
+        std::fs::read(dist.join("assets").join(&asset)).expect("asset")
+    );
+
+    // The app's own screens get index.html.
+    for path in ["/portal/endpoints/ep_1", "/portal/events/evt_1/"] {
+        let (status, headers, body) = portal_answer(&portal.invoke(portal_event(path)).await);
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(
+            headers["content-type"], "text/html; charset=utf-8",
+            "{path}"
+        );
+        assert_eq!(body, index, "{path}");
+    }
+    // /portal (the other route) moves to /portal/.
+    let (status, headers, _) = portal_answer(&portal.invoke(portal_event("/portal")).await);
+    assert_eq!(status, 308);
+    assert_eq!(headers["location"], "/portal/");
+
+    // A missing asset, and paths that try to leave the build: 404 in the error shape.
+    for path in [
+        "/portal/assets/gone-0000.js",
+        "/portal/../Cargo.toml",
+        "/portal/assets/../../Cargo.toml",
+        "/portal/%2e%2e/Cargo.toml",
+        "/portal/..%2f..%2fCargo.toml",
+        "/portal//etc/passwd",
+        "/portal/.hidden",
+    ] {
+        let (status, headers, body) = portal_answer(&portal.invoke(portal_event(path)).await);
+        assert_eq!(status, 404, "{path}: {headers}");
+        assert_eq!(headers["content-type"], "application/json", "{path}");
+        let body: Value = serde_json::from_slice(&body).expect("JSON error");
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+}
+
 /// Every binary in functions/src/bin is invoked by this suite: a route's by the test above
 /// (from `Route::ALL`), the consumers by their own tests.
 #[test]
@@ -1533,15 +1648,20 @@ fn the_suite_invokes_every_function_binary() {
         .map(|p| p.file_stem().expect("stem").to_string_lossy().into_owned())
         .collect();
     bins.sort();
+    let source = include_str!("runtime_api.rs");
     let mut invoked: Vec<String> = Route::ALL
         .into_iter()
         .map(|r| r.function().to_owned())
         .chain(CONSUMERS.map(str::to_owned))
+        .chain([STATIC_FILES.to_owned()])
         .collect();
     invoked.sort();
     assert_eq!(bins, invoked);
+    assert!(
+        source.contains(&format!(".start_custom({}, ", "STATIC_FILES")),
+        "no test starts {STATIC_FILES}"
+    );
     // And each consumer is started by a test of this file, not only listed.
-    let source = include_str!("runtime_api.rs");
     for c in CONSUMERS {
         assert!(
             source.contains(&format!("env.start(\"{c}\")")),
