@@ -40,6 +40,8 @@ pub struct Settings {
     /// How long a message sent outside a consumer (retry, replay, resend) may take before
     /// the sweeper sends it again (`SWEEP_GRACE`, default 15 min).
     pub sweep_grace: Duration,
+    /// Endpoints per fan-out page (`FAN_OUT_PAGE_SIZE`, default 100).
+    pub fan_out_page_size: usize,
     /// The origin portal URLs point at (`PORTAL_BASE_URL`, e.g. `https://api.example.com`);
     /// unset, the origin the mint request came in on.
     pub portal_base_url: Option<String>,
@@ -133,10 +135,18 @@ impl Settings {
             destinations,
             secrets,
             fan_out_queue_url: var("FAN_OUT_QUEUE_URL"),
+            jobs_queue_url: var("JOBS_QUEUE_URL"),
             retention: duration_var("RETENTION", DEFAULT_RETENTION)?,
             park_after: duration_var("PARK_AFTER", Duration::from_secs(15 * 60))?,
-            jobs_queue_url: var("JOBS_QUEUE_URL"),
             sweep_grace: duration_var("SWEEP_GRACE", Duration::from_secs(15 * 60))?,
+            fan_out_page_size: match var("FAN_OUT_PAGE_SIZE") {
+                Some(v) => v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| format!("FAN_OUT_PAGE_SIZE must be 1 to 1000, not {v:?}"))?,
+                None => crate::services::fan_out::PAGE_SIZE,
+            },
             portal_base_url: var("PORTAL_BASE_URL")
                 .map(|u| portal_base_url(&u))
                 .transpose()?,
@@ -334,16 +344,6 @@ pub fn fan_out_queue(settings: &Settings, sdk: &aws_config::SdkConfig) -> Result
     ))
 }
 
-pub fn queue(settings: &Settings, sdk: &aws_config::SdkConfig) -> Result<SqsQueue, String> {
-    Ok(SqsQueue::new(
-        aws_sdk_sqs::Client::new(sdk),
-        settings.queue_url()?,
-    ))
-}
-
-pub fn cipher(
-    settings: &Settings,
-    sdk: &aws_config::SdkConfig,
 pub fn jobs_queue(settings: &Settings, sdk: &aws_config::SdkConfig) -> Result<SqsQueue, String> {
     Ok(SqsQueue::new(
         aws_sdk_sqs::Client::new(sdk),
@@ -354,6 +354,16 @@ pub fn jobs_queue(settings: &Settings, sdk: &aws_config::SdkConfig) -> Result<Sq
     ))
 }
 
+pub fn queue(settings: &Settings, sdk: &aws_config::SdkConfig) -> Result<SqsQueue, String> {
+    Ok(SqsQueue::new(
+        aws_sdk_sqs::Client::new(sdk),
+        settings.queue_url()?,
+    ))
+}
+
+pub fn cipher(
+    settings: &Settings,
+    sdk: &aws_config::SdkConfig,
 ) -> Result<Arc<dyn SecretCipher>, String> {
     match &settings.secrets {
         Some(SecretsKey::Kms(key_id)) => Ok(Arc::new(KmsCipher::new(

@@ -430,5 +430,6 @@ pub trait JobStore: Send + Sync {
 
 #[async_trait]
 pub trait JobQueue: Send + Sync {
-    async fn request_job(&self, message: &crate::domain::job::JobMessage) -> Result<(), QueueError>;
+    async fn request_job(&self, message: &crate::domain::job::JobMessage)
+    -> Result<(), QueueError>;
 }

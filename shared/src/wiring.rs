@@ -41,6 +41,7 @@ pub fn policy(settings: &Settings) -> Policy {
         retention: settings.retention,
         park_after: settings.park_after,
         sweep_grace: settings.sweep_grace,
+        fan_out_page_size: settings.fan_out_page_size,
         portal_base_url: settings.portal_base_url.clone(),
         disable_after: settings.disable_after,
         disable_warning_lead: settings.disable_warning_lead,
@@ -58,9 +59,9 @@ pub async fn aws(settings: &Settings, requires: Requires) -> Result<Deps, String
         requires.fan_out_queue,
         config::fan_out_queue,
     )?;
-    let cipher: Arc<dyn SecretCipher> = match &settings.secrets {
     // Only the replay route and the jobs worker send to it; they fail loudly without it.
     let jobs_queue = lazy_queue(settings, &sdk, false, config::jobs_queue)?;
+    let cipher: Arc<dyn SecretCipher> = match &settings.secrets {
         // Local AES key: no client, nothing to defer.
         Some(SecretsKey::Local(_)) | None => config::cipher(settings, &sdk)?,
         Some(SecretsKey::Kms(_)) => Arc::new(LazyCipher::new(settings, &sdk, config::cipher)),
@@ -73,10 +74,10 @@ pub async fn aws(settings: &Settings, requires: Requires) -> Result<Deps, String
         events: table.clone(),
         reader: table.clone(),
         portal_sessions: table.clone(),
-        markers: table.clone(),
         jobs: table.clone(),
         jobs_queue: jobs_queue.clone(),
         jobs_visibility: jobs_queue,
+        markers: table.clone(),
         idempotency: table,
         operator_bus: match &settings.operator_event_bus {
             Some(bus) => Arc::new(EventBridgeBus::new(&sdk, bus)),
@@ -111,10 +112,10 @@ pub fn memory(stores: &MemoryStores, policy: Policy, cipher: Arc<dyn SecretCiphe
         operator_bus: Arc::new(NoBus),
         metrics: Metrics::off(),
         portal_sessions: stores.portal_sessions.clone(),
-        queue: stores.queue.clone(),
         jobs: stores.jobs.clone(),
         jobs_queue: stores.jobs.clone(),
         jobs_visibility: stores.queue.clone(),
+        queue: stores.queue.clone(),
         visibility: stores.queue.clone(),
         fan_out_queue: stores.queue.clone(),
         fan_out_visibility: stores.queue.clone(),
@@ -225,7 +226,6 @@ impl FanOutQueue for LazySqs {
 }
 
 #[async_trait]
-#[async_trait]
 impl JobQueue for LazySqs {
     async fn request_job(
         &self,
@@ -235,6 +235,7 @@ impl JobQueue for LazySqs {
     }
 }
 
+#[async_trait]
 impl VisibilityControl for LazySqs {
     async fn postpone(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
         self.queue()?.postpone(receipt_handle, delay).await

@@ -105,10 +105,9 @@ impl Route {
             | Self::DeleteEndpoint
             | Self::RotateSecret
             | Self::TestEndpoint => Needs(ManageEndpoints),
-            Self::RetryDelivery
-            | Self::ReplayEndpoint
-            | Self::CancelJob
-            | Self::ResendEvent => Needs(Replay),
+            Self::RetryDelivery | Self::ReplayEndpoint | Self::CancelJob | Self::ResendEvent => {
+                Needs(Replay)
+            }
             Self::GetPortalSession => OwnSession,
             Self::PublishEvent | Self::CreatePortalSession | Self::DeletePortalSession => Closed,
         }

@@ -463,3 +463,6 @@ async fn record_attempt(
     postpone(deps, receipt, delay).await;
     Ok(Disposition::Retry)
 }
+
+#[cfg(test)]
+mod tests;

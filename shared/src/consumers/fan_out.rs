@@ -45,10 +45,21 @@ pub async fn fan_out_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
                     Disposition::Ack
                 }
                 Ok(FanOutProgress::TakenOver) => Disposition::Ack,
-                Ok(FanOutProgress::Incomplete) => {
-                    // Visible again at once: the next receive resumes from the last page.
-                    let _ = deps.fan_out_visibility.postpone(receipt(&record), Duration::ZERO).await;
-                    Disposition::Retry
+                Ok(FanOutProgress::Incomplete(sent_through)) => {
+                    // Hand the rest to a fresh message (a redelivery of this one would count
+                    // towards the DLQ and send the last page again).
+                    let next = FanOutMessage {
+                        sent_through: Some(sent_through),
+                        ..msg.clone()
+                    };
+                    match deps.fan_out_queue.request_fan_out(&next).await {
+                        Ok(()) => Disposition::Ack,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not hand the fan-out over; it resumes from this message");
+                            let _ = deps.fan_out_visibility.postpone(receipt(&record), Duration::ZERO).await;
+                            Disposition::Retry
+                        }
+                    }
                 }
                 Ok(FanOutProgress::EventMissing) => {
                     if sent_at(&record).is_some_and(|t| time::now() - t > ORPHAN_AFTER) {

@@ -99,6 +99,10 @@ pub struct FanOutPage {
 pub struct FanOutMessage {
     pub event_id: EventId,
     pub organization_id: String,
+    /// Set when a worker handed over at its time budget: every page up to this one was
+    /// written and sent, so the next worker need not send the last page again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_through: Option<u32>,
 }
 
 #[cfg(test)]

@@ -15,15 +15,16 @@ use crate::domain::ids::EndpointId;
 use crate::domain::subscription::subscribed;
 use crate::ports::StoreError;
 
-/// Endpoints read per page (one Query; ≤ 100 conditional-free messages, 10 SendMessageBatch).
+/// Endpoints read per page by default (one Query, then at most 10 SendMessageBatch calls).
 pub const PAGE_SIZE: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FanOutProgress {
     /// Every page sent; the event's fan-out is marked done with this many endpoints.
     Done(u32),
-    /// Stopped at the deadline; the message is redelivered and the next worker resumes.
-    Incomplete,
+    /// Stopped at the deadline with every page up to this one sent; a fresh message hands
+    /// the rest to the next worker.
+    Incomplete(u32),
     /// Another worker wrote the page this one was about to: it carries on.
     TakenOver,
     /// No such event (yet): its publish may still be writing it, or died.
@@ -54,8 +55,11 @@ pub async fn fan_out(
     let (mut page_no, mut cursor, mut total) = match pages.last() {
         None => (0, None, 0),
         Some(last) => {
-            // Its messages may not have gone out before the worker that wrote it died.
-            send(&last.endpoints).await?;
+            // Its messages may not have gone out before the worker that wrote it died (a
+            // worker that handed over at its deadline says how far it sent).
+            if msg.sent_through.is_none_or(|sent| last.page > sent) {
+                send(&last.endpoints).await?;
+            }
             if last.last {
                 deps.events
                     .finish_fan_out(&event.organization_id, event.id, last.total)
@@ -68,7 +72,11 @@ pub async fn fan_out(
     loop {
         let (endpoints, next) = deps
             .endpoints
-            .page(&event.organization_id, cursor, PAGE_SIZE)
+            .page(
+                &event.organization_id,
+                cursor,
+                deps.policy.fan_out_page_size,
+            )
             .await?;
         let matched: Vec<EndpointId> = endpoints
             .iter()
@@ -104,7 +112,7 @@ pub async fn fan_out(
         cursor = next;
         page_no += 1;
         if Instant::now() >= deadline {
-            return Ok(FanOutProgress::Incomplete);
+            return Ok(FanOutProgress::Incomplete(page.page));
         }
     }
 }

@@ -27,6 +27,7 @@ pub struct Policy {
     pub retention: Duration,
     pub park_after: Duration,
     pub sweep_grace: Duration,
+    pub fan_out_page_size: usize,
     /// How long a failure streak lasts before it disables the endpoint (`DISABLE_AFTER`,
     /// default [`crate::domain::health::DISABLE_AFTER`]).
     pub disable_after: Duration,
@@ -50,10 +51,10 @@ pub struct Deps {
     pub visibility: Arc<dyn VisibilityControl>,
     pub fan_out_queue: Arc<dyn FanOutQueue>,
     pub fan_out_visibility: Arc<dyn VisibilityControl>,
-    pub cipher: Arc<dyn SecretCipher>,
     pub jobs: Arc<dyn JobStore>,
     pub jobs_queue: Arc<dyn JobQueue>,
     pub jobs_visibility: Arc<dyn VisibilityControl>,
+    pub cipher: Arc<dyn SecretCipher>,
     pub sender: Sender,
     /// Deduplication markers of operational events.
     pub markers: Arc<dyn OpsMarkerStore>,

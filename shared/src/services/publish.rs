@@ -135,6 +135,7 @@ pub async fn publish_event(deps: &Deps, mut event: Event) -> Result<Published, S
             .request_fan_out(&FanOutMessage {
                 event_id: event.id,
                 organization_id: event.organization_id.clone(),
+                sent_through: None,
             })
             .await?;
     }

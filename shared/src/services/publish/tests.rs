@@ -91,6 +91,7 @@ async fn more_than_ten_matching_endpoints_go_to_the_fan_out_consumer() {
         [FanOutMessage {
             event_id: p.event.id,
             organization_id: ORG.into(),
+            sent_through: None,
         }]
     );
     let stored = w
