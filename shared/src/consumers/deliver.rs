@@ -8,17 +8,18 @@
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use bytes::Bytes;
 use futures::future::join_all;
 use rand::Rng;
 use tracing::Instrument;
 
+mod send;
+
+use send::{live_secrets, send};
+
 use super::{Disposition, batch_response, parse, receipt, sent_at};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryMessage, DeliveryState, Expected};
 use crate::domain::endpoint::{Endpoint, Outcome};
-use crate::domain::event::Event;
 use crate::domain::health::should_disable_after;
-use crate::domain::signing::{SigningSecret, signature_header};
 use crate::domain::time::{self, Timestamp};
 use crate::http::SendOutcome;
 use crate::metrics::{DeliveryOutcome, Ids};
@@ -222,51 +223,11 @@ async fn process(
     record_attempt(deps, cur, endpoint, outcome, receipt).await
 }
 
-async fn send(
-    deps: &Deps,
-    event: &Event,
-    d: &Delivery,
-    endpoint: &Endpoint,
-    secrets: &[SigningSecret],
-) -> (SendOutcome, Timestamp) {
-    let body = event.webhook_body();
-    let msg_id = d.id.to_string();
-    let started_at = time::now();
-    let timestamp = started_at.timestamp();
-    let headers = [
-        ("webhook-id", msg_id.clone()),
-        ("webhook-timestamp", timestamp.to_string()),
-        (
-            "webhook-signature",
-            signature_header(secrets, &msg_id, timestamp, body.as_bytes()),
-        ),
-    ];
-    let outcome = deps
-        .sender
-        .post(&endpoint.url, &headers, Bytes::from(body))
-        .await;
-    (outcome, started_at)
-}
-
 async fn postpone(deps: &Deps, receipt: &str, wait: Duration) {
     if let Err(e) = deps.visibility.postpone(receipt, wait).await {
         // The message returns after the queue's own timeout instead.
         tracing::warn!(error = %e, "could not set a message's visibility");
     }
-}
-
-/// The current secret, and the previous one while its grace lasts.
-async fn live_secrets(
-    deps: &Deps,
-    e: &Endpoint,
-    now: Timestamp,
-) -> Result<Vec<SigningSecret>, ProcessError> {
-    let context = e.id.to_string();
-    let mut secrets = vec![deps.cipher.open(&e.secret, &context).await?];
-    if let Some(prev) = e.previous_secret.as_ref().filter(|p| p.expires_at > now) {
-        secrets.push(deps.cipher.open(&prev.secret, &context).await?);
-    }
-    Ok(secrets)
 }
 
 async fn finish_without_sending(

@@ -1,0 +1,161 @@
+use super::*;
+use crate::consumers::testkit::{ORG, world};
+use crate::ports::DeliveryLog;
+
+#[test]
+fn windows_and_states() {
+    let now = time::now();
+    let day = chrono::TimeDelta::days(1);
+    let month = Duration::from_secs(30 * 86_400);
+    assert!(check_window(now - day, now, now, month).is_ok());
+    assert!(check_window(now, now, now, month).is_err());
+    assert!(check_window(now - day * 31, now, now, month).is_err());
+    assert!(parse_state("failed").is_ok() && parse_state("delivered").is_ok());
+    assert!(parse_state("pending").is_err() && parse_state("lost").is_err());
+}
+
+#[tokio::test]
+async fn one_active_replay_per_endpoint() {
+    let w = world();
+    let (e, _) = w.endpoint("http://127.0.0.1:9/x", |e| e).await;
+    let now = time::now();
+    let params = ReplayParams {
+        since: now - chrono::TimeDelta::hours(1),
+        until: now,
+        states: vec![DeliveryState::Failed],
+        event_types: vec![],
+    };
+    let Started::Job(job) = start(&w.deps, ORG, e.id, params.clone(), false, now)
+        .await
+        .expect("start")
+    else {
+        panic!("a job");
+    };
+    assert!(matches!(
+        start(&w.deps, ORG, e.id, params.clone(), false, now).await,
+        Err(ServiceError::Conflict(_))
+    ));
+    let canceled = cancel(&w.deps, ORG, job.id, now).await.expect("cancel");
+    assert_eq!(canceled.state, JobState::Canceled);
+    assert!(matches!(
+        start(&w.deps, ORG, e.id, params, false, now).await,
+        Ok(Started::Job(_))
+    ));
+    assert!(matches!(
+        get(&w.deps, "other_org", job.id).await,
+        Err(ServiceError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_run_that_dies_mid_page_resumes_without_sending_twice() {
+    let w = world();
+    let (e, _) = w.endpoint("http://127.0.0.1:9/x", |e| e).await;
+    let earlier = time::now() - chrono::TimeDelta::minutes(5);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut ev = w.event("a.b", "{}").await;
+        ev.created_at = earlier + chrono::TimeDelta::seconds(i);
+        let mut d = Delivery::first(&ev, e.id, 2);
+        d.state = DeliveryState::Failed;
+        d.attempts = 2;
+        w.stores
+            .deliveries
+            .save(&d, Expected::New)
+            .await
+            .expect("save");
+        ids.push(d.id);
+    }
+    let now = time::now();
+    let params = ReplayParams {
+        since: earlier - chrono::TimeDelta::minutes(1),
+        until: now,
+        states: vec![DeliveryState::Failed],
+        event_types: vec![],
+    };
+    let Ok(Started::Job(job)) = start(&w.deps, ORG, e.id, params, false, now).await else {
+        panic!("a job");
+    };
+    assert_eq!(job.matched, 5);
+    let msg = w.stores.jobs.take_sent().pop().expect("job message");
+    let pacing = Pacing {
+        page: 2,
+        pause: Duration::ZERO,
+    };
+    // A budget already spent: one page, then hand over.
+    let p = run(&w.deps, &msg, pacing, Instant::now())
+        .await
+        .expect("run");
+    assert_eq!(p, Progress::More);
+    let j = get(&w.deps, ORG, job.id).await.expect("job");
+    assert_eq!((j.state, j.processed), (JobState::Running, 2));
+    assert_eq!(w.stores.queue.take_sent().len(), 2);
+    // A run that died after writing the first delivery of the next page, before its send
+    // and its checkpoint: the resumed run must not send that one again.
+    let victim = w
+        .stores
+        .deliveries
+        .get(e.id, j.page[0])
+        .await
+        .expect("get")
+        .expect("stored");
+    let requeued = victim.requeued(time::now(), Duration::from_secs(60));
+    w.stores
+        .deliveries
+        .save(&requeued, Expected::of(&victim, true))
+        .await
+        .expect("requeue");
+    let far = Instant::now() + Duration::from_secs(60);
+    assert_eq!(
+        run(&w.deps, &msg, pacing, far).await.expect("run"),
+        Progress::Done
+    );
+    let j = get(&w.deps, ORG, job.id).await.expect("job");
+    assert_eq!((j.state, j.processed), (JobState::Succeeded, 5));
+    let sent: Vec<_> = w
+        .stores
+        .queue
+        .take_sent()
+        .into_iter()
+        .map(|m| m.delivery_id)
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(!sent.contains(&victim.id));
+    // Done is done: a redelivered message changes nothing.
+    assert_eq!(
+        run(&w.deps, &msg, pacing, far).await.expect("run"),
+        Progress::Done
+    );
+    assert!(w.stores.queue.take_sent().is_empty());
+    let _ = ids;
+}
+
+#[tokio::test]
+async fn a_checkpoint_whose_answer_was_lost_counts_as_written() {
+    let w = world();
+    let (e, _) = w.endpoint("http://127.0.0.1:9/x", |e| e).await;
+    let now = time::now();
+    let params = ReplayParams {
+        since: now - chrono::TimeDelta::hours(1),
+        until: now,
+        states: vec![DeliveryState::Failed],
+        event_types: vec![],
+    };
+    let Ok(Started::Job(job)) = start(&w.deps, ORG, e.id, params, false, now).await else {
+        panic!("a job");
+    };
+    let mut next = (*job).clone();
+    next.version += 1;
+    next.state = JobState::Running;
+    // The write landed; the SDK's retry of it then loses its condition.
+    w.deps.jobs.save(&next).await.expect("first write");
+    assert!(checkpoint(&w.deps, &next).await.expect("checkpoint"));
+    // Someone else's write is not ours.
+    let mut other = next.clone();
+    other.version += 1;
+    other.processed = 7;
+    w.deps.jobs.save(&other).await.expect("their write");
+    let mut mine = next.clone();
+    mine.version += 1;
+    assert!(!checkpoint(&w.deps, &mine).await.expect("checkpoint"));
+}
