@@ -441,7 +441,10 @@ async fn auth_matrix_every_route_every_credential() {
     }
 
     // Org A's own key aimed at org B's resources through org A's path: not found, no trace.
-    for route in Route::ALL {
+    for route in Route::ALL
+        .into_iter()
+        .filter(|r| r.path().contains("{organization_id}"))
+    {
         let path = org_path(ORG_A, route, &b_endpoint, &b_delivery);
         let resp = api(
             &stack,
