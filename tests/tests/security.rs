@@ -511,7 +511,14 @@ async fn auth_matrix_every_route_every_credential() {
         .await;
     assert_eq!(
         list["webhook_endpoints"].as_array().map(Vec::len),
-        Some(Route::ALL.len() * CREDS.len() + 1),
+        Some(
+            Route::ALL
+                .iter()
+                .filter(|r| r.path().contains("{organization_id}"))
+                .count()
+                * CREDS.len()
+                + 1
+        ),
         "refused calls wrote nothing"
     );
 

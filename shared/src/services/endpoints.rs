@@ -61,7 +61,11 @@ pub async fn create(
         is_active: changes.is_active.unwrap_or(true),
         ..Endpoint::new(id, org, &url, sealed, now)
     };
-    deps.endpoints.create(&endpoint).await?;
+    match deps.endpoints.create(&endpoint).await {
+        // A fresh id: a conflict is an SDK retry of our own put whose answer was lost.
+        Ok(()) | Err(StoreError::Conflict) => {}
+        Err(e) => return Err(e.into()),
+    }
     Ok((endpoint, secret))
 }
 

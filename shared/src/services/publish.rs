@@ -20,7 +20,7 @@ use crate::domain::event::{Event, FanOut, FanOutMessage, FanOutState};
 use crate::domain::ids::DeliveryId;
 use crate::domain::subscription::subscribed;
 use crate::domain::time::Timestamp;
-use crate::ports::{Claim, PublishRecord};
+use crate::ports::{Claim, PublishRecord, StoreError};
 
 /// The largest fan-out done inside the publish request (one SendMessageBatch).
 pub const INLINE_FAN_OUT: usize = 10;
@@ -139,7 +139,12 @@ pub async fn publish_event(deps: &Deps, mut event: Event) -> Result<Published, S
             })
             .await?;
     }
-    deps.events.create(&event).await?;
+    match deps.events.create(&event).await {
+        // The id is fresh, so only our own write can hold it: an SDK retry of a put whose
+        // answer was lost.
+        Ok(()) | Err(StoreError::Conflict) => {}
+        Err(e) => return Err(e.into()),
+    }
     if event.fan_out.state == FanOutState::Done {
         deps.metrics.fan_out(
             "publish-event",
