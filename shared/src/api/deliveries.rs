@@ -66,12 +66,8 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
 
 pub async fn get(ctx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
     let endpoint = endpoints::get(ctx.deps, ctx.org, ctx.endpoint_id()?).await?;
-    let d = ctx
-        .deps
-        .deliveries
-        .get(endpoint.id, ctx.delivery_id()?)
+    let d = service::find(ctx.deps, ctx.org, endpoint.id, ctx.delivery_id()?)
         .await?
-        .filter(|d| d.organization_id == ctx.org)
         .ok_or_else(ServiceError::delivery_not_found)?;
     let event = ctx.deps.events.get(ctx.org, d.event_id).await?;
     Ok(ApiResponse::json(

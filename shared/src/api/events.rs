@@ -97,18 +97,7 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
         .get(ctx.org, ctx.event_id()?)
         .await?
         .ok_or_else(ServiceError::event_not_found)?;
-    // Its recipients: the inline targets or the fan-out pages, and any added since.
-    let mut endpoints = event.targets.clone();
-    if endpoints.is_empty() {
-        for page in ctx.deps.events.pages(event.id).await? {
-            endpoints.extend(page.endpoints);
-        }
-    }
-    for extra in ctx.deps.events.extra_recipients(event.id).await? {
-        if !endpoints.contains(&extra) {
-            endpoints.push(extra);
-        }
-    }
+    let endpoints = crate::services::deliveries::recipients(ctx.deps, &event).await?;
     let keys: Vec<_> = endpoints
         .iter()
         .map(|ep| (*ep, DeliveryId::for_event(event.id, *ep)))

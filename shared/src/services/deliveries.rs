@@ -9,10 +9,62 @@ use crate::domain::endpoint::Endpoint;
 use crate::domain::event::Event;
 use crate::domain::ids::{DeliveryId, EndpointId};
 use crate::domain::time::Timestamp;
-use crate::ports::StoreError;
+use crate::ports::{EventQuery, StoreError};
 
 fn concurrent() -> ServiceError {
     ServiceError::Conflict("the delivery changed while this request ran; retry it".into())
+}
+
+/// The endpoints an event goes to: its inline targets or its fan-out pages, and any added
+/// since (resend, test events).
+pub async fn recipients(deps: &Deps, event: &Event) -> Result<Vec<EndpointId>, StoreError> {
+    let mut endpoints = event.targets.clone();
+    if endpoints.is_empty() {
+        for page in deps.events.pages(event.id).await? {
+            endpoints.extend(page.endpoints);
+        }
+    }
+    for extra in deps.events.extra_recipients(event.id).await? {
+        if !endpoints.contains(&extra) {
+            endpoints.push(extra);
+        }
+    }
+    Ok(endpoints)
+}
+
+/// One delivery of the organization's endpoint. A delivery's item is written by its first
+/// attempt, so one still waiting for it is rebuilt from its event: publish answered with its
+/// id, and the event view lists it, so it must not be a 404 in between.
+pub async fn find(
+    deps: &Deps,
+    org: &str,
+    endpoint_id: EndpointId,
+    id: DeliveryId,
+) -> Result<Option<Delivery>, StoreError> {
+    if let Some(d) = deps.deliveries.get(endpoint_id, id).await? {
+        return Ok(Some(d).filter(|d| d.organization_id == org));
+    }
+    // The id's time part is its event's: the events of that millisecond are the candidates.
+    let Some(at) = chrono::DateTime::from_timestamp_millis(id.ulid().timestamp_ms() as i64) else {
+        return Ok(None);
+    };
+    let q = EventQuery {
+        limit: 250,
+        since: Some(at),
+        until: Some(at),
+        ..Default::default()
+    };
+    let (events, _) = deps.events.list(org, &q).await?;
+    let Some(event) = events
+        .into_iter()
+        .find(|e| DeliveryId::for_event(e.id, endpoint_id) == id)
+    else {
+        return Ok(None);
+    };
+    Ok(recipients(deps, &event)
+        .await?
+        .contains(&endpoint_id)
+        .then(|| Delivery::first(&event, endpoint_id, deps.policy.retry.max_attempts())))
 }
 
 /// An active endpoint of the organization, or why not.

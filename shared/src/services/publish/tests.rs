@@ -185,3 +185,39 @@ async fn an_idempotent_publish_returns_the_same_event() {
     .expect("another organization's key");
     assert_ne!(elsewhere.event.id, first.event.id);
 }
+
+#[tokio::test]
+async fn a_delivery_not_yet_attempted_is_found_through_its_event() {
+    let w = world();
+    let targets = subscribers(&w, 2).await;
+    let other = w
+        .endpoint(UNREACHABLE, |e| Endpoint {
+            event_types: vec!["customer.*".into()],
+            ..e
+        })
+        .await
+        .0
+        .id;
+    let p = publish(&w.deps, ORG, &request(None, r#"{"a":1}"#), time::now())
+        .await
+        .expect("publish");
+    let find = |ep, id| crate::services::deliveries::find(&w.deps, ORG, ep, id);
+    let d = find(targets[1], p.delivery_ids[1])
+        .await
+        .expect("find")
+        .expect("a pending delivery");
+    assert_eq!(
+        (d.id, d.event_id, d.endpoint_id, d.attempts),
+        (p.delivery_ids[1], p.event.id, targets[1], 0)
+    );
+    assert_eq!(d.state, crate::domain::delivery::DeliveryState::Pending);
+    // Under another endpoint, for a non-recipient, or from another organization: none.
+    assert_eq!(
+        find(targets[0], p.delivery_ids[1]).await.expect("find"),
+        None
+    );
+    let not_sent = DeliveryId::for_event(p.event.id, other);
+    assert_eq!(find(other, not_sent).await.expect("find"), None);
+    let foreign = crate::services::deliveries::find(&w.deps, "org_other", targets[1], d.id);
+    assert_eq!(foreign.await.expect("find"), None);
+}
