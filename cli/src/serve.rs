@@ -257,6 +257,7 @@ pub async fn run(addr: SocketAddr, dev_key_org: Option<String>) -> Result<(), St
     for dlq in [
         deliveries.dead_letters.clone(),
         fan_outs.dead_letters.clone(),
+        jobs.dead_letters.clone(),
     ] {
         let d = deps.clone();
         tokio::spawn(poll(dlq, wait, move |e| {

@@ -167,9 +167,11 @@ pub async fn run_dead_letter() -> Result<(), Error> {
 pub async fn run_jobs() -> Result<(), Error> {
     init_tracing();
     let pacing = consumers::jobs::pacing_from_env().map_err(|e| format!("configuration: {e}"))?;
+    // The fan-out queue: `capy.replay.finished` may go to more endpoints than publish
+    // fans out inline.
     let deps = deps(Requires {
         delivery_queue: true,
-        ..Requires::default()
+        fan_out_queue: true,
     })
     .await?;
     let deps = &deps;

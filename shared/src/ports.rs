@@ -149,7 +149,9 @@ pub trait DeliveryLog: Send + Sync {
         since: Timestamp,
         until: Timestamp,
     ) -> Result<Vec<Delivery>, StoreError>;
-    /// Writes `d` if the stored copy is as `expected`; `Conflict` otherwise.
+    /// Writes `d` if the stored copy is as `expected`; `Conflict` otherwise, unless the
+    /// stored copy is exactly `d` (the same write repeated: an SDK retry of a write whose
+    /// answer was lost), which succeeds.
     async fn save(&self, d: &Delivery, expected: Expected) -> Result<(), StoreError>;
     /// Pending deliveries whose `sweep_at` is before `due_before` (the sweeper's view).
     async fn due_for_sweep(

@@ -436,7 +436,14 @@ async fn delivery_save_new_and_was_conflict(s: &Stores) {
         .save(&d, Expected::New)
         .await
         .expect("first write");
-    assert!(is_conflict(s.deliveries.save(&d, Expected::New).await));
+    let mut other = d.clone();
+    other.updated_at += ms(1);
+    assert!(is_conflict(s.deliveries.save(&other, Expected::New).await));
+    // The same write again (an SDK retry of a write whose answer was lost) is that write.
+    s.deliveries
+        .save(&d, Expected::New)
+        .await
+        .expect("the same write repeated");
     assert_eq!(
         s.deliveries.get(ep, d.id).await.expect("get"),
         Some(d.clone())
@@ -457,14 +464,21 @@ async fn delivery_save_new_and_was_conflict(s: &Stores) {
         .save(&tried, Expected::of(&d, true))
         .await
         .expect("second write");
-    // A worker that read the delivery before that attempt loses.
+    // A worker that read the delivery before that attempt loses; the same write repeated
+    // does not.
+    let mut rival = tried.clone();
+    rival.last_error = Some("HTTP 503".into());
     assert!(is_conflict(
-        s.deliveries.save(&tried, Expected::of(&d, true)).await
+        s.deliveries.save(&rival, Expected::of(&d, true)).await
     ));
+    s.deliveries
+        .save(&tried, Expected::of(&d, true))
+        .await
+        .expect("the same write repeated");
     assert!(is_conflict(
         s.deliveries
             .save(
-                &tried,
+                &rival,
                 Expected::Was {
                     attempts: 1,
                     state: DeliveryState::Delivered,

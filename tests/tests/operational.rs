@@ -737,11 +737,12 @@ async fn replay_finished_is_published_to_subscribers_with_the_documented_payload
             job_id: "job_01HZY8Q4J6W2T7XK3M9N5P0R1S".into(),
             organization_id: "org_r".into(),
             endpoint_id: replayed.id,
-            state: "completed".into(),
+            state: "succeeded".into(),
             created_at: now,
             finished_at: now,
-            counts: [("matched".to_owned(), 12), ("enqueued".to_owned(), 12)].into(),
+            counts: [("matched".to_owned(), 12), ("processed".to_owned(), 12)].into(),
             reason: None,
+            event_id: None,
         },
     )
     .await

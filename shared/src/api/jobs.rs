@@ -158,13 +158,14 @@ struct ResendInput {
 pub async fn resend(ctx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
     let input: ResendInput = json_object(ctx.content_type(), &ctx.req.body, &["endpoint_id"])?;
     let event_id = ctx.event_id()?;
-    let endpoint_id: EndpointId = input.endpoint_id.parse().map_err(|_| {
-        ApiError::BadRequest(format!(
-            "endpoint_id {:?} is not a webhook endpoint id",
-            input.endpoint_id
-        ))
-    })?;
-    let (d, event) = service::resend(ctx.deps, ctx.org, event_id, endpoint_id, time::now()).await?;
+    // Like a malformed id in a path: no such endpoint.
+    let endpoint_id: EndpointId = input
+        .endpoint_id
+        .parse()
+        .map_err(|_| ApiError::from(crate::services::ServiceError::endpoint_not_found()))?;
+    let (d, event) =
+        crate::services::deliveries::resend(ctx.deps, ctx.org, event_id, endpoint_id, time::now())
+            .await?;
     Ok(ApiResponse::json(
         202,
         json!({ "delivery": DeliveryView::of(&d, Some(&event)) }),
@@ -187,6 +188,15 @@ pub async fn test(ctx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
     };
     if let Some(t) = &input.event_type {
         check_event_type_name(t, "event_type", false)?;
+        if t.starts_with(crate::domain::event::SYSTEM_PREFIX)
+            && t != crate::services::deliveries::TEST_EVENT_TYPE
+        {
+            return Err(ApiError::BadRequest(format!(
+                "event_type: types under `{}` are reserved for the system; of those only `{}` may be sent as a test",
+                crate::domain::event::SYSTEM_PREFIX,
+                crate::services::deliveries::TEST_EVENT_TYPE
+            )));
+        }
     }
     let payload = match &input.payload {
         Some(p) => {
@@ -200,7 +210,7 @@ pub async fn test(ctx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
         }
         None => None,
     };
-    let (d, event) = service::test_event(
+    let (d, event) = crate::services::deliveries::test_event(
         ctx.deps,
         ctx.org,
         ctx.endpoint_id()?,

@@ -93,6 +93,10 @@ async fn dispatch(deps: &Deps, route: Route, req: ApiRequest) -> Result<ApiRespo
                 "this portal session does not have the {:?} capability",
                 c.as_str()
             ),
+            PortalAccess::NeedsAny(any) => format!(
+                "this portal session has none of the capabilities {:?}",
+                any.iter().map(|c| c.as_str()).collect::<Vec<_>>()
+            ),
             _ => "a portal session cannot call this route".into(),
         }));
     }

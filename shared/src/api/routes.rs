@@ -97,9 +97,8 @@ impl Route {
             | Self::GetDelivery
             | Self::ListEvents
             | Self::GetEvent
-            | Self::GetEndpointStats
-            | Self::ListJobs
-            | Self::GetJob => Needs(Read),
+            | Self::GetEndpointStats => Needs(Read),
+            Self::ListJobs | Self::GetJob => NeedsAny(&[Read, Replay]),
             Self::CreateEndpoint
             | Self::UpdateEndpoint
             | Self::DeleteEndpoint

@@ -1,6 +1,7 @@
 //! Dead-letter consumers: whatever arrives on a DLQ failed processing many times. A
 //! delivery's message marks its delivery failed, so nothing stays pending forever; a
-//! fan-out's message is logged (the event stays recorded with its fan-out pending).
+//! fan-out's message is logged (the event stays recorded with its fan-out pending); a
+//! job's message ends its job as failed, which frees its endpoint's replay slot.
 //! Either arrival is also put on the operator bus (when one is configured), and a delivery
 //! marked failed here raises `capy.delivery.exhausted` like one that ran out of attempts.
 
@@ -11,10 +12,11 @@ use tracing::Instrument;
 use super::{Disposition, batch_response, parse};
 use crate::domain::delivery::{Delivery, DeliveryMessage, DeliveryState, Expected};
 use crate::domain::event::FanOutMessage;
+use crate::domain::job::JobMessage;
 use crate::domain::time;
 use crate::ports::OperatorEvent;
 use crate::ports::StoreError;
-use crate::services::{Deps, operational};
+use crate::services::{Deps, operational, replay};
 
 pub async fn dead_letter_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     let work = event.records.into_iter().map(|record| {
@@ -61,6 +63,28 @@ pub async fn dead_letter_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse
                     }),
                 }]).await;
                 Disposition::Ack
+            } else if let Ok(msg) = parse::<JobMessage>(&record) {
+                tracing::error!(job_id = %msg.job_id, organization_id = %msg.organization_id, receives = %receives, "job dead-lettered: the job ends as failed");
+                let why = format!("its worker failed {receives} times; see the jobs function's logs");
+                match replay::abandon(deps, &msg, &why).await {
+                    Ok(()) => {
+                        operational::notify_operator(deps, &[OperatorEvent {
+                            detail_type: operational::BUS_DEAD_LETTER.into(),
+                            detail: serde_json::json!({
+                                "queue": "jobs",
+                                "job_id": msg.job_id,
+                                "organization_id": msg.organization_id,
+                                "receives": receives,
+                                "message_id": id,
+                            }),
+                        }]).await;
+                        Disposition::Ack
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not end a dead-lettered job");
+                        Disposition::Retry
+                    }
+                }
             } else {
                 tracing::error!("unreadable dead letter dropped");
                 Disposition::Ack

@@ -76,6 +76,21 @@ prefixed_id!(EventId, "evt_");
 prefixed_id!(JobId, "job_");
 prefixed_id!(PortalSessionId, "ps_");
 
+impl EventId {
+    /// The one event the system raises for `what` at `at` (a replay job's end): raising it
+    /// twice (a run that dies after publishing) names the same event and the same deliveries.
+    pub fn derived(at: crate::domain::time::Timestamp, what: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(what.as_bytes());
+        let mut random = [0u8; 16];
+        random[6..].copy_from_slice(&digest[..10]);
+        Self(Ulid::from_parts(
+            at.timestamp_millis().max(0) as u64,
+            u128::from_be_bytes(random),
+        ))
+    }
+}
+
 impl DeliveryId {
     /// The one delivery of `event` to `endpoint`: its time part is the event's, its random
     /// part a hash of both ids, so a fan-out that runs twice (a crash, a redelivered

@@ -84,6 +84,9 @@ pub struct Job {
     /// Bumped by every write; each write is conditional on the one it read.
     #[serde(default)]
     pub version: u64,
+    /// `capy.replay.finished` was published for the job's end.
+    #[serde(default)]
+    pub announced: bool,
 }
 
 impl Job {
@@ -110,6 +113,7 @@ impl Job {
             cursor: None,
             page: Vec::new(),
             version: 0,
+            announced: false,
         }
     }
 

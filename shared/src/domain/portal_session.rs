@@ -41,6 +41,8 @@ impl Capability {
 pub enum PortalAccess {
     /// A session with this capability.
     Needs(Capability),
+    /// A session with any of these (a `replay` session follows the jobs it starts).
+    NeedsAny(&'static [Capability]),
     /// Any live session: the route describes only the session itself.
     OwnSession,
     /// No portal session: publishing, minting or revoking credentials.
@@ -98,6 +100,7 @@ impl PortalSessionRecord {
 pub fn grants(capabilities: &[Capability], access: PortalAccess) -> bool {
     match access {
         PortalAccess::Needs(c) => capabilities.contains(&c),
+        PortalAccess::NeedsAny(any) => any.iter().any(|c| capabilities.contains(c)),
         PortalAccess::OwnSession => true,
         PortalAccess::Closed => false,
     }

@@ -6,8 +6,8 @@
 use super::{Deps, ServiceError};
 use crate::domain::delivery::{Delivery, Expected};
 use crate::domain::endpoint::Endpoint;
-use crate::domain::event::Event;
-use crate::domain::ids::{DeliveryId, EndpointId};
+use crate::domain::event::{Event, FanOut, FanOutState};
+use crate::domain::ids::{DeliveryId, EndpointId, EventId};
 use crate::domain::time::Timestamp;
 use crate::ports::{EventQuery, StoreError};
 
@@ -161,4 +161,54 @@ pub async fn send_to(
     }
     deps.queue.enqueue(&[d.message()]).await?;
     Ok(d)
+}
+
+/// Sends an existing event to one active endpoint of the organization, whatever its
+/// subscriptions: the pair's delivery is retried (same id), or created.
+pub async fn resend(
+    deps: &Deps,
+    org: &str,
+    event_id: EventId,
+    endpoint_id: EndpointId,
+    now: Timestamp,
+) -> Result<(Delivery, Event), ServiceError> {
+    let event = deps
+        .events
+        .get(org, event_id)
+        .await?
+        .ok_or_else(ServiceError::event_not_found)?;
+    let endpoint = active_endpoint(deps, org, endpoint_id).await?;
+    let d = send_to(deps, &event, &endpoint, now).await?;
+    Ok((d, event))
+}
+
+/// The default test event.
+pub const TEST_EVENT_TYPE: &str = "capy.ping";
+pub const TEST_PAYLOAD: &str = r#"{"success":true}"#;
+
+/// A test event to one active endpoint: recorded in the events log, fanned out to that
+/// endpoint only, signed and sent like every delivery.
+pub async fn test_event(
+    deps: &Deps,
+    org: &str,
+    endpoint_id: EndpointId,
+    event_type: Option<&str>,
+    payload: Option<String>,
+    now: Timestamp,
+) -> Result<(Delivery, Event), ServiceError> {
+    let endpoint = active_endpoint(deps, org, endpoint_id).await?;
+    let mut event = Event::new(
+        org,
+        event_type.unwrap_or(TEST_EVENT_TYPE),
+        payload.unwrap_or_else(|| TEST_PAYLOAD.into()),
+        now,
+    );
+    event.targets = vec![endpoint.id];
+    event.fan_out = FanOut {
+        state: FanOutState::Done,
+        endpoints: 1,
+    };
+    deps.events.create(&event).await?;
+    let d = send_to(deps, &event, &endpoint, now).await?;
+    Ok((d, event))
 }

@@ -33,7 +33,7 @@ use crate::domain::delivery::Delivery;
 use crate::domain::endpoint::Endpoint;
 use crate::domain::event::Event;
 use crate::domain::health::{FAILING_STREAK, disable_at_after};
-use crate::domain::ids::EndpointId;
+use crate::domain::ids::{EndpointId, EventId};
 use crate::domain::time::{self, Timestamp};
 use crate::metrics::Ids;
 use crate::ports::{OperatorEvent, WindowCount, WindowTally};
@@ -116,24 +116,26 @@ async fn raise(
 ) -> Option<Event> {
     let mut event = Event::new(org, event_type, payload.to_string(), now);
     event.subject_endpoint = subject;
-    let event_id = event.id;
+    publish_raised(deps, function, event).await
+}
+
+/// Publishes an event the system raised; `None` (logged) if it could not.
+async fn publish_raised(deps: &Deps, function: &'static str, event: Event) -> Option<Event> {
+    let ids = Ids {
+        organization_id: Some(event.organization_id.clone()),
+        endpoint_id: event.subject_endpoint.map(|s| s.to_string()),
+        event_id: Some(event.id.to_string()),
+        delivery_id: None,
+    };
+    let event_type = event.event_type.clone();
     match publish_event(deps, event).await {
         Ok(published) => {
-            deps.metrics.operational_event(
-                function,
-                event_type,
-                Ids {
-                    organization_id: Some(org.to_owned()),
-                    endpoint_id: subject.map(|s| s.to_string()),
-                    event_id: Some(event_id.to_string()),
-                    delivery_id: None,
-                },
-            );
-            tracing::info!(event_id = %event_id, event_type, endpoint_id = ?subject.map(|s| s.to_string()), "operational event published");
+            tracing::info!(event_id = ?ids.event_id, event_type, endpoint_id = ?ids.endpoint_id, "operational event published");
+            deps.metrics.operational_event(function, &event_type, ids);
             Some(published.event)
         }
         Err(e) => {
-            tracing::error!(error = %e, event_type, endpoint_id = ?subject.map(|s| s.to_string()), organization_id = org, "could not publish an operational event; it is lost");
+            tracing::error!(error = %e, event_type, endpoint_id = ?ids.endpoint_id, organization_id = ?ids.organization_id, "could not publish an operational event; it is lost");
             None
         }
     }
@@ -382,6 +384,8 @@ pub struct ReplaySummary {
     pub counts: BTreeMap<String, u64>,
     /// Why it ended, when not simply done (cancelled by whom, the error).
     pub reason: Option<String>,
+    /// The event's id when it must be the same on every try (see [`EventId::derived`]).
+    pub event_id: Option<EventId>,
 }
 
 /// `capy.replay.finished`, once per job: call it where the job reaches its final state
@@ -399,12 +403,12 @@ pub async fn replay_finished(deps: &Deps, job: &ReplaySummary) -> Option<Event> 
             None
         }
     };
-    let processed: u64 = job.counts.values().sum();
+    let count = |k: &str| job.counts.get(k).copied().unwrap_or(0);
     deps.metrics.replay_progress(
         &job.job_id,
         &job.state,
-        processed,
-        0,
+        count("processed"),
+        count("matched").saturating_sub(count("processed")),
         Ids {
             organization_id: Some(job.organization_id.clone()),
             endpoint_id: Some(job.endpoint_id.to_string()),
@@ -422,16 +426,17 @@ pub async fn replay_finished(deps: &Deps, job: &ReplaySummary) -> Option<Event> 
         "counts": job.counts,
         "reason": job.reason,
     });
-    raise(
-        deps,
-        "replay",
+    let mut event = Event::new(
         &job.organization_id,
-        Some(job.endpoint_id),
         REPLAY_FINISHED,
-        payload,
+        payload.to_string(),
         job.finished_at,
-    )
-    .await
+    );
+    event.subject_endpoint = Some(job.endpoint_id);
+    if let Some(id) = job.event_id {
+        event.id = id;
+    }
+    publish_raised(deps, "replay", event).await
 }
 
 #[cfg(test)]

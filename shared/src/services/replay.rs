@@ -19,12 +19,11 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
-use super::deliveries::{active_endpoint, send_to};
+use super::deliveries::active_endpoint;
 use super::{Deps, ServiceError};
 use crate::domain::delivery::{Delivery, DeliveryMessage, DeliveryState, Expected};
 use crate::domain::endpoint::Endpoint;
-use crate::domain::event::{Event, FanOut, FanOutState};
-use crate::domain::ids::{DeliveryId, EndpointId, EventId, JobId};
+use crate::domain::ids::{DeliveryId, EndpointId, JobId};
 use crate::domain::job::{Job, JobMessage, JobState, ReplayParams};
 use crate::domain::time::{self, Timestamp};
 use crate::ports::StoreError;
@@ -230,6 +229,9 @@ pub async fn abandon(deps: &Deps, msg: &JobMessage, why: &str) -> Result<(), Ser
     {
         fail(deps, job, why).await?;
     }
+    if let Some(job) = deps.jobs.get(&msg.organization_id, msg.job_id).await? {
+        finished::announce(deps, job).await?;
+    }
     Ok(())
 }
 
@@ -264,8 +266,25 @@ async fn send_again(
     }
 }
 
-/// Runs a job until it ends or `deadline` passes (the jobs worker's one call).
+/// Runs a job until it ends or `deadline` passes (the jobs worker's one call). Whoever
+/// ended it (this run, a cancel, an earlier run that died right after), the run that finds
+/// it ended announces it; a failed announcement fails the run, so its message comes back.
 pub async fn run(
+    deps: &Deps,
+    msg: &JobMessage,
+    pacing: Pacing,
+    deadline: Instant,
+) -> Result<Progress, ServiceError> {
+    let progress = run_pages(deps, msg, pacing, deadline).await?;
+    if progress != Progress::More
+        && let Some(job) = deps.jobs.get(&msg.organization_id, msg.job_id).await?
+    {
+        finished::announce(deps, job).await?;
+    }
+    Ok(progress)
+}
+
+async fn run_pages(
     deps: &Deps,
     msg: &JobMessage,
     pacing: Pacing,
@@ -378,55 +397,6 @@ pub async fn run(
     }
 }
 
-/// Sends an existing event to one active endpoint of the organization, whatever its
-/// subscriptions: the pair's delivery is retried (same id), or created.
-pub async fn resend(
-    deps: &Deps,
-    org: &str,
-    event_id: EventId,
-    endpoint_id: EndpointId,
-    now: Timestamp,
-) -> Result<(Delivery, Event), ServiceError> {
-    let event = deps
-        .events
-        .get(org, event_id)
-        .await?
-        .ok_or_else(ServiceError::event_not_found)?;
-    let endpoint = active_endpoint(deps, org, endpoint_id).await?;
-    let d = send_to(deps, &event, &endpoint, now).await?;
-    Ok((d, event))
-}
-
-/// The default test event.
-pub const TEST_EVENT_TYPE: &str = "capy.ping";
-pub const TEST_PAYLOAD: &str = r#"{"success":true}"#;
-
-/// A test event to one active endpoint: recorded in the events log, fanned out to that
-/// endpoint only, signed and sent like every delivery.
-pub async fn test_event(
-    deps: &Deps,
-    org: &str,
-    endpoint_id: EndpointId,
-    event_type: Option<&str>,
-    payload: Option<String>,
-    now: Timestamp,
-) -> Result<(Delivery, Event), ServiceError> {
-    let endpoint = active_endpoint(deps, org, endpoint_id).await?;
-    let mut event = Event::new(
-        org,
-        event_type.unwrap_or(TEST_EVENT_TYPE),
-        payload.unwrap_or_else(|| TEST_PAYLOAD.into()),
-        now,
-    );
-    event.targets = vec![endpoint.id];
-    event.fan_out = FanOut {
-        state: FanOutState::Done,
-        endpoints: 1,
-    };
-    deps.events.create(&event).await?;
-    let d = send_to(deps, &event, &endpoint, now).await?;
-    Ok((d, event))
-}
-
+mod finished;
 #[cfg(test)]
 mod tests;

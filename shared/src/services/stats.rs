@@ -78,13 +78,22 @@ impl Window {
         retention: Duration,
     ) -> Result<Self, ServiceError> {
         let until = until.unwrap_or(now);
-        let since = since.unwrap_or_else(|| {
-            until - TimeDelta::from_std(DEFAULT_WINDOW).unwrap_or(TimeDelta::days(1))
+        let day = TimeDelta::from_std(DEFAULT_WINDOW).unwrap_or(TimeDelta::days(1));
+        // By hour, the default is 24 whole buckets: the current hour and the 23 before it.
+        let since = since.unwrap_or_else(|| match period {
+            Period::Hour => period.floor(until) + period.length() - day,
+            Period::Day => until - day,
         });
         if since >= until {
             return Err(ServiceError::Invalid("since must be before until".into()));
         }
         let retention_delta = TimeDelta::from_std(retention).unwrap_or(TimeDelta::MAX);
+        if until < now - retention_delta {
+            return Err(ServiceError::Invalid(format!(
+                "the window ends before the retention period ({} days): those deliveries are gone",
+                retention.as_secs() / 86_400
+            )));
+        }
         if until - since > retention_delta {
             return Err(ServiceError::Invalid(format!(
                 "the window may span at most the retention period ({} days)",
@@ -283,12 +292,25 @@ mod tests {
         let now = at("2026-03-10T12:34:56.789Z");
         let w = Window::new(None, None, Period::Hour, now, MONTH).expect("default");
         assert_eq!(w.until, now);
-        assert_eq!(w.since, at("2026-03-09T12:34:56.789Z"));
-        // 24 h not on the hour: 25 whole hours, the first holding `since`.
+        // By hour: 24 buckets, the current hour and the 23 before it.
+        assert_eq!(w.since, at("2026-03-09T13:00:00Z"));
         let starts = w.starts();
-        assert_eq!(starts.len(), 25);
-        assert_eq!(starts[0], at("2026-03-09T12:00:00Z"));
-        assert_eq!(starts[24], at("2026-03-10T12:00:00Z"));
+        assert_eq!(starts.len(), 24);
+        assert_eq!(starts[0], at("2026-03-09T13:00:00Z"));
+        assert_eq!(starts[23], at("2026-03-10T12:00:00Z"));
+        let by_day = Window::new(None, None, Period::Day, now, MONTH).expect("default");
+        assert_eq!(by_day.since, at("2026-03-09T12:34:56.789Z"));
+        assert_eq!(by_day.starts().len(), 2);
+        // An explicit `since` off the hour: its bucket is the first.
+        let off = Window::new(
+            Some(at("2026-03-09T12:34:56.789Z")),
+            None,
+            Period::Hour,
+            now,
+            MONTH,
+        )
+        .expect("24 h");
+        assert_eq!(off.starts().len(), 25);
 
         let aligned = Window::new(
             Some(at("2026-03-01T00:00:00Z")),
@@ -309,6 +331,9 @@ mod tests {
         assert!(bad("2026-01-01T00:00:00Z", "2026-03-02T00:00:00Z"));
         assert!(!bad("2026-01-31T00:00:00Z", "2026-03-02T00:00:00Z"));
         assert!(bad("2026-01-30T23:59:59Z", "2026-03-02T00:00:00Z"));
+        // A window wholly older than the retention: its deliveries are gone.
+        assert!(bad("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"));
+        assert!(!bad("2026-02-08T00:00:00Z", "2026-02-09T00:00:00Z"));
     }
 
     #[test]

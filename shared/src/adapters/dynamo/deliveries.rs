@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::KeysAndAttributes;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnValuesOnConditionCheckFailure};
 use futures::future::try_join_all;
 use serde::{Deserialize, Serialize};
 
@@ -215,7 +217,8 @@ impl DeliveryLog for Table {
             .client
             .put_item()
             .table_name(&self.name)
-            .set_item(Some(item));
+            .set_item(Some(item.clone()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         // A whole-item put (a delivery item is small and every field may change), guarded
         // by what the writer read: nothing, or the attempt count and state it acted on.
         let put = match expected {
@@ -226,8 +229,21 @@ impl DeliveryLog for Table {
                 .expression_attribute_values(":attempts", to_av(&attempts)?)
                 .expression_attribute_values(":state", s(state.as_str())),
         };
-        put.send().await.map_err(store_error)?;
-        Ok(())
+        match put.send().await {
+            Ok(_) => Ok(()),
+            // The stored item is exactly this write: it landed, its answer was lost and the
+            // SDK sent it again. Not a conflict (a consumer would drop the delivery's only
+            // message, leaving it pending for good).
+            Err(SdkError::ServiceError(se))
+                if matches!(
+                    se.err(),
+                    PutItemError::ConditionalCheckFailedException(c) if c.item() == Some(&item)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(store_error(e)),
+        }
     }
 
     async fn due_for_sweep(

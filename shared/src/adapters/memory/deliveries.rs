@@ -96,7 +96,10 @@ impl DeliveryLog for MemoryDeliveries {
             _ => false,
         };
         if !ok {
-            return Err(StoreError::Conflict);
+            return match m.get(&d.id) {
+                Some(stored) if stored == d => Ok(()),
+                _ => Err(StoreError::Conflict),
+            };
         }
         m.insert(d.id, d.clone());
         Ok(())

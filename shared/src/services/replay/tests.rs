@@ -159,3 +159,163 @@ async fn a_checkpoint_whose_answer_was_lost_counts_as_written() {
     mine.version += 1;
     assert!(!checkpoint(&w.deps, &mine).await.expect("checkpoint"));
 }
+
+/// `capy.replay.finished` events in the organization's log.
+async fn finished_events(w: &crate::consumers::testkit::World) -> Vec<crate::domain::event::Event> {
+    let q = crate::ports::EventQuery {
+        limit: 50,
+        event_type: Some("capy.replay.finished".into()),
+        ..Default::default()
+    };
+    w.deps.events.list(ORG, &q).await.expect("list").0
+}
+
+#[tokio::test]
+async fn a_job_that_ends_is_announced_once_whoever_ended_it() {
+    use crate::domain::endpoint::Endpoint;
+    let w = world();
+    let (e, _) = w
+        .endpoint("http://127.0.0.1:9/x", |e| Endpoint {
+            event_types: vec!["capy.*".into()],
+            ..e
+        })
+        .await;
+    let (watcher, _) = w
+        .endpoint("http://127.0.0.1:9/w", |e| Endpoint {
+            event_types: vec!["capy.replay.finished".into()],
+            ..e
+        })
+        .await;
+    let earlier = time::now() - chrono::TimeDelta::minutes(5);
+    for _ in 0..3 {
+        let ev = w.event("a.b", "{}").await;
+        let mut d = Delivery::first(&ev, e.id, 2);
+        d.state = DeliveryState::Failed;
+        d.attempts = 2;
+        d.updated_at = earlier;
+        w.stores
+            .deliveries
+            .save(&d, Expected::New)
+            .await
+            .expect("save");
+    }
+    let now = time::now();
+    let params = ReplayParams {
+        since: earlier - chrono::TimeDelta::hours(1),
+        until: now,
+        states: vec![DeliveryState::Failed],
+        event_types: vec![],
+    };
+    let Ok(Started::Job(job)) = start(&w.deps, ORG, e.id, params.clone(), false, now).await else {
+        panic!("a job");
+    };
+    let msg = w.stores.jobs.take_sent().pop().expect("job message");
+    let far = Instant::now() + Duration::from_secs(60);
+    assert_eq!(
+        run(&w.deps, &msg, Pacing::default(), far)
+            .await
+            .expect("run"),
+        Progress::Done
+    );
+    let replayed: Vec<_> = w.stores.queue.take_sent();
+    assert_eq!(
+        replayed.len(),
+        4,
+        "3 replayed and 1 announcement: {replayed:?}"
+    );
+    let announced = finished_events(&w).await;
+    assert_eq!(announced.len(), 1);
+    assert_eq!(
+        announced[0].targets,
+        vec![watcher.id],
+        "never the replayed endpoint"
+    );
+    let data: serde_json::Value = serde_json::from_str(&announced[0].payload).expect("JSON");
+    assert_eq!(
+        (&data["job_id"], &data["state"], &data["counts"]),
+        (
+            &serde_json::json!(job.id.to_string()),
+            &serde_json::json!("succeeded"),
+            &serde_json::json!({ "matched": 3, "processed": 3 })
+        )
+    );
+    assert!(get(&w.deps, ORG, job.id).await.expect("job").announced);
+    // A redelivered message announces nothing more.
+    run(&w.deps, &msg, Pacing::default(), far)
+        .await
+        .expect("run");
+    assert_eq!(finished_events(&w).await.len(), 1);
+    assert!(w.stores.queue.take_sent().is_empty());
+
+    // Cancelled while queued: the worker that picks up its message announces it.
+    let Ok(Started::Job(job)) = start(&w.deps, ORG, e.id, params, false, now).await else {
+        panic!("a job");
+    };
+    let msg = w.stores.jobs.take_sent().pop().expect("job message");
+    cancel(&w.deps, ORG, job.id, time::now())
+        .await
+        .expect("cancel");
+    assert_eq!(
+        finished_events(&w).await.len(),
+        1,
+        "not by the cancel request"
+    );
+    run(&w.deps, &msg, Pacing::default(), far)
+        .await
+        .expect("run");
+    let announced = finished_events(&w).await;
+    assert_eq!(announced.len(), 2);
+    let states: Vec<(String, String)> = announced
+        .iter()
+        .map(|e| {
+            let data: serde_json::Value = serde_json::from_str(&e.payload).expect("JSON");
+            (
+                data["job_id"].as_str().expect("id").into(),
+                data["state"].as_str().expect("state").into(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(job.id.to_string(), "canceled".into())),
+        "{states:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_lettered_job_ends_failed_and_frees_its_endpoint() {
+    let w = world();
+    let (e, _) = w.endpoint("http://127.0.0.1:9/x", |e| e).await;
+    let now = time::now();
+    let params = ReplayParams {
+        since: now - chrono::TimeDelta::hours(1),
+        until: now,
+        states: vec![DeliveryState::Failed],
+        event_types: vec![],
+    };
+    let Ok(Started::Job(job)) = start(&w.deps, ORG, e.id, params.clone(), false, now).await else {
+        panic!("a job");
+    };
+    let msg = w.stores.jobs.take_sent().pop().expect("job message");
+    let mut record = crate::consumers::testkit::record(
+        "m-1",
+        &serde_json::to_string(&msg).expect("json"),
+        time::now(),
+    );
+    record
+        .attributes
+        .insert("ApproximateReceiveCount".into(), "10".into());
+    let mut batch = aws_lambda_events::sqs::SqsEvent::default();
+    batch.records.push(record);
+    let out = crate::consumers::dead_letter::dead_letter_batch(&w.deps, batch).await;
+    assert!(out.batch_item_failures.is_empty());
+    let j = get(&w.deps, ORG, job.id).await.expect("job");
+    assert_eq!(j.state, JobState::Failed);
+    assert!(
+        j.error.as_deref().is_some_and(|e| e.contains("10 times")),
+        "{j:?}"
+    );
+    assert!(matches!(
+        start(&w.deps, ORG, e.id, params, false, now).await,
+        Ok(Started::Job(_))
+    ));
+}
