@@ -1221,6 +1221,12 @@ async fn markers_claim_once_and_count_in_windows(s: &Stores) {
             .await
             .expect("claim")
     );
+    // The same claim again (an SDK retry of a write whose answer was lost) is that claim.
+    assert!(
+        m.claim(&scope, "failing", now, minute)
+            .await
+            .expect("claim")
+    );
     assert!(
         m.claim(&scope, "disabled", now, minute)
             .await

@@ -636,7 +636,9 @@ async fn resend_to_a_new_endpoint_and_test_events() {
         "{event}"
     );
     for (body, status) in [
-        (json!({ "endpoint_id": "nope" }), 400),
+        // A malformed id is no such endpoint, as in a path.
+        (json!({ "endpoint_id": "nope" }), 404),
+        (json!({ "endpoint_id": 7 }), 400),
         (json!({}), 400),
         (
             json!({ "endpoint_id": "ep_01JZ0000000000000000000000" }),
@@ -735,6 +737,8 @@ async fn resend_to_a_new_endpoint_and_test_events() {
         json!({ "event_type": "bad type" }),
         json!({ "extra": 1 }),
         json!({ "event_type": null }),
+        // Only capy.ping among the system's own types.
+        json!({ "event_type": "capy.endpoint.disabled" }),
     ] {
         let (s, out) = call(
             &stack,

@@ -326,9 +326,12 @@ async fn record_attempt(
                     Outcome::RecoveredAfterFailures,
                 )
                 .await?;
-            if let Some(before) = before {
-                operational::endpoint_recovered(deps, &before, now).await;
-            }
+            // The longer streak of the two: an update retried after its answer was lost
+            // answers with the streak it already reset.
+            let before = before
+                .filter(|b| b.stats.failure_streak >= endpoint.stats.failure_streak)
+                .unwrap_or_else(|| endpoint.clone());
+            operational::endpoint_recovered(deps, &before, now).await;
         }
         tracing::info!(attempt = d.attempts, status = ?outcome.status, "delivered");
         return Ok(Disposition::Ack);

@@ -159,7 +159,9 @@ pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
     after.stats.failure_streak += 1;
     after.stats.last_failure_at = Some(now);
     let since = *after.stats.failing_since.get_or_insert(now);
-    if after.stats.failure_streak == FAILING_STREAK {
+    // A range, not the one value: a counter update retried after its answer was lost
+    // counts twice and skips it. The marker sends it once.
+    if (FAILING_STREAK..FAILING_STREAK + 3).contains(&after.stats.failure_streak) {
         endpoint_failing(deps, &after, now).await;
     }
     let Some(disable_at) = disable_at_after(&after, disable_after(deps)) else {
@@ -255,7 +257,10 @@ async fn endpoint_failing(deps: &Deps, e: &Endpoint, now: Timestamp) {
 /// it; nothing when it was already inactive (another call disabled it first). Also put on
 /// the operator bus.
 pub async fn endpoint_disabled(deps: &Deps, before: &Endpoint, reason: &str, now: Timestamp) {
-    if !before.is_active {
+    // Already inactive before this write: someone else disabled it, unless what reads as
+    // "before" is this very write (an update retried after its answer was lost).
+    let this_write = before.disabled_reason.as_deref() == Some(reason) && before.updated_at == now;
+    if !before.is_active && !this_write {
         return;
     }
     let payload = json!({
@@ -292,6 +297,29 @@ pub async fn endpoint_disabled(deps: &Deps, before: &Endpoint, reason: &str, now
 pub async fn endpoint_recovered(deps: &Deps, before: &Endpoint, now: Timestamp) {
     if before.stats.failure_streak < FAILING_STREAK {
         return;
+    }
+    // Once per streak: several consumers may see the same first success, and the caller
+    // may pass the endpoint as it read it (the update's own answer can be a retry's).
+    let streak = before
+        .stats
+        .failing_since
+        .map_or(0, |t| t.timestamp_millis());
+    match deps
+        .markers
+        .claim(
+            &before.id.to_string(),
+            &format!("recovered#{streak}"),
+            now,
+            FAILING_DEDUP,
+        )
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(err) => {
+            tracing::error!(error = %err, "could not claim the recovered marker; not sending it");
+            return;
+        }
     }
     let payload = json!({
         "endpoint_id": before.id,

@@ -4,6 +4,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use serde::{Deserialize, Serialize};
 
 use super::{Table, from_item, key, n, store_error, to_item};
@@ -90,13 +93,27 @@ impl Table {
             .client
             .put_item()
             .table_name(&self.name)
-            .set_item(Some(item))
+            .set_item(Some(item.clone()))
             .condition_expression("attribute_not_exists(pk) OR window_start <= :cutoff")
             .expression_attribute_values(":cutoff", n(cutoff(now, window)))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await
-            .map_err(store_error)?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            // The open window is exactly the one this call wrote (its answer was lost and
+            // the SDK sent it again): this call opened it; the closed one it replaced is gone.
+            Err(SdkError::ServiceError(se))
+                if matches!(
+                    se.err(),
+                    PutItemError::ConditionalCheckFailedException(c) if c.item() == Some(&item)
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(store_error(e)),
+        };
         let previous = out
             .attributes
             .filter(|a| !a.is_empty())
@@ -128,17 +145,29 @@ impl OpsMarkerStore for Table {
             .client
             .put_item()
             .table_name(&self.name)
-            .set_item(Some(item))
+            .set_item(Some(item.clone()))
             // TTL deletion lags by up to days; an expired claim is as good as none.
             .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
             .expression_attribute_values(":now", n(now.timestamp()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await
-            .map_err(store_error);
+            .await;
         match put {
             Ok(_) => Ok(true),
-            Err(StoreError::Conflict) => Ok(false),
-            Err(e) => Err(e),
+            // The live claim is exactly this one: our write landed, its answer was lost and
+            // the SDK sent it again. Saying "claimed by someone else" would lose the event.
+            Err(SdkError::ServiceError(se))
+                if matches!(
+                    se.err(),
+                    PutItemError::ConditionalCheckFailedException(c) if c.item() == Some(&item)
+                ) =>
+            {
+                Ok(true)
+            }
+            Err(e) => match store_error(e) {
+                StoreError::Conflict => Ok(false),
+                e => Err(e),
+            },
         }
     }
 

@@ -9,7 +9,10 @@ use crate::domain::time::{self, Timestamp};
 use crate::ports::{OpsMarkerStore, StoreError, WindowCount, WindowTally};
 
 enum Marker {
-    Claim { expires_at: Timestamp },
+    Claim {
+        claimed_at: Timestamp,
+        expires_at: Timestamp,
+    },
     Window(WindowTally),
 }
 
@@ -30,15 +33,21 @@ impl OpsMarkerStore for MemoryMarkers {
     ) -> Result<bool, StoreError> {
         let mut items = lock(&self.items);
         let k = (scope.to_owned(), marker.to_owned());
-        if let Some(Marker::Claim { expires_at }) = items.get(&k)
+        let expires = time::after(now, ttl);
+        if let Some(Marker::Claim {
+            claimed_at,
+            expires_at,
+        }) = items.get(&k)
             && expires_at.timestamp() >= now.timestamp()
         {
-            return Ok(false);
+            // The same claim again (a retried write whose answer was lost) is this claim.
+            return Ok(*claimed_at == now && *expires_at == expires);
         }
         items.insert(
             k,
             Marker::Claim {
-                expires_at: time::after(now, ttl),
+                claimed_at: now,
+                expires_at: expires,
             },
         );
         Ok(true)

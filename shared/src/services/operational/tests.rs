@@ -82,3 +82,62 @@ fn durations_are_spelled_for_people() {
     assert_eq!(spelled(Duration::from_secs(120)), "2 minutes");
     assert_eq!(spelled(Duration::from_millis(500)), "500 milliseconds");
 }
+
+/// Transitions whose store update may be a retry of a write whose answer was lost: the
+/// event is raised once, neither lost nor doubled.
+#[tokio::test]
+async fn recovered_and_disabled_survive_a_retried_update() {
+    let stores = MemoryStores::default();
+    let settings = crate::config::Settings::from_env(true).expect("settings");
+    let deps = crate::wiring::memory(
+        &stores,
+        crate::wiring::policy(&settings),
+        Arc::new(LocalCipher::new([7; 32])),
+    );
+    let now = time::now();
+    let endpoint = |types: &[&str]| Endpoint {
+        event_types: types.iter().map(|t| t.to_string()).collect(),
+        ..Endpoint::new(
+            EndpointId::new(),
+            "org_t",
+            "https://x.example",
+            SealedSecret(String::new()),
+            now,
+        )
+    };
+    let mut subject = endpoint(&[]);
+    subject.stats.failure_streak = FAILING_STREAK + 2;
+    subject.stats.failing_since = Some(now - chrono::TimeDelta::hours(1));
+    let watcher = endpoint(&["capy.*"]);
+    for e in [&subject, &watcher] {
+        deps.endpoints.create(e).await.expect("create");
+    }
+    let raised = |t: &'static str| {
+        let deps = &deps;
+        async move {
+            let q = EventQuery {
+                limit: 50,
+                event_type: Some(t.into()),
+                ..Default::default()
+            };
+            deps.events.list("org_t", &q).await.expect("list").0.len()
+        }
+    };
+    // Two consumers see the same first success of one streak.
+    endpoint_recovered(&deps, &subject, now).await;
+    endpoint_recovered(&deps, &subject, now + chrono::TimeDelta::seconds(1)).await;
+    assert_eq!(raised(ENDPOINT_RECOVERED).await, 1);
+
+    // The disable update's answer was lost: its retry reads back this very write.
+    let reason = "the receiver answered 410 Gone";
+    let mut after_own_write = subject.clone();
+    after_own_write.is_active = false;
+    after_own_write.disabled_reason = Some(reason.into());
+    after_own_write.updated_at = now;
+    endpoint_disabled(&deps, &after_own_write, reason, now).await;
+    assert_eq!(raised(ENDPOINT_DISABLED).await, 1);
+    // Disabled by someone else before this write: not ours to announce.
+    let later = now + chrono::TimeDelta::seconds(5);
+    endpoint_disabled(&deps, &after_own_write, reason, later).await;
+    assert_eq!(raised(ENDPOINT_DISABLED).await, 1);
+}
