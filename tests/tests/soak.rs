@@ -6,6 +6,11 @@
 //! and at the end every delivery is `delivered`, or `failed` only where its receiver never
 //! succeeded, none is `pending`, and nothing is lost. Duplicates are counted and printed.
 //!
+//! Then the always-failing receiver comes back and a replay job over its failed deliveries
+//! runs, still under faults, killed twice mid-way: each is delivered, none lost, duplicates
+//! counted. Last, the operational events the run raised (`failing`, `exhausted`,
+//! `recovered`, `replay.finished`) are counted, and each must reach the `capy.*` subscriber.
+//!
 //! CI-sized by default (~120 deliveries); `SOAK_DELIVERIES=500 cargo test -p capy-tests
 //! --test soak -- --nocapture` is the long form.
 
@@ -372,7 +377,8 @@ async fn soak_faults_kills_nothing_lost() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(120);
-    let doomed_events = (target / 60).max(2);
+    // At least 4: the replay phase pages through them one at a time and is killed twice.
+    let doomed_events = (target / 30).max(4);
     let normal_events = (target.saturating_sub(5 * doomed_events) / 4).max(4);
     let planned = normal_events * 4 + doomed_events * 5;
     let slow_replies = (target / 250).max(1);
@@ -387,6 +393,9 @@ async fn soak_faults_kills_nothing_lost() {
             // sweeper re-enqueue a delivery whose attempt is still in flight, every interval.
             .set("SWEEP_GRACE", "20s")
             .set("SWEEP_INTERVAL", "2s")
+            // The replay phase: one delivery per page, a second apart, so it is caught mid-way.
+            .set("REPLAY_PAGE_SIZE", "1")
+            .set("REPLAY_PAGE_INTERVAL", "1s")
             .set("RUST_LOG", "warn"),
     )
     .await;
@@ -413,10 +422,21 @@ async fn soak_faults_kills_nothing_lost() {
         otherwise: Reply::Status(500),
         doomed: true,
     });
+    // The organization's operations inbox: subscribed to every `capy.*` event.
+    let receiver = Receiver::scripted(vec![], Reply::Status(200)).await;
+    receivers.push(ScriptedReceiver {
+        receiver,
+        script: vec![],
+        otherwise: Reply::Status(200),
+        doomed: false,
+    });
+    let watcher = receivers.len() - 1;
     let mut by_endpoint: HashMap<String, usize> = HashMap::new();
     for (i, r) in receivers.iter().enumerate() {
         let types: Vec<&str> = if r.doomed {
             vec!["soak.doomed"]
+        } else if i == watcher {
+            vec!["capy.*"]
         } else {
             vec![]
         };
@@ -646,5 +666,194 @@ async fn soak_faults_kills_nothing_lost() {
         "{} problems, first: {:?}",
         problems.len(),
         problems.first()
+    );
+
+    // --- The doomed receiver comes back: a replay job, killed twice mid-way, under faults.
+    let doomed = receivers.iter().position(|r| r.doomed).expect("doomed");
+    let doomed_endpoint = by_endpoint
+        .iter()
+        .find(|(_, i)| **i == doomed)
+        .map(|(id, _)| id.clone())
+        .expect("doomed endpoint");
+    let failed: HashSet<String> = rows
+        .iter()
+        .filter(|r| r.endpoint_id == doomed_endpoint && r.state == "failed")
+        .map(|r| r.id.clone())
+        .collect();
+    receivers[doomed].receiver.answer(Reply::Status(200));
+    let seen_before = receivers[doomed].receiver.count();
+    let since = capy_shared::domain::time::format(
+        &(capy_shared::domain::time::now() - chrono::TimeDelta::hours(1)),
+    );
+    let replay_path = format!("/v1/organizations/{ORG}/webhook-endpoints/{doomed_endpoint}/replay");
+    let (status, started) = stack
+        .call(
+            "POST",
+            &replay_path,
+            Some(&key),
+            Some(json!({ "since": since })),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let job_id = started["job"]["id"].as_str().expect("job id").to_owned();
+    assert_eq!(started["job"]["matched"], json!(failed.len()), "{started}");
+    proxy.enabled.store(true, Ordering::Relaxed);
+    let job_path = format!("/v1/organizations/{ORG}/jobs/{job_id}");
+    let mut replay_kills = Vec::new();
+    for at_least in [1, 2] {
+        let processed = capy_tests::eventually(
+            Duration::from_secs(120),
+            &format!("the replay job has processed {at_least}"),
+            || async {
+                let (status, body) = stack.call("GET", &job_path, Some(&key), None).await;
+                let p = body["job"]["processed"].as_u64().unwrap_or(0);
+                (status == 200 && p >= at_least).then_some((p, body["job"]["state"].clone()))
+            },
+        )
+        .await;
+        stack.kill();
+        replay_kills.push(processed);
+        stack.spawn().await;
+    }
+    let job = capy_tests::eventually(
+        Duration::from_secs(180),
+        "the replay job has ended",
+        || async {
+            let (status, body) = stack.call("GET", &job_path, Some(&key), None).await;
+            (status == 200 && !["queued", "running"].contains(&body["job"]["state"].as_str()?))
+                .then(|| body["job"].clone())
+        },
+    )
+    .await;
+    let replayed = capy_tests::eventually(
+        Duration::from_secs(120),
+        "every replayed delivery delivered",
+        || async {
+            let rows = scan_deliveries(&stack).await;
+            let done: Vec<Row> = rows
+                .into_iter()
+                .filter(|r| failed.contains(&r.id) && r.state == "delivered")
+                .collect();
+            (done.len() == failed.len()).then_some(done)
+        },
+    )
+    .await;
+    let mut replay_answers: HashMap<String, usize> = HashMap::new();
+    for got in receivers[doomed]
+        .receiver
+        .received()
+        .iter()
+        .skip(seen_before)
+    {
+        *replay_answers
+            .entry(got.header("webhook-id").to_owned())
+            .or_default() += 1;
+    }
+    let replay_lost = failed
+        .iter()
+        .filter(|id| !replay_answers.contains_key(*id))
+        .count();
+    let replay_duplicates: usize = replay_answers.values().map(|n| n.saturating_sub(1)).sum();
+    println!(
+        "replay: {} failed deliveries replayed; job {} ({}/{} processed); killed at {replay_kills:?} (processed, state); \
+         delivered {}, lost {replay_lost}, duplicates (same webhook-id answered 2xx again) {replay_duplicates}",
+        failed.len(),
+        job["state"],
+        job["processed"],
+        job["matched"],
+        replayed.len()
+    );
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["processed"], json!(failed.len()), "{job}");
+    for (processed, state) in &replay_kills {
+        assert!(
+            *processed < failed.len() as u64 && state == "running",
+            "killed mid-way: {replay_kills:?}"
+        );
+    }
+    assert_eq!(
+        replay_lost, 0,
+        "every replayed delivery reached its receiver"
+    );
+
+    // --- Operational events: each in the events log reached the inbox.
+    proxy.enabled.store(false, Ordering::Relaxed);
+    let events_path = format!("/v1/organizations/{ORG}/events?event_type=capy.*&limit=250");
+    let expected = [
+        "capy.endpoint.failing",
+        "capy.delivery.exhausted",
+        "capy.endpoint.recovered",
+        "capy.replay.finished",
+    ];
+    // `recovered` is raised just after the first replayed delivery is recorded: poll.
+    let operational: Vec<(String, String)> = capy_tests::eventually(
+        Duration::from_secs(60),
+        &format!("every one of {expected:?} in the events log"),
+        || async {
+            let (status, listed) = stack.call("GET", &events_path, Some(&key), None).await;
+            let got: Vec<(String, String)> = listed["events"]
+                .as_array()?
+                .iter()
+                .map(|e| {
+                    (
+                        e["id"].as_str().expect("id").to_owned(),
+                        e["event_type"].as_str().expect("type").to_owned(),
+                    )
+                })
+                .collect();
+            (status == 200 && expected.iter().all(|t| got.iter().any(|(_, g)| g == t)))
+                .then_some(got)
+        },
+    )
+    .await;
+    let inbox = capy_tests::eventually(
+        Duration::from_secs(60),
+        "every operational event answered by the inbox",
+        || async {
+            let got: HashSet<String> = receivers[watcher]
+                .receiver
+                .received()
+                .iter()
+                .map(|r| r.header("webhook-id").to_owned())
+                .collect();
+            let mut reached = Vec::new();
+            for (event, _) in &operational {
+                let (_, body) = stack
+                    .call(
+                        "GET",
+                        &format!("/v1/organizations/{ORG}/events/{event}"),
+                        Some(&key),
+                        None,
+                    )
+                    .await;
+                let d = body["deliveries"].as_array()?.first()?.clone();
+                if d["state"] != "delivered" || !got.contains(d["id"].as_str()?) {
+                    return None;
+                }
+                reached.push(d["endpoint_id"].as_str()?.to_owned());
+            }
+            Some(reached)
+        },
+    )
+    .await;
+    let mut by_type: HashMap<&str, usize> = HashMap::new();
+    for (_, t) in &operational {
+        *by_type.entry(t.as_str()).or_default() += 1;
+    }
+    let mut by_type: Vec<_> = by_type.into_iter().collect();
+    by_type.sort();
+    println!(
+        "operational events: {} ({by_type:?}), all {} delivered to the capy.* subscriber; lost 0",
+        operational.len(),
+        inbox.len()
+    );
+    let inbox_endpoint = by_endpoint
+        .iter()
+        .find(|(_, i)| **i == watcher)
+        .map(|(id, _)| id.clone())
+        .expect("inbox endpoint");
+    assert!(
+        inbox.iter().all(|e| *e == inbox_endpoint),
+        "only the subscriber: {inbox:?}"
     );
 }
