@@ -1221,9 +1221,10 @@ async fn markers_claim_once_and_count_in_windows(s: &Stores) {
             .await
             .expect("claim")
     );
-    // The same claim again (an SDK retry of a write whose answer was lost) is that claim.
+    // Another caller in the same millisecond does not take it too (a retry of one's own
+    // write whose answer was lost is recognised by the adapter's per-call token).
     assert!(
-        m.claim(&scope, "failing", now, minute)
+        !m.claim(&scope, "failing", now, minute)
             .await
             .expect("claim")
     );
@@ -1340,10 +1341,35 @@ async fn jobs_hold_their_endpoint_slot_and_save_by_version(s: &Stores) {
         ..running.clone()
     };
     jobs.save(&done).await.expect("finish");
-    assert_eq!(jobs.get(ORG, first.id).await.expect("get"), Some(done));
+    assert_eq!(
+        jobs.get(ORG, first.id).await.expect("get"),
+        Some(done.clone())
+    );
     jobs.create(&second)
         .await
         .expect("the slot is free once the job finished");
+    // A later write of the ended job (its announcement recorded) while the next job of the
+    // endpoint holds the slot: the job is written, the slot stays the next job's.
+    let mut announced = done.clone();
+    announced.version += 1;
+    announced.announced = true;
+    jobs.save(&announced)
+        .await
+        .expect("a later write of an ended job");
+    assert_eq!(jobs.get(ORG, first.id).await.expect("get"), Some(announced));
+    assert!(
+        is_conflict(
+            jobs.create(&Job::replay(
+                ORG,
+                second.endpoint_id,
+                params.clone(),
+                0,
+                now
+            ))
+            .await
+        ),
+        "the slot is still the next job's"
+    );
     assert!(
         is_conflict(
             jobs.save(&Job {

@@ -826,7 +826,9 @@ async fn soak_faults_kills_nothing_lost() {
                         None,
                     )
                     .await;
-                let d = body["deliveries"].as_array()?.first()?.clone();
+                let all = body["deliveries"].as_array()?;
+                assert_eq!(all.len(), 1, "only the capy.* subscriber: {body}");
+                let d = all[0].clone();
                 if d["state"] != "delivered" || !got.contains(d["id"].as_str()?) {
                     return None;
                 }
@@ -846,6 +848,14 @@ async fn soak_faults_kills_nothing_lost() {
         "operational events: {} ({by_type:?}), all {} delivered to the capy.* subscriber; lost 0",
         operational.len(),
         inbox.len()
+    );
+    assert_eq!(
+        operational
+            .iter()
+            .filter(|(_, t)| t == "capy.replay.finished")
+            .count(),
+        1,
+        "one capy.replay.finished for the one job, killed twice: {by_type:?}"
     );
     let inbox_endpoint = by_endpoint
         .iter()

@@ -210,7 +210,7 @@ async fn process(
                 )
                 .await?;
             if let Some(before) = before {
-                operational::endpoint_disabled(deps, &before, &reason, now).await;
+                operational::endpoint_disabled(deps, e, &before, &reason, now).await;
             }
             return finish_without_sending(deps, &cur, &format!("endpoint disabled ({reason})"))
                 .await;
@@ -328,10 +328,15 @@ async fn record_attempt(
                 .await?;
             // The longer streak of the two: an update retried after its answer was lost
             // answers with the streak it already reset.
-            let before = before
-                .filter(|b| b.stats.failure_streak >= endpoint.stats.failure_streak)
-                .unwrap_or_else(|| endpoint.clone());
-            operational::endpoint_recovered(deps, &before, now).await;
+            // `None`: the endpoint was deleted meanwhile.
+            if let Some(before) = before {
+                let longer = if before.stats.failure_streak >= endpoint.stats.failure_streak {
+                    &before
+                } else {
+                    endpoint
+                };
+                operational::endpoint_recovered(deps, longer, now).await;
+            }
         }
         tracing::info!(attempt = d.attempts, status = ?outcome.status, "delivered");
         return Ok(Disposition::Ack);
@@ -375,7 +380,7 @@ async fn record_attempt(
             );
         }
         if let Some(before) = before {
-            operational::endpoint_disabled(deps, &before, &reason, now).await;
+            operational::endpoint_disabled(deps, endpoint, &before, &reason, now).await;
         }
         return Ok(Disposition::Ack);
     }

@@ -48,18 +48,24 @@ pub async fn find(
     let Some(at) = chrono::DateTime::from_timestamp_millis(id.ulid().timestamp_ms() as i64) else {
         return Ok(None);
     };
-    let q = EventQuery {
+    let mut q = EventQuery {
         limit: 250,
         since: Some(at),
         until: Some(at),
         ..Default::default()
     };
-    let (events, _) = deps.events.list(org, &q).await?;
-    let Some(event) = events
-        .into_iter()
-        .find(|e| DeliveryId::for_event(e.id, endpoint_id) == id)
-    else {
-        return Ok(None);
+    let event = loop {
+        let (events, next) = deps.events.list(org, &q).await?;
+        if let Some(e) = events
+            .into_iter()
+            .find(|e| DeliveryId::for_event(e.id, endpoint_id) == id)
+        {
+            break e;
+        }
+        match next {
+            Some(n) => q.after = Some(n),
+            None => return Ok(None),
+        }
     };
     Ok(recipients(deps, &event)
         .await?

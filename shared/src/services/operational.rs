@@ -256,12 +256,33 @@ async fn endpoint_failing(deps: &Deps, e: &Endpoint, now: Timestamp) {
 /// `capy.endpoint.disabled`: `before` is the endpoint as it was before this call disabled
 /// it; nothing when it was already inactive (another call disabled it first). Also put on
 /// the operator bus.
-pub async fn endpoint_disabled(deps: &Deps, before: &Endpoint, reason: &str, now: Timestamp) {
+/// `seen` is the endpoint as the caller read it before deciding to disable it: every
+/// record of a batch that decides so from the same read raises one event between them.
+pub async fn endpoint_disabled(
+    deps: &Deps,
+    seen: &Endpoint,
+    before: &Endpoint,
+    reason: &str,
+    now: Timestamp,
+) {
     // Already inactive before this write: someone else disabled it, unless what reads as
     // "before" is this very write (an update retried after its answer was lost).
     let this_write = before.disabled_reason.as_deref() == Some(reason) && before.updated_at == now;
     if !before.is_active && !this_write {
         return;
+    }
+    let marker = format!("disabled#{}", seen.updated_at.timestamp_millis());
+    match deps
+        .markers
+        .claim(&seen.id.to_string(), &marker, now, FAILING_DEDUP)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(err) => {
+            tracing::error!(error = %err, "could not claim the disabled marker; not sending it");
+            return;
+        }
     }
     let payload = json!({
         "endpoint_id": before.id,

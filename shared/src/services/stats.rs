@@ -81,7 +81,10 @@ impl Window {
         let day = TimeDelta::from_std(DEFAULT_WINDOW).unwrap_or(TimeDelta::days(1));
         // By hour, the default is 24 whole buckets: the current hour and the 23 before it.
         let since = since.unwrap_or_else(|| match period {
-            Period::Hour => period.floor(until) + period.length() - day,
+            // The hour holding the instant before `until` is the last bucket.
+            Period::Hour => {
+                period.floor(until - TimeDelta::milliseconds(1)) + period.length() - day
+            }
             Period::Day => until - day,
         });
         if since >= until {
@@ -302,6 +305,10 @@ mod tests {
         assert_eq!(by_day.since, at("2026-03-09T12:34:56.789Z"));
         assert_eq!(by_day.starts().len(), 2);
         // An explicit `since` off the hour: its bucket is the first.
+        let on_the_hour = at("2026-03-10T12:00:00Z");
+        let w = Window::new(None, None, Period::Hour, on_the_hour, MONTH).expect("default");
+        assert_eq!(w.starts().len(), 24);
+        assert_eq!(w.starts()[23], at("2026-03-10T11:00:00Z"));
         let off = Window::new(
             Some(at("2026-03-09T12:34:56.789Z")),
             None,

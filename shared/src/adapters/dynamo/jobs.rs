@@ -157,21 +157,24 @@ impl JobStore for Table {
     async fn save(&self, job: &Job) -> Result<(), StoreError> {
         let expected = job.version.checked_sub(1).ok_or(StoreError::Conflict)?;
         let item = self.job_item(job)?;
-        if job.state.is_active() {
+        let put_alone = || async {
             self.client
                 .put_item()
                 .table_name(&self.name)
-                .set_item(Some(item))
+                .set_item(Some(item.clone()))
                 .condition_expression("version = :v")
                 .expression_attribute_values(":v", to_av(&expected)?)
                 .send()
                 .await
                 .map_err(store_error)?;
-            return Ok(());
+            Ok::<(), StoreError>(())
+        };
+        if job.state.is_active() {
+            return put_alone().await;
         }
         let put = Put::builder()
             .table_name(&self.name)
-            .set_item(Some(item))
+            .set_item(Some(item.clone()))
             .condition_expression("version = :v")
             .expression_attribute_values(":v", to_av(&expected)?)
             .build()
@@ -187,13 +190,20 @@ impl JobStore for Table {
             .expression_attribute_values(":job", s(job.id.to_string()))
             .build()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.client
+        match self
+            .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put).build())
             .transact_items(TransactWriteItem::builder().delete(free).build())
             .send()
             .await
-            .map_err(transact_error)?;
-        Ok(())
+            .map_err(transact_error)
+        {
+            Ok(_) => Ok(()),
+            // The version, or the slot: a later job of the endpoint holds it (this job's end
+            // freed it earlier; this is a later write of the ended job). The job alone, then.
+            Err(StoreError::Conflict) => put_alone().await,
+            Err(e) => Err(e),
+        }
     }
 }

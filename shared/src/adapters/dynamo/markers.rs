@@ -31,6 +31,10 @@ struct ClaimItem {
     sk: String,
     #[serde(with = "time::rfc3339")]
     claimed_at: Timestamp,
+    /// This call's own token: a stored item with it is this call's write (a retry whose
+    /// first answer was lost), never another caller's of the same millisecond.
+    #[serde(default)]
+    token: String,
     expires_at: i64,
 }
 
@@ -43,6 +47,9 @@ struct WindowItem {
     /// `started_at` in epoch milliseconds, for the conditions.
     window_start: i64,
     occurrences: u64,
+    /// As [`ClaimItem::token`].
+    #[serde(default)]
+    token: String,
     expires_at: i64,
 }
 
@@ -87,6 +94,7 @@ impl Table {
             started_at: now,
             window_start: now.timestamp_millis(),
             occurrences: 1,
+            token: ulid::Ulid::new().to_string(),
             expires_at: time::after(now, window * WINDOW_KEPT).timestamp(),
         })?;
         let out = self
@@ -139,6 +147,7 @@ impl OpsMarkerStore for Table {
             pk: ops_pk(scope),
             sk: mark_sk(marker),
             claimed_at: now,
+            token: ulid::Ulid::new().to_string(),
             expires_at: time::after(now, ttl).timestamp(),
         })?;
         let put = self

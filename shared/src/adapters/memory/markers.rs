@@ -9,10 +9,7 @@ use crate::domain::time::{self, Timestamp};
 use crate::ports::{OpsMarkerStore, StoreError, WindowCount, WindowTally};
 
 enum Marker {
-    Claim {
-        claimed_at: Timestamp,
-        expires_at: Timestamp,
-    },
+    Claim { expires_at: Timestamp },
     Window(WindowTally),
 }
 
@@ -33,21 +30,15 @@ impl OpsMarkerStore for MemoryMarkers {
     ) -> Result<bool, StoreError> {
         let mut items = lock(&self.items);
         let k = (scope.to_owned(), marker.to_owned());
-        let expires = time::after(now, ttl);
-        if let Some(Marker::Claim {
-            claimed_at,
-            expires_at,
-        }) = items.get(&k)
+        if let Some(Marker::Claim { expires_at }) = items.get(&k)
             && expires_at.timestamp() >= now.timestamp()
         {
-            // The same claim again (a retried write whose answer was lost) is this claim.
-            return Ok(*claimed_at == now && *expires_at == expires);
+            return Ok(false);
         }
         items.insert(
             k,
             Marker::Claim {
-                claimed_at: now,
-                expires_at: expires,
+                expires_at: time::after(now, ttl),
             },
         );
         Ok(true)

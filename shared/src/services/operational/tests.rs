@@ -134,10 +134,12 @@ async fn recovered_and_disabled_survive_a_retried_update() {
     after_own_write.is_active = false;
     after_own_write.disabled_reason = Some(reason.into());
     after_own_write.updated_at = now;
-    endpoint_disabled(&deps, &after_own_write, reason, now).await;
+    endpoint_disabled(&deps, &subject, &after_own_write, reason, now).await;
+    // Another record of the same batch, from the same read of the endpoint.
+    endpoint_disabled(&deps, &subject, &subject, reason, now).await;
     assert_eq!(raised(ENDPOINT_DISABLED).await, 1);
     // Disabled by someone else before this write: not ours to announce.
     let later = now + chrono::TimeDelta::seconds(5);
-    endpoint_disabled(&deps, &after_own_write, reason, later).await;
+    endpoint_disabled(&deps, &subject, &after_own_write, reason, later).await;
     assert_eq!(raised(ENDPOINT_DISABLED).await, 1);
 }
