@@ -7,14 +7,14 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnValuesOnConditionCheckFailure};
 use futures::future::try_join_all;
 use serde::{Deserialize, Serialize};
 
 use super::schema::{SWEEP_INDEX, SWEEP_SHARDS};
-use super::{Item, Table, backoff, from_item, key, s, sk_of, store_error, to_av, to_item};
+use super::{
+    Item, Table, backoff, from_item, is_own_write, key, s, sk_of, store_error, to_av, to_item,
+};
 use crate::domain::delivery::{Delivery, DeliveryMessage, DeliveryState, Expected};
 use crate::domain::ids::{DeliveryId, EndpointId};
 use crate::domain::time::{self, Timestamp};
@@ -234,14 +234,7 @@ impl DeliveryLog for Table {
             // The stored item is exactly this write: it landed, its answer was lost and the
             // SDK sent it again. Not a conflict (a consumer would drop the delivery's only
             // message, leaving it pending for good).
-            Err(SdkError::ServiceError(se))
-                if matches!(
-                    se.err(),
-                    PutItemError::ConditionalCheckFailedException(c) if c.item() == Some(&item)
-                ) =>
-            {
-                Ok(())
-            }
+            Err(e) if is_own_write(&e, &item) => Ok(()),
             Err(e) => Err(store_error(e)),
         }
     }

@@ -4,12 +4,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use serde::{Deserialize, Serialize};
 
-use super::{Table, from_item, key, n, store_error, to_item};
+use super::{Table, from_item, is_own_write, key, n, store_error, to_item};
 use crate::domain::time::{self, Timestamp};
 use crate::ports::{OpsMarkerStore, StoreError, WindowCount, WindowTally};
 
@@ -112,12 +110,7 @@ impl Table {
             Ok(out) => out,
             // The open window is exactly the one this call wrote (its answer was lost and
             // the SDK sent it again): this call opened it; the closed one it replaced is gone.
-            Err(SdkError::ServiceError(se))
-                if matches!(
-                    se.err(),
-                    PutItemError::ConditionalCheckFailedException(c) if c.item() == Some(&item)
-                ) =>
-            {
+            Err(e) if is_own_write(&e, &item) => {
                 return Ok(None);
             }
             Err(e) => return Err(store_error(e)),
@@ -165,14 +158,7 @@ impl OpsMarkerStore for Table {
             Ok(_) => Ok(true),
             // The live claim is exactly this one: our write landed, its answer was lost and
             // the SDK sent it again. Saying "claimed by someone else" would lose the event.
-            Err(SdkError::ServiceError(se))
-                if matches!(
-                    se.err(),
-                    PutItemError::ConditionalCheckFailedException(c) if c.item() == Some(&item)
-                ) =>
-            {
-                Ok(true)
-            }
+            Err(e) if is_own_write(&e, &item) => Ok(true),
             Err(e) => match store_error(e) {
                 StoreError::Conflict => Ok(false),
                 e => Err(e),

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -104,6 +105,17 @@ fn org_pk(org: &str) -> String {
 
 /// The one mapping from SDK errors to store errors, by the error's code and kind (never its
 /// text): a lost condition is a `Conflict`; throttling, timeouts and 5xx are `Transient`.
+/// Whether a conditional put failed only because the stored item is exactly `item`: the
+/// put landed, its answer was lost and the SDK sent it again (the request must ask for
+/// `ReturnValuesOnConditionCheckFailure::AllOld`).
+fn is_own_write<R>(e: &SdkError<PutItemError, R>, item: &Item) -> bool {
+    matches!(
+        e,
+        SdkError::ServiceError(se)
+            if matches!(se.err(), PutItemError::ConditionalCheckFailedException(c) if c.item() == Some(item))
+    )
+}
+
 fn store_error<E, R>(e: SdkError<E, R>) -> StoreError
 where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
