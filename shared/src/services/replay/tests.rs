@@ -2,6 +2,16 @@ use super::*;
 use crate::consumers::testkit::{ORG, world};
 use crate::ports::DeliveryLog;
 
+/// Every failed delivery of `since..until`.
+fn failed_between(since: Timestamp, until: Timestamp) -> ReplayParams {
+    ReplayParams {
+        since,
+        until,
+        states: vec![DeliveryState::Failed],
+        event_types: vec![],
+    }
+}
+
 #[test]
 fn windows_and_states() {
     let now = time::now();
@@ -19,12 +29,7 @@ async fn one_active_replay_per_endpoint() {
     let w = world();
     let (e, _) = w.endpoint("http://127.0.0.1:9/x", |e| e).await;
     let now = time::now();
-    let params = ReplayParams {
-        since: now - chrono::TimeDelta::hours(1),
-        until: now,
-        states: vec![DeliveryState::Failed],
-        event_types: vec![],
-    };
+    let params = failed_between(now - chrono::TimeDelta::hours(1), now);
     let Started::Job(job) = start(&w.deps, ORG, e.id, params.clone(), false, now)
         .await
         .expect("start")
@@ -67,12 +72,7 @@ async fn a_run_that_dies_mid_page_resumes_without_sending_twice() {
         ids.push(d.id);
     }
     let now = time::now();
-    let params = ReplayParams {
-        since: earlier - chrono::TimeDelta::minutes(1),
-        until: now,
-        states: vec![DeliveryState::Failed],
-        event_types: vec![],
-    };
+    let params = failed_between(earlier - chrono::TimeDelta::minutes(1), now);
     let Ok(Started::Job(job)) = start(&w.deps, ORG, e.id, params, false, now).await else {
         panic!("a job");
     };
@@ -135,12 +135,7 @@ async fn a_checkpoint_whose_answer_was_lost_counts_as_written() {
     let w = world();
     let (e, _) = w.endpoint("http://127.0.0.1:9/x", |e| e).await;
     let now = time::now();
-    let params = ReplayParams {
-        since: now - chrono::TimeDelta::hours(1),
-        until: now,
-        states: vec![DeliveryState::Failed],
-        event_types: vec![],
-    };
+    let params = failed_between(now - chrono::TimeDelta::hours(1), now);
     let Ok(Started::Job(job)) = start(&w.deps, ORG, e.id, params, false, now).await else {
         panic!("a job");
     };
@@ -200,12 +195,7 @@ async fn a_job_that_ends_is_announced_once_whoever_ended_it() {
             .expect("save");
     }
     let now = time::now();
-    let params = ReplayParams {
-        since: earlier - chrono::TimeDelta::hours(1),
-        until: now,
-        states: vec![DeliveryState::Failed],
-        event_types: vec![],
-    };
+    let params = failed_between(earlier - chrono::TimeDelta::hours(1), now);
     let Ok(Started::Job(job)) = start(&w.deps, ORG, e.id, params.clone(), false, now).await else {
         panic!("a job");
     };
@@ -286,12 +276,7 @@ async fn a_dead_lettered_job_ends_failed_and_frees_its_endpoint() {
     let w = world();
     let (e, _) = w.endpoint("http://127.0.0.1:9/x", |e| e).await;
     let now = time::now();
-    let params = ReplayParams {
-        since: now - chrono::TimeDelta::hours(1),
-        until: now,
-        states: vec![DeliveryState::Failed],
-        event_types: vec![],
-    };
+    let params = failed_between(now - chrono::TimeDelta::hours(1), now);
     let Ok(Started::Job(job)) = start(&w.deps, ORG, e.id, params.clone(), false, now).await else {
         panic!("a job");
     };
