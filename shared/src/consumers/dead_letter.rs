@@ -31,18 +31,12 @@ pub async fn dead_letter_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse
             let d = if let Ok(msg) = parse::<DeliveryMessage>(&record) {
                 match mark_dead(deps, &msg, &receives).await {
                     Ok(()) => {
-                        operational::notify_operator(deps, &[OperatorEvent {
-                            detail_type: operational::BUS_DEAD_LETTER.into(),
-                            detail: serde_json::json!({
-                                "queue": "deliveries",
-                                "delivery_id": msg.delivery_id,
-                                "endpoint_id": msg.endpoint_id,
-                                "event_id": msg.event_id,
-                                "organization_id": msg.organization_id,
-                                "receives": receives,
-                                "message_id": id,
-                            }),
-                        }]).await;
+                        tell_operator(deps, "deliveries", serde_json::json!({
+                            "delivery_id": msg.delivery_id,
+                            "endpoint_id": msg.endpoint_id,
+                            "event_id": msg.event_id,
+                            "organization_id": msg.organization_id,
+                        }), &receives, &id).await;
                         Disposition::Ack
                     }
                     Err(e) => {
@@ -52,32 +46,20 @@ pub async fn dead_letter_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse
                 }
             } else if let Ok(msg) = parse::<FanOutMessage>(&record) {
                 tracing::error!(event_id = %msg.event_id, organization_id = %msg.organization_id, receives = %receives, "fan-out dead-lettered: the event stays recorded with its fan-out pending");
-                operational::notify_operator(deps, &[OperatorEvent {
-                    detail_type: operational::BUS_DEAD_LETTER.into(),
-                    detail: serde_json::json!({
-                        "queue": "fan-out",
-                        "event_id": msg.event_id,
-                        "organization_id": msg.organization_id,
-                        "receives": receives,
-                        "message_id": id,
-                    }),
-                }]).await;
+                tell_operator(deps, "fan-out", serde_json::json!({
+                    "event_id": msg.event_id,
+                    "organization_id": msg.organization_id,
+                }), &receives, &id).await;
                 Disposition::Ack
             } else if let Ok(msg) = parse::<JobMessage>(&record) {
                 tracing::error!(job_id = %msg.job_id, organization_id = %msg.organization_id, receives = %receives, "job dead-lettered: the job ends as failed");
                 let why = format!("its worker failed {receives} times; see the jobs function's logs");
                 match replay::abandon(deps, &msg, &why).await {
                     Ok(()) => {
-                        operational::notify_operator(deps, &[OperatorEvent {
-                            detail_type: operational::BUS_DEAD_LETTER.into(),
-                            detail: serde_json::json!({
-                                "queue": "jobs",
-                                "job_id": msg.job_id,
-                                "organization_id": msg.organization_id,
-                                "receives": receives,
-                                "message_id": id,
-                            }),
-                        }]).await;
+                        tell_operator(deps, "jobs", serde_json::json!({
+                            "job_id": msg.job_id,
+                            "organization_id": msg.organization_id,
+                        }), &receives, &id).await;
                         Disposition::Ack
                     }
                     Err(e) => {
@@ -94,6 +76,30 @@ pub async fn dead_letter_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse
         .instrument(span)
     });
     batch_response(join_all(work).await)
+}
+
+/// A dead letter on the operator bus: which queue, the message's ids, how often it was
+/// received.
+async fn tell_operator(
+    deps: &Deps,
+    queue: &str,
+    mut detail: serde_json::Value,
+    receives: &str,
+    message_id: &str,
+) {
+    if let Some(fields) = detail.as_object_mut() {
+        fields.insert("queue".into(), queue.into());
+        fields.insert("receives".into(), receives.into());
+        fields.insert("message_id".into(), message_id.into());
+    }
+    operational::notify_operator(
+        deps,
+        &[OperatorEvent {
+            detail_type: operational::BUS_DEAD_LETTER.into(),
+            detail,
+        }],
+    )
+    .await;
 }
 
 async fn mark_dead(deps: &Deps, msg: &DeliveryMessage, receives: &str) -> Result<(), StoreError> {
