@@ -1,4 +1,5 @@
-//! Lambda wiring shared by the thin binaries in `src/bin/`: tracing, configuration, clients
+//! Lambda wiring shared by the thin binaries in `src/bin/` (`api` for every route, one per
+//! consumer): tracing, configuration, clients
 //! built once per container, and the conversion between API Gateway and the library's API.
 //!
 //! The binaries run on tokio's current-thread runtime: Lambda gives a container one event at
@@ -98,9 +99,25 @@ pub fn to_lambda_response(r: ApiResponse) -> lambda_http::Response<Body> {
         })
 }
 
-/// The whole of an API function's `main`.
-pub async fn run_route(route: Route) -> Result<(), Error> {
+/// The route a function serves: `CAPY_ROUTE`, one of `Route::function`'s names. Missing or
+/// unknown, the function does not start (one binary serves every route, so a typo in the
+/// template must not fall back to some route).
+fn route_from_env() -> Result<Route, Error> {
+    let name = std::env::var("CAPY_ROUTE").map_err(|_| "configuration: CAPY_ROUTE is not set")?;
+    Route::from_function(&name).ok_or_else(|| {
+        let known: Vec<&str> = Route::ALL.iter().map(|r| r.function()).collect();
+        format!(
+            "configuration: CAPY_ROUTE={name} is none of {}",
+            known.join(", ")
+        )
+        .into()
+    })
+}
+
+/// The whole of the `api` binary's `main`.
+pub async fn run_api() -> Result<(), Error> {
     init_tracing();
+    let route = route_from_env()?;
     let deps = deps(requires(route)).await?;
     let deps = &deps;
     lambda_http::run(lambda_http::service_fn(

@@ -1,7 +1,8 @@
 //! One route table (DESIGN §2, issue 4): template.yaml's HttpApi events, the router's
 //! `Route::ALL` and openapi.yaml's operations are the same list; every function in the
-//! template has a binary in functions/src/bin/ (and every binary is deployed); every
-//! function has an events/ fixture and an events/env.json entry.
+//! template has a binary in functions/src/bin/ (and every binary is deployed): `api`, with
+//! its CAPY_ROUTE, for each route; every function has an events/ fixture, and
+//! events/env.json's `Parameters` cover what the functions point at.
 //!
 //! One table schema (issue 9): template.yaml's table is the one defined in
 //! `capy_shared::adapters::dynamo::schema`, and the one `Table::ensure` (`capy serve`)
@@ -21,6 +22,9 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The one binary behind every route function.
+const API_BINARY: &str = "api";
+
 const HTTP_METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
@@ -39,6 +43,8 @@ fn s(v: &Value) -> Option<&str> {
 struct Function {
     logical_id: String,
     binary: String,
+    /// The route an `api` function serves (its `CAPY_ROUTE`).
+    route: Option<String>,
     /// (METHOD, path) of each HttpApi event.
     http: Vec<(String, String)>,
 }
@@ -60,6 +66,8 @@ fn template_functions() -> Vec<Function> {
         let binary = s(&res["Metadata"]["BuildProperties"]["Binary"])
             .unwrap_or_else(|| panic!("{logical_id}: Metadata.BuildProperties.Binary"))
             .to_owned();
+        let route =
+            s(&res["Properties"]["Environment"]["Variables"]["CAPY_ROUTE"]).map(str::to_owned);
         let mut http = Vec::new();
         if let Some(events) = res["Properties"]["Events"].as_mapping() {
             for (name, ev) in events {
@@ -89,6 +97,7 @@ fn template_functions() -> Vec<Function> {
         out.push(Function {
             logical_id,
             binary,
+            route,
             http,
         });
     }
@@ -207,11 +216,10 @@ fn each_route_is_served_by_its_own_function() {
             .find(|f| f.http.contains(&key))
             .unwrap_or_else(|| panic!("no function serves {key:?}"));
         assert_eq!(
-            f.binary,
-            route.function(),
-            "{key:?} is served by {} ({})",
-            f.logical_id,
-            f.binary
+            (f.binary.as_str(), f.route.as_deref()),
+            (API_BINARY, Some(route.function())),
+            "{key:?} is served by {}",
+            f.logical_id
         );
         assert_eq!(f.http.len(), 1, "{}: one route per function", f.logical_id);
     }
@@ -222,28 +230,51 @@ fn every_template_function_has_a_binary_and_every_binary_is_deployed() {
     let functions = template_functions();
     let deployed: BTreeSet<String> = functions.iter().map(|f| f.binary.clone()).collect();
     assert_eq!(
-        deployed.len(),
-        functions.len(),
-        "two functions share a binary"
-    );
-    assert_eq!(
         deployed,
         bins(),
         "template.yaml Binary names vs functions/src/bin/*.rs"
     );
+    // `api` serves routes only, each function its own; every other binary one function.
+    let mut routes = BTreeSet::new();
+    for f in &functions {
+        if f.binary == API_BINARY {
+            let route = f
+                .route
+                .as_deref()
+                .unwrap_or_else(|| panic!("{}: runs api without CAPY_ROUTE", f.logical_id));
+            assert!(
+                Route::from_function(route).is_some(),
+                "{}: CAPY_ROUTE {route:?} is no route",
+                f.logical_id
+            );
+            assert!(routes.insert(route), "two functions serve {route}");
+        } else {
+            assert_eq!(f.route, None, "{}: CAPY_ROUTE outside api", f.logical_id);
+            assert_eq!(
+                functions.iter().filter(|g| g.binary == f.binary).count(),
+                1,
+                "{} shares its binary",
+                f.binary
+            );
+        }
+    }
+    assert_eq!(routes.len(), Route::ALL.len(), "a route without a function");
 }
 
+/// `sam local` reads events/env.json; its `Parameters` apply to every function (each gets the
+/// ones its template entry declares), so a new function needs no entry of its own.
 #[test]
-fn every_function_has_a_fixture_and_an_env_json_entry() {
+fn every_function_has_a_fixture_and_env_json_covers_what_it_points_at() {
     let env: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(workspace_root().join("events/env.json"))
             .expect("events/env.json"),
     )
     .expect("env.json is JSON");
+    let parameters = env["Parameters"].as_object().expect("env.json Parameters");
+    let t = yaml("template.yaml");
     for f in template_functions() {
-        let fixture = workspace_root()
-            .join("events")
-            .join(format!("{}.json", f.binary));
+        let name = f.route.as_deref().unwrap_or(&f.binary);
+        let fixture = workspace_root().join("events").join(format!("{name}.json"));
         let text = std::fs::read_to_string(&fixture)
             .unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
         let event: serde_json::Value =
@@ -256,12 +287,42 @@ fn every_function_has_a_fixture_and_an_env_json_entry() {
                 fixture.display()
             );
         }
+        // What names a resource of the stack (a queue, the table) must point at the local one.
+        let vars = t["Resources"][f.logical_id.as_str()]["Properties"]["Environment"]["Variables"]
+            .as_mapping()
+            .cloned()
+            .unwrap_or_default();
+        for (var, value) in vars {
+            let var = s(&var).expect("variable name");
+            if s(&value).is_none() && (var.ends_with("_URL") || var.ends_with("_NAME")) {
+                assert!(
+                    parameters.contains_key(var),
+                    "{}: events/env.json Parameters has no {var}",
+                    f.logical_id
+                );
+            }
+        }
+    }
+    let globals = t["Globals"]["Function"]["Environment"]["Variables"]
+        .as_mapping()
+        .expect("Globals variables");
+    for var in [
+        "TABLE_NAME",
+        "DELIVERY_QUEUE_URL",
+        "AWS_ENDPOINT_URL",
+        "SECRETS_LOCAL_KEY",
+    ] {
+        assert!(globals.contains_key(var), "Globals has no {var}");
         assert!(
-            env[&f.logical_id].is_object(),
-            "events/env.json has no {} entry",
-            f.logical_id
+            parameters.contains_key(var),
+            "env.json Parameters has no {var}"
         );
     }
+    assert_eq!(
+        env.as_object().expect("env.json object").len(),
+        1,
+        "events/env.json: Parameters only"
+    );
 }
 
 /// A table's schema, in the terms CloudFormation and DescribeTable share.

@@ -44,105 +44,48 @@ struct World {
 }
 
 /// One concrete request per route that succeeds for a credential allowed to make it, with
-/// the status it succeeds with. Exhaustive: a new route must say how it is called here.
+/// the status it succeeds with: the route table's path filled with the world's ids, and its
+/// success status. Only routes that need a body or a fresh endpoint are named here.
 async fn request(stack: &Stack, w: &World, route: Route) -> (String, Option<Value>, u16) {
-    let org = &w.org;
-    let ep = &w.endpoint;
     // A fresh endpoint for the routes that change or remove one.
-    let fresh = || async {
+    let endpoint = if matches!(
+        route,
+        Route::UpdateEndpoint | Route::DeleteEndpoint | Route::RotateSecret
+    ) {
         stack
             .create_endpoint(
-                org,
+                &w.org,
                 &w.key,
                 json!({"url": "https://hooks.example.com/fresh"}),
             )
             .await
             .0
+    } else {
+        w.endpoint.clone()
     };
-    match route {
-        Route::ListEndpoints => (org_path(org, "/webhook-endpoints"), None, 200),
-        Route::CreateEndpoint => (
-            org_path(org, "/webhook-endpoints"),
-            Some(json!({"url": "https://hooks.example.com/new"})),
-            201,
-        ),
-        Route::UpdateEndpoint => (
-            org_path(org, &format!("/webhook-endpoints/{}", fresh().await)),
-            Some(json!({"description": "changed"})),
-            200,
-        ),
-        Route::DeleteEndpoint => (
-            org_path(org, &format!("/webhook-endpoints/{}", fresh().await)),
-            None,
-            200,
-        ),
-        Route::RotateSecret => (
-            org_path(
-                org,
-                &format!("/webhook-endpoints/{}/rotate-secret", fresh().await),
-            ),
-            None,
-            200,
-        ),
-        Route::ListDeliveries => (
-            org_path(org, &format!("/webhook-endpoints/{ep}/deliveries")),
-            None,
-            200,
-        ),
-        Route::GetDelivery => (
-            org_path(
-                org,
-                &format!("/webhook-endpoints/{ep}/deliveries/{}", w.delivery),
-            ),
-            None,
-            200,
-        ),
-        Route::RetryDelivery => (
-            org_path(
-                org,
-                &format!("/webhook-endpoints/{ep}/deliveries/{}/retry", w.delivery),
-            ),
-            None,
-            202,
-        ),
-        Route::PublishEvent => (
-            org_path(org, "/events"),
-            Some(json!({"event_type": "portal.matrix", "payload": {}})),
-            202,
-        ),
-        Route::ListEvents => (org_path(org, "/events"), None, 200),
-        Route::GetEvent => (org_path(org, &format!("/events/{}", w.event)), None, 200),
-        Route::CreatePortalSession => (org_path(org, "/portal-sessions"), None, 201),
-        Route::DeletePortalSession => (
-            org_path(org, &format!("/portal-sessions/{}", w.other_session)),
-            None,
-            200,
-        ),
-        Route::GetPortalSession => ("/v1/portal-session".into(), None, 200),
-        Route::GetEndpointStats => (
-            org_path(org, &format!("/webhook-endpoints/{ep}/stats")),
-            None,
-            200,
-        ),
-        Route::ReplayEndpoint => (
-            org_path(org, &format!("/webhook-endpoints/{ep}/replay")),
-            Some(json!({"since": since_an_hour_ago(), "dry_run": true})),
-            200,
-        ),
-        Route::ListJobs => (org_path(org, "/jobs"), None, 200),
-        Route::GetJob => (org_path(org, &format!("/jobs/{}", w.job)), None, 200),
-        Route::CancelJob => (org_path(org, &format!("/jobs/{}/cancel", w.job)), None, 200),
-        Route::ResendEvent => (
-            org_path(org, &format!("/events/{}/deliveries", w.event)),
-            Some(json!({"endpoint_id": ep})),
-            202,
-        ),
-        Route::TestEndpoint => (
-            org_path(org, &format!("/webhook-endpoints/{ep}/test")),
-            None,
-            202,
-        ),
-    }
+    let path = route
+        .path()
+        .replace("{organization_id}", &w.org)
+        .replace("{endpoint_id}", &endpoint)
+        .replace("{delivery_id}", &w.delivery)
+        .replace("{event_id}", &w.event)
+        .replace("{job_id}", &w.job)
+        .replace("{session_id}", &w.other_session);
+    assert!(!path.contains('{'), "{path}: a parameter the world lacks");
+    let body = match route {
+        Route::CreateEndpoint => Some(json!({"url": "https://hooks.example.com/new"})),
+        Route::UpdateEndpoint => Some(json!({"description": "changed"})),
+        Route::PublishEvent => Some(json!({"event_type": "portal.matrix", "payload": {}})),
+        // A dry run: a real replay would hold the endpoint's replay slot for the next cells.
+        Route::ReplayEndpoint => Some(json!({"since": since_an_hour_ago(), "dry_run": true})),
+        Route::ResendEvent => Some(json!({"endpoint_id": w.endpoint})),
+        _ => None,
+    };
+    let ok = match route {
+        Route::ReplayEndpoint => 200,
+        _ => route.success_status(),
+    };
+    (path, body, ok)
 }
 
 fn since_an_hour_ago() -> String {

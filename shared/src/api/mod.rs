@@ -107,30 +107,7 @@ async fn dispatch(deps: &Deps, route: Route, req: ApiRequest) -> Result<ApiRespo
         req: &req,
         principal: &principal,
     };
-    match route {
-        Route::ListEndpoints => endpoints::list(&ctx).await,
-        Route::CreateEndpoint => endpoints::create(&ctx).await,
-        Route::UpdateEndpoint => endpoints::update(&ctx).await,
-        Route::DeleteEndpoint => endpoints::delete(&ctx).await,
-        Route::RotateSecret => endpoints::rotate_secret(&ctx).await,
-        Route::ListDeliveries => deliveries::list(&ctx).await,
-        Route::GetDelivery => deliveries::get(&ctx).await,
-        Route::RetryDelivery => deliveries::retry(&ctx).await,
-        Route::PublishEvent => events::publish(&ctx).await,
-        Route::ListEvents => events::list(&ctx).await,
-        Route::GetEvent => events::get(&ctx).await,
-        Route::CreatePortalSession => portal_sessions::create(&ctx).await,
-        Route::DeletePortalSession => portal_sessions::delete(&ctx).await,
-        Route::GetEndpointStats => stats::get(&ctx).await,
-        Route::ReplayEndpoint => jobs::replay(&ctx).await,
-        Route::ListJobs => jobs::list(&ctx).await,
-        Route::GetJob => jobs::get(&ctx).await,
-        Route::CancelJob => jobs::cancel(&ctx).await,
-        Route::ResendEvent => jobs::resend(&ctx).await,
-        Route::TestEndpoint => jobs::test(&ctx).await,
-        // Answered above, before the organization check.
-        Route::GetPortalSession => portal_sessions::current(deps, authorization).await,
-    }
+    route.call(&ctx).await
 }
 
 /// What a handler sees: the deps, the organization the credential was checked against,
@@ -178,6 +155,13 @@ impl Ctx<'_> {
         self.param("event_id", || {
             crate::services::ServiceError::event_not_found().into()
         })
+    }
+
+    pub fn authorization(&self) -> Option<&str> {
+        self.req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
     }
 
     pub fn query(&self) -> Vec<(String, String)> {

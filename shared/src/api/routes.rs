@@ -5,6 +5,9 @@ use std::collections::HashMap;
 
 use http::Method;
 
+use super::error::ApiError;
+use super::{ApiResponse, Ctx};
+use super::{deliveries, endpoints, events, jobs, portal_sessions, stats};
 use crate::domain::portal_session::{Capability, PortalAccess};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,6 +115,39 @@ impl Route {
         }
     }
 
+    /// The route's handler, once the caller is authorized for the organization.
+    pub(super) async fn call(self, ctx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
+        match self {
+            Self::ListEndpoints => endpoints::list(ctx).await,
+            Self::CreateEndpoint => endpoints::create(ctx).await,
+            Self::UpdateEndpoint => endpoints::update(ctx).await,
+            Self::DeleteEndpoint => endpoints::delete(ctx).await,
+            Self::RotateSecret => endpoints::rotate_secret(ctx).await,
+            Self::ListDeliveries => deliveries::list(ctx).await,
+            Self::GetDelivery => deliveries::get(ctx).await,
+            Self::RetryDelivery => deliveries::retry(ctx).await,
+            Self::PublishEvent => events::publish(ctx).await,
+            Self::ListEvents => events::list(ctx).await,
+            Self::GetEvent => events::get(ctx).await,
+            Self::CreatePortalSession => portal_sessions::create(ctx).await,
+            Self::DeletePortalSession => portal_sessions::delete(ctx).await,
+            Self::GetEndpointStats => stats::get(ctx).await,
+            Self::ReplayEndpoint => jobs::replay(ctx).await,
+            Self::ListJobs => jobs::list(ctx).await,
+            Self::GetJob => jobs::get(ctx).await,
+            Self::CancelJob => jobs::cancel(ctx).await,
+            Self::ResendEvent => jobs::resend(ctx).await,
+            Self::TestEndpoint => jobs::test(ctx).await,
+            // Outside any organization: `handle` answers it before the organization check.
+            Self::GetPortalSession => portal_sessions::current(ctx.deps, ctx.authorization()).await,
+        }
+    }
+
+    /// The route a function serves, by its name (`CAPY_ROUTE`, `events/<name>.json`).
+    pub fn from_function(name: &str) -> Option<Route> {
+        Self::ALL.into_iter().find(|r| r.function() == name)
+    }
+
     /// Whether the route puts deliveries on the queue (its function needs the queue URL).
     pub fn enqueues(self) -> bool {
         matches!(
@@ -155,7 +191,8 @@ impl Route {
         }
     }
 
-    /// The Lambda binary (and SAM function) serving this route.
+    /// The name of the function serving this route: the template sets it as `CAPY_ROUTE` of
+    /// the one `api` binary; its fixture is `events/<name>.json`.
     pub fn function(self) -> &'static str {
         match self {
             Self::ListEndpoints => "list-endpoints",

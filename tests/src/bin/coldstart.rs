@@ -70,6 +70,8 @@ fn env_for(function: &str, port: u16) -> Vec<(String, String)> {
         ("ALLOW_PRIVATE_DESTINATIONS", "false"),
         ("ALLOW_INSECURE_URLS", "false"),
         ("RUST_LOG", "info"),
+        // Read by the `api` binary only.
+        ("CAPY_ROUTE", function),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -275,10 +277,20 @@ fn main() {
         ("hello current-thr".into(), hello_ct),
     ];
     for f in FUNCTIONS {
-        let nested = dir.join(f).join("bootstrap");
+        // Every route function runs the one `api` binary (its CAPY_ROUTE picks the route).
+        let bin = if capy_shared::api::Route::from_function(f).is_some() {
+            "api"
+        } else {
+            f
+        };
+        let nested = dir.join(bin).join("bootstrap");
         bins.push((
             f.to_owned(),
-            if nested.exists() { nested } else { dir.join(f) },
+            if nested.exists() {
+                nested
+            } else {
+                dir.join(bin)
+            },
         ));
     }
     for (name, bin) in &bins {
