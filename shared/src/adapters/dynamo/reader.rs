@@ -1,4 +1,5 @@
-//! The consumer's read: a batch's deliveries, endpoints and events in one BatchGetItem.
+//! The consumer's read: a batch's deliveries and endpoints in one strongly consistent
+//! BatchGetItem, its events in an eventually consistent one beside it.
 
 use std::collections::HashSet;
 
@@ -8,7 +9,7 @@ use aws_sdk_dynamodb::types::KeysAndAttributes;
 use super::deliveries::{DeliveryItem, by_prefix, delivery_key};
 use super::endpoints::{EndpointItem, endpoint_sk};
 use super::events::{EventItem, event_key};
-use super::{Table, from_item, key, org_pk};
+use super::{Item, Table, from_item, key, org_pk};
 use crate::domain::delivery::DeliveryMessage;
 use crate::domain::time;
 use crate::ports::{DeliveryReader, Loaded, StoreError};
@@ -16,45 +17,82 @@ use crate::ports::{DeliveryReader, Loaded, StoreError};
 #[async_trait]
 impl DeliveryReader for Table {
     async fn load(&self, msgs: &[DeliveryMessage]) -> Result<Loaded, StoreError> {
-        let mut keys = Vec::new();
+        let mut current = Vec::new();
+        let mut events = Vec::new();
         let mut seen = HashSet::new();
         for m in msgs {
             if seen.insert(("d", m.delivery_id.to_string())) {
-                keys.push(delivery_key(m.endpoint_id, m.delivery_id));
+                current.push(delivery_key(m.endpoint_id, m.delivery_id));
             }
             if seen.insert(("e", m.endpoint_id.to_string())) {
-                keys.push(key(org_pk(&m.organization_id), endpoint_sk(m.endpoint_id)));
+                current.push(key(org_pk(&m.organization_id), endpoint_sk(m.endpoint_id)));
             }
             if seen.insert(("v", m.event_id.to_string())) {
-                keys.push(event_key(&m.organization_id, m.event_id));
+                events.push((m.event_id, event_key(&m.organization_id, m.event_id)));
             }
         }
+        // Deliveries and endpoints change (state, attempts, secrets, is_active): read them
+        // strongly. What the consumer reads of an event never changes once written, so an
+        // eventually consistent read, at half the read units (the payload is most of the
+        // bytes), is as good; only a miss (an event written a moment ago) is read again
+        // strongly.
+        let event_keys: Vec<Key> = events.iter().map(|(_, k)| k.clone()).collect();
+        let (current, eventual) = tokio::join!(
+            self.read_keys(&current, true),
+            self.read_keys(&event_keys, false)
+        );
         let mut loaded = Loaded::default();
-        let now = time::now();
+        self.add(&mut loaded, current?)?;
+        self.add(&mut loaded, eventual?)?;
+        let missed: Vec<Key> = events
+            .into_iter()
+            .filter(|(id, _)| !loaded.events.contains_key(id))
+            .map(|(_, k)| k)
+            .collect();
+        if !missed.is_empty() {
+            let again = self.read_keys(&missed, true).await?;
+            self.add(&mut loaded, again)?;
+        }
+        Ok(loaded)
+    }
+}
+
+/// A primary key (pk, sk): the same map as an item.
+type Key = Item;
+
+impl Table {
+    async fn read_keys(&self, keys: &[Key], consistent: bool) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
         for chunk in keys.chunks(100) {
             let ka = KeysAndAttributes::builder()
                 .set_keys(Some(chunk.to_vec()))
-                .consistent_read(true)
+                .consistent_read(consistent)
                 .build()
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let mut kinds = by_prefix(self.batch_get(ka).await?);
-            for item in kinds.remove("DLV").unwrap_or_default() {
-                let d = from_item::<DeliveryItem>(item)?.delivery;
-                loaded.deliveries.insert(d.id, d);
-            }
-            for item in kinds.remove("EP").unwrap_or_default() {
-                let e = from_item::<EndpointItem>(item)?.endpoint;
-                loaded.endpoints.insert(e.id, e);
-            }
-            for item in kinds.remove("EVT").unwrap_or_default() {
-                let e = from_item::<EventItem>(item)?.event;
-                // Like `EventStore::get`: an event past retention whose TTL deletion has
-                // not happened yet (it lags by days) is gone.
-                if time::after(e.id.created_at(), self.retention) > now {
-                    loaded.events.insert(e.id, e);
-                }
+            items.extend(self.batch_get(ka).await?);
+        }
+        Ok(items)
+    }
+
+    fn add(&self, loaded: &mut Loaded, items: Vec<Item>) -> Result<(), StoreError> {
+        let now = time::now();
+        let mut kinds = by_prefix(items);
+        for item in kinds.remove("DLV").unwrap_or_default() {
+            let d = from_item::<DeliveryItem>(item)?.delivery;
+            loaded.deliveries.insert(d.id, d);
+        }
+        for item in kinds.remove("EP").unwrap_or_default() {
+            let e = from_item::<EndpointItem>(item)?.endpoint;
+            loaded.endpoints.insert(e.id, e);
+        }
+        for item in kinds.remove("EVT").unwrap_or_default() {
+            let e = from_item::<EventItem>(item)?.event;
+            // Like `EventStore::get`: an event past retention whose TTL deletion has
+            // not happened yet (it lags by days) is gone.
+            if time::after(e.id.created_at(), self.retention) > now {
+                loaded.events.insert(e.id, e);
             }
         }
-        Ok(loaded)
+        Ok(())
     }
 }
