@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const FUNCTIONS: [&str; 12] = [
+const FUNCTIONS: [&str; 14] = [
     "list-endpoints",
     "create-endpoint",
     "update-endpoint",
@@ -33,7 +33,9 @@ const FUNCTIONS: [&str; 12] = [
     "retry-delivery",
     "publish-event",
     "deliver",
+    "fan-out",
     "dead-letter",
+    "jobs",
     "sweeper",
 ];
 
@@ -59,6 +61,14 @@ fn env_for(function: &str, port: u16) -> Vec<(String, String)> {
         (
             "DELIVERY_QUEUE_URL",
             "https://sqs.us-east-1.amazonaws.com/123456789012/capy-webhooks-DeliveryQueue-BENCH",
+        ),
+        (
+            "FAN_OUT_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/capy-webhooks-FanOutQueue-BENCH",
+        ),
+        (
+            "JOBS_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/capy-webhooks-JobsQueue-BENCH",
         ),
         (
             "SECRETS_KMS_KEY_ID",
