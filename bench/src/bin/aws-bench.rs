@@ -47,7 +47,7 @@ use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use capy_bench::{
     Receiver, ReceiverOptions, item_size, median, read_units, sqs_event, sqs_record, write_units,
 };
-use capy_shared::adapters::dynamo::{DELIVERY_SHARDS, Table};
+use capy_shared::adapters::dynamo::{DELIVERY_SHARDS, EVENT_SHARDS, Table};
 use capy_shared::adapters::memory::MemoryStores;
 use capy_shared::adapters::secrets::LocalCipher;
 use capy_shared::adapters::sqs::SqsQueue;
@@ -1499,13 +1499,14 @@ fn report_ceiling(cases: &[Case], rate: f64) {
         // at 5,000 deliveries/s to one endpoint, the organization publishes 5,000/s x its
         // share of this endpoint (every event here goes to every endpoint).
         let (w, r) = units(&["event"]);
+        let shards = EVENT_SHARDS as f64;
         println!(
             "  {:<12} {:<40} {:>10} {:>12.0} {:>12.0}",
             c.name(),
-            "ORG#{org}#EVT: events (org total)",
-            1,
-            w,
-            r
+            "ORG#{org}#EVT#{shard}: events",
+            EVENT_SHARDS,
+            w / shards,
+            r / shards
         );
         let (w, r) = units(&["endpoint", "publish claim"]);
         println!(

@@ -3,7 +3,7 @@
 //! | item            | pk                     | sk             |
 //! |-----------------|------------------------|----------------|
 //! | endpoint        | `ORG#{org}`            | `EP#{id}`      |
-//! | event           | `ORG#{org}#EVT`        | `EVT#{id}`     |
+//! | event           | `ORG#{org}#EVT#{shard}` | `EVT#{id}`    |
 //! | fan-out page    | `EVT#{event}`          | `FAN#{page}`   |
 //! | extra recipient | `EVT#{event}`          | `ADD#{endpoint}` |
 //! | delivery        | `EP#{endpoint}#{shard}`| `DLV#{id}`     |
@@ -39,6 +39,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::ports::StoreError;
 
 pub use deliveries::DELIVERY_SHARDS;
+pub use events::EVENT_SHARDS;
 pub use schema::SWEEP_SHARDS;
 
 type Item = HashMap<String, AttributeValue>;
