@@ -177,7 +177,7 @@ impl EventStore for Table {
         // `limit + 1` of all shards are among them, so the page is exact.
         let shards = (0..EVENT_SHARDS).map(|shard| self.query_events(org, shard, q));
         let mut found: Vec<Event> = try_join_all(shards).await?.into_iter().flatten().collect();
-        found.sort_by(|a, b| b.id.cmp(&a.id));
+        found.sort_by_key(|e| std::cmp::Reverse(e.id));
         let more = found.len() > q.limit;
         found.truncate(q.limit);
         let next = if more {
