@@ -171,7 +171,8 @@ pub struct Loaded {
     pub events: HashMap<EventId, Event>,
 }
 
-/// The consumer's one read per batch (strongly consistent: a stale read could drop a retry).
+/// The consumer's read of a batch: deliveries and endpoints strongly consistent (a stale read
+/// could drop a retry), events eventually consistent (what it reads of one never changes).
 #[async_trait]
 pub trait DeliveryReader: Send + Sync {
     async fn load(&self, msgs: &[DeliveryMessage]) -> Result<Loaded, StoreError>;

@@ -842,7 +842,13 @@ async fn event_list_filters_and_cursor(s: &Stores) {
     };
 
     assert_eq!(list_all(s, q(50)).await, ids(&|_| true), "newest first");
-    assert_eq!(list_all(s, q(5)).await, ids(&|_| true), "pages of 5");
+    for limit in [1, 5, 23] {
+        assert_eq!(
+            list_all(s, q(limit)).await,
+            ids(&|_| true),
+            "pages of {limit}"
+        );
+    }
     let (one, next) = s.events.list(ORG, &q(24)).await.expect("list");
     assert_eq!((one.len(), next), (24, None));
     assert_eq!(
@@ -894,6 +900,20 @@ async fn event_list_filters_and_cursor(s: &Stores) {
         .await,
         ids(&|e| e.created_at >= since && e.event_type == "customer.created")
     );
+    // A cursor from before the window's start: an empty page, not an error.
+    let (page, next) = s
+        .events
+        .list(
+            ORG,
+            &EventQuery {
+                since: Some(all[6].created_at),
+                after: Some(all[17].id),
+                ..q(5)
+            },
+        )
+        .await
+        .expect("a cursor older than since");
+    assert_eq!((page.len(), next), (0, None));
     assert!(
         list_all(
             s,

@@ -51,12 +51,12 @@ use tokio::sync::{Mutex, mpsc};
 const LOCAL_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const ORG: &str = "org_test";
 const RUNTIME: &str = "/2018-06-01/runtime";
+/// The one binary behind every route function.
+const API_BINARY: &str = "api";
 /// The binaries that are not routes: the queue and schedule consumers, each invoked by a test
 /// below (`deliver_reports_…`, `publishing_to_twelve_endpoints_…` for fan-out,
 /// `dead_letter_marks_…`, `sweeper_sends_…`, `the_jobs_worker_replays_…`). Every route's
 /// binary is invoked by `every_route_function_answers_its_fixture_with_real_ids`.
-/// The one binary behind every route function.
-const API_BINARY: &str = "api";
 const CONSUMERS: [&str; 5] = ["deliver", "fan-out", "dead-letter", "sweeper", "jobs"];
 /// The binary that is neither a route nor a consumer: the portal's static files, invoked by
 /// `the_portal_function_serves_the_embedded_build`.

@@ -1,4 +1,4 @@
-//! The `deliver` consumer: load a batch's deliveries, endpoints and events in one read,
+//! The `deliver` consumer: load a batch's deliveries, endpoints and events in one load,
 //! send each signed, record the attempt with one conditional write.
 //!
 //! A delivery's first write is its first attempt (the fan-out only sends messages), so the

@@ -62,20 +62,74 @@ impl Table {
         time::after(id.created_at(), self.retention).timestamp()
     }
 
-    /// One shard's events, newest first, in the window and below the cursor, until
-    /// `limit + 1` of them match or the shard ends.
-    async fn query_events(
+    /// `count` more of one shard's events, newest first, in the window and below the cursor
+    /// (or fewer: the shard ended).
+    async fn read_shard(
         &self,
         org: &str,
-        shard: u128,
-        q: &EventQuery,
-    ) -> Result<Vec<Event>, StoreError> {
+        w: &Window,
+        mut r: ShardRead,
+        count: usize,
+    ) -> Result<ShardRead, StoreError> {
+        let target = r.found.len() + count;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .scan_index_forward(false)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .filter_expression(w.filter.join(" AND "))
+                .expression_attribute_values(":pk", s(events_pk(org, r.shard)))
+                .expression_attribute_values(":lo", s(w.lower.clone()))
+                .expression_attribute_values(":hi", s(w.upper.clone()))
+                .expression_attribute_values(":now", n(time::now().timestamp()))
+                // One more than wanted: the cursor's own event may be the first. A type
+                // filter is applied after the read, so read in larger steps.
+                .limit(
+                    ((target + 1 - r.found.len()) as i32).max(if w.event_type.is_some() {
+                        100
+                    } else {
+                        1
+                    }),
+                )
+                .set_exclusive_start_key(r.next.take());
+            if let Some(t) = &w.event_type {
+                query = query.expression_attribute_values(":t", s(t.clone()));
+            }
+            let page = query.send().await.map_err(store_error)?;
+            for item in page.items.unwrap_or_default() {
+                let e = from_item::<EventItem>(item)?.event;
+                if Some(e.id) != w.after {
+                    r.found.push(e);
+                }
+            }
+            r.started = true;
+            r.next = page.last_evaluated_key;
+            if r.found.len() >= target || r.next.is_none() {
+                return Ok(r);
+            }
+        }
+    }
+}
+
+/// An events page's key range and filter, the same for every shard.
+struct Window {
+    lower: String,
+    upper: String,
+    after: Option<EventId>,
+    filter: Vec<&'static str>,
+    event_type: Option<String>,
+}
+
+impl Window {
+    fn of(q: &EventQuery) -> Self {
         let mut upper = q
             .until
             .map(EventId::highest_at)
             .map(event_sk)
             .unwrap_or_else(|| "EVT#~".into());
-        // The cursor's own event is excluded below (BETWEEN is inclusive).
+        // The cursor's own event is dropped as it is read (BETWEEN is inclusive).
         if let Some(after) = q.after.map(event_sk) {
             upper = upper.min(after);
         }
@@ -85,57 +139,51 @@ impl Table {
             .map(event_sk)
             .unwrap_or_else(|| "EVT#".into());
         let mut filter = vec!["expires_at > :now"];
-        let (type_filter, type_value) = match q.event_type.as_deref() {
-            Some(t) => match t.strip_suffix('*') {
-                Some(prefix) => ("begins_with(event_type, :t)", Some(prefix.to_owned())),
-                None => ("event_type = :t", Some(t.to_owned())),
-            },
-            None => ("", None),
-        };
-        if type_value.is_some() {
-            filter.push(type_filter);
+        let event_type = q.event_type.as_deref().map(|t| match t.strip_suffix('*') {
+            Some(prefix) => {
+                filter.push("begins_with(event_type, :t)");
+                prefix.to_owned()
+            }
+            None => {
+                filter.push("event_type = :t");
+                t.to_owned()
+            }
+        });
+        Self {
+            lower,
+            upper,
+            after: q.after,
+            filter,
+            event_type,
         }
-        let want = q.limit + 1;
-        let mut found: Vec<Event> = Vec::new();
-        let mut start = None;
-        loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.name)
-                .scan_index_forward(false)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
-                .filter_expression(filter.join(" AND "))
-                .expression_attribute_values(":pk", s(events_pk(org, shard)))
-                .expression_attribute_values(":lo", s(lower.clone()))
-                .expression_attribute_values(":hi", s(upper.clone()))
-                .expression_attribute_values(":now", n(time::now().timestamp()))
-                // One more than wanted: the cursor's own event may be the first.
-                .limit(
-                    ((want + 1 - found.len()) as i32).max(if type_value.is_some() {
-                        100
-                    } else {
-                        1
-                    }),
-                )
-                .set_exclusive_start_key(start.take());
-            if let Some(t) = &type_value {
-                query = query.expression_attribute_values(":t", s(t.clone()));
-            }
-            let page = query.send().await.map_err(store_error)?;
-            for item in page.items.unwrap_or_default() {
-                let e = from_item::<EventItem>(item)?.event;
-                if Some(e.id) != q.after {
-                    found.push(e);
-                }
-            }
-            start = page.last_evaluated_key;
-            if found.len() >= want || start.is_none() {
-                break;
-            }
+    }
+}
+
+/// Where one shard's part of an events page stands.
+struct ShardRead {
+    shard: u128,
+    found: Vec<Event>,
+    started: bool,
+    /// Where its Query stopped; `None` once started means the shard has no more.
+    next: Option<Item>,
+}
+
+impl ShardRead {
+    fn new(shard: u128) -> Self {
+        Self {
+            shard,
+            found: Vec::new(),
+            started: false,
+            next: None,
         }
-        found.truncate(want);
-        Ok(found)
+    }
+
+    /// Whether more of this shard could be among the page's newest (`cutoff`: the page's
+    /// oldest so far, once it has enough).
+    fn may_hold_more(&self, cutoff: Option<EventId>) -> bool {
+        let has_more = !self.started || self.next.is_some();
+        let oldest = self.found.last().map(|e| e.id);
+        has_more && cutoff.is_none_or(|c| oldest.is_none_or(|o| o > c))
     }
 }
 
@@ -173,10 +221,35 @@ impl EventStore for Table {
         org: &str,
         q: &EventQuery,
     ) -> Result<(Vec<Event>, Option<EventId>), StoreError> {
-        // Each shard's newest `limit + 1` matches below the cursor; merged, the newest
-        // `limit + 1` of all shards are among them, so the page is exact.
-        let shards = (0..EVENT_SHARDS).map(|shard| self.query_events(org, shard, q));
-        let mut found: Vec<Event> = try_join_all(shards).await?.into_iter().flatten().collect();
+        let w = Window::of(q);
+        // A cursor older than the window's start: nothing, and DynamoDB refuses BETWEEN hi lo.
+        if w.upper < w.lower {
+            return Ok((Vec::new(), None));
+        }
+        // The page is the newest `limit + 1` of all shards. Each shard is read a share of
+        // that at a time, and read on only while its oldest so far is newer than the page's
+        // oldest (the ids are spread evenly over the shards, so one round mostly does):
+        // reading `limit + 1` of every shard would read 16 pages for one.
+        let want = q.limit + 1;
+        let step = want.div_ceil(EVENT_SHARDS as usize) + 2;
+        let mut reads: Vec<ShardRead> = (0..EVENT_SHARDS).map(ShardRead::new).collect();
+        loop {
+            let mut ids: Vec<EventId> = reads
+                .iter()
+                .flat_map(|r| r.found.iter().map(|e| e.id))
+                .collect();
+            ids.sort_unstable_by(|a, b| b.cmp(a));
+            let cutoff = ids.get(want - 1).copied();
+            let (more, done): (Vec<ShardRead>, Vec<ShardRead>) =
+                reads.into_iter().partition(|r| r.may_hold_more(cutoff));
+            reads = done;
+            if more.is_empty() {
+                break;
+            }
+            let read = more.into_iter().map(|r| self.read_shard(org, &w, r, step));
+            reads.extend(try_join_all(read).await?);
+        }
+        let mut found: Vec<Event> = reads.into_iter().flat_map(|r| r.found).collect();
         found.sort_by_key(|e| std::cmp::Reverse(e.id));
         let more = found.len() > q.limit;
         found.truncate(q.limit);
