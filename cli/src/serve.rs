@@ -196,6 +196,7 @@ pub async fn run(addr: SocketAddr, dev_key_org: Option<String>) -> Result<(), St
             Requires {
                 delivery_queue: true,
                 fan_out_queue: true,
+                operator_bus: Some(wiring::eventbridge_bus),
             },
         )
         .await?,

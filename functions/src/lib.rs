@@ -50,11 +50,12 @@ fn settings() -> Result<Settings, Error> {
 }
 
 /// What a route cannot start without: the delivery queue for the routes that send
-/// deliveries, the fan-out queue for publish.
+/// deliveries, the fan-out queue for publish. No route puts events on the operator bus.
 fn requires(route: Route) -> Requires {
     Requires {
         delivery_queue: route.enqueues(),
         fan_out_queue: route == Route::PublishEvent,
+        operator_bus: None,
     }
 }
 
@@ -143,12 +144,17 @@ async fn run_sqs(consumer: SqsConsumer) -> Result<(), Error> {
         SqsConsumer::Deliver => Requires {
             delivery_queue: true,
             fan_out_queue: false,
+            operator_bus: Some(wiring::eventbridge_bus),
         },
         SqsConsumer::FanOut => Requires {
             delivery_queue: true,
             fan_out_queue: true,
+            operator_bus: Some(wiring::eventbridge_bus),
         },
-        SqsConsumer::DeadLetter => Requires::default(),
+        SqsConsumer::DeadLetter => Requires {
+            operator_bus: Some(wiring::eventbridge_bus),
+            ..Requires::default()
+        },
     };
     let deps = deps(requires).await?;
     let deps = &deps;
@@ -189,6 +195,7 @@ pub async fn run_jobs() -> Result<(), Error> {
     let deps = deps(Requires {
         delivery_queue: true,
         fan_out_queue: true,
+        ..Requires::default()
     })
     .await?;
     let deps = &deps;

@@ -31,6 +31,17 @@ use crate::services::{Deps, Policy};
 pub struct Requires {
     pub delivery_queue: bool,
     pub fan_out_queue: bool,
+    /// How `OPERATOR_EVENT_BUS` becomes a bus, for the functions that put events on it;
+    /// `None`: the function puts none there (the setting is ignored) and its binary links no
+    /// EventBridge client — the API's, which has to stay under the artifact budget.
+    pub operator_bus: Option<OperatorBusFactory>,
+}
+
+pub type OperatorBusFactory = fn(&aws_config::SdkConfig, &str) -> Arc<dyn OperatorBus>;
+
+/// The operator bus on EventBridge (the delivery, fan-out and dead-letter consumers, `capy serve`).
+pub fn eventbridge_bus(sdk: &aws_config::SdkConfig, bus: &str) -> Arc<dyn OperatorBus> {
+    Arc::new(EventBridgeBus::new(sdk, bus))
 }
 
 pub fn policy(settings: &Settings) -> Policy {
@@ -79,9 +90,9 @@ pub async fn aws(settings: &Settings, requires: Requires) -> Result<Deps, String
         jobs_visibility: jobs_queue,
         markers: table.clone(),
         idempotency: table,
-        operator_bus: match &settings.operator_event_bus {
-            Some(bus) => Arc::new(EventBridgeBus::new(&sdk, bus)),
-            None => Arc::new(NoBus),
+        operator_bus: match (&settings.operator_event_bus, requires.operator_bus) {
+            (Some(bus), Some(make)) => make(&sdk, bus),
+            _ => Arc::new(NoBus),
         },
         metrics: Metrics::stdout(),
         queue: delivery.clone(),

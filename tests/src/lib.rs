@@ -2,6 +2,7 @@
 //! receivers on loopback, and the receivers' own verification libraries.
 
 pub mod jwt;
+pub mod operator_bus;
 pub mod receiver;
 
 use std::collections::HashMap;

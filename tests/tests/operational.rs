@@ -12,7 +12,7 @@ use capy_shared::domain::endpoint::{Endpoint, SealedSecret};
 use capy_shared::domain::ids::EndpointId;
 use capy_shared::services::operational;
 use capy_shared::wiring;
-use capy_tests::{Receiver, Reply, Stack, StackOptions, eventually, moto};
+use capy_tests::{Receiver, Reply, Stack, StackOptions, eventually};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -158,71 +158,11 @@ async fn recipients(stack: &Stack, org: &str, key: &str, event_id: &str) -> Vec<
     ids
 }
 
-fn eventbridge() -> aws_sdk_eventbridge::Client {
-    let conf = aws_sdk_eventbridge::Config::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&moto().endpoint)
-        .region(aws_sdk_eventbridge::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_eventbridge::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .build();
-    aws_sdk_eventbridge::Client::from_conf(conf)
-}
-
-/// An EventBridge bus on moto with a rule sending everything from Capy to a new SQS queue;
-/// returns (bus name, queue url).
+/// An operator bus on moto named after the stack; returns (bus name, inbox queue url).
 async fn operator_bus(stack: &Stack) -> (String, String) {
     let name = format!("{}-ops", stack.table);
-    let eb = eventbridge();
-    eb.create_event_bus()
-        .name(&name)
-        .send()
-        .await
-        .expect("create bus");
-    let sqs = stack.sqs();
-    let queue = sqs
-        .create_queue()
-        .queue_name(format!("{name}-inbox"))
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url
-        .expect("url");
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("attributes")
-        .attributes
-        .and_then(|a| {
-            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .cloned()
-        })
-        .expect("queue arn");
-    eb.put_rule()
-        .name("capy-to-inbox")
-        .event_bus_name(&name)
-        .event_pattern(json!({"source": ["capy.webhooks"]}).to_string())
-        .send()
-        .await
-        .expect("put rule");
-    eb.put_targets()
-        .rule("capy-to-inbox")
-        .event_bus_name(&name)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("inbox")
-                .arn(arn)
-                .build()
-                .expect("target"),
-        )
-        .send()
-        .await
-        .expect("put targets");
-    (name, queue)
+    let inbox = capy_tests::operator_bus::create(&stack.sqs(), &name).await;
+    (name, inbox)
 }
 
 #[tokio::test]

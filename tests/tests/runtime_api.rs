@@ -927,6 +927,42 @@ async fn deliver_reports_a_failing_receiver_and_not_a_good_one() {
     );
 }
 
+/// The template gives OPERATOR_EVENT_BUS to the consumers that notify the operator; their
+/// wiring must build the EventBridge bus from it (the API's builds none). A dead letter goes
+/// on the bus through the real binary's PutEvents, read back from moto.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_puts_what_reaches_it_on_the_operator_bus() {
+    let env = Env::new().await;
+    let bus = format!("rt-ops-{}", ulid_like().to_lowercase());
+    let inbox = capy_tests::operator_bus::create(&env.sqs, &bus).await;
+    let dead_letter = env
+        .start_custom("dead-letter", &[], &[("OPERATOR_EVENT_BUS", &bus)])
+        .await;
+    let e = env.endpoint("https://hooks.example.com/capy").await;
+    let m = env.first_message(&e).await;
+    let body = serde_json::to_string(&m).expect("json");
+    let out = dead_letter
+        .invoke(sqs_event("dead-letter", "c3e9a1b7-bus", "receipt", &body))
+        .await;
+    assert_eq!(
+        out,
+        json!({ "batchItemFailures": [] }),
+        "{}",
+        dead_letter.log_text()
+    );
+    let got = env.receive_one(&inbox).await;
+    let put: Value = serde_json::from_str(&got.body).expect("an EventBridge event");
+    assert_eq!(put["source"], "capy.webhooks", "{put}");
+    assert_eq!(put["detail-type"], "capy.dead_letter", "{put}");
+    assert_eq!(put["detail"]["queue"], "deliveries", "{put}");
+    assert_eq!(
+        put["detail"]["delivery_id"],
+        m.delivery_id.to_string(),
+        "{put}"
+    );
+    assert_eq!(put["detail"]["endpoint_id"], e.id.to_string(), "{put}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letter_marks_what_reaches_it_failed() {
     let env = Env::new().await;
