@@ -676,6 +676,18 @@ struct Function {
 }
 
 impl Function {
+    /// Invokes an SQS consumer and checks it acknowledged every record.
+    async fn invoke_all_acked(&self, event: Value) {
+        let out = self.invoke(event).await;
+        assert_eq!(
+            out,
+            json!({ "batchItemFailures": [] }),
+            "{}: {}",
+            self.name,
+            self.log_text()
+        );
+    }
+
     async fn invoke(&self, event: Value) -> Value {
         let answer = self.api.invoke(event).await;
         assert_eq!(
@@ -941,15 +953,9 @@ async fn dead_letter_puts_what_reaches_it_on_the_operator_bus() {
     let e = env.endpoint("https://hooks.example.com/capy").await;
     let m = env.first_message(&e).await;
     let body = serde_json::to_string(&m).expect("json");
-    let out = dead_letter
-        .invoke(sqs_event("dead-letter", "c3e9a1b7-bus", "receipt", &body))
+    dead_letter
+        .invoke_all_acked(sqs_event("dead-letter", "c3e9a1b7-bus", "receipt", &body))
         .await;
-    assert_eq!(
-        out,
-        json!({ "batchItemFailures": [] }),
-        "{}",
-        dead_letter.log_text()
-    );
     let got = env.receive_one(&inbox).await;
     let put: Value = serde_json::from_str(&got.body).expect("an EventBridge event");
     assert_eq!(put["source"], "capy.webhooks", "{put}");
@@ -1007,15 +1013,9 @@ async fn dead_letter_marks_what_reaches_it_failed() {
         sent_through: None,
     })
     .expect("json");
-    let out = dead_letter
-        .invoke(sqs_event("dead-letter", "c3e9a1b7-dlq-2", "receipt", &body))
+    dead_letter
+        .invoke_all_acked(sqs_event("dead-letter", "c3e9a1b7-dlq-2", "receipt", &body))
         .await;
-    assert_eq!(
-        out,
-        json!({ "batchItemFailures": [] }),
-        "{}",
-        dead_letter.log_text()
-    );
     let after = EventStore::get(&env.table, ORG, stuck.id)
         .await
         .expect("get event")
@@ -1150,15 +1150,9 @@ async fn publishing_to_twelve_endpoints_goes_through_the_fan_out_function() {
         }
     );
     let fan_out = env.start("fan-out").await;
-    let out = fan_out
-        .invoke(sqs_event("fan-out", &m.id, &m.receipt, &m.body))
+    fan_out
+        .invoke_all_acked(sqs_event("fan-out", &m.id, &m.receipt, &m.body))
         .await;
-    assert_eq!(
-        out,
-        json!({ "batchItemFailures": [] }),
-        "{}",
-        fan_out.log_text()
-    );
     let messages: Vec<DeliveryMessage> = env
         .drain(&env.queue_url, 12)
         .await
@@ -1378,15 +1372,8 @@ async fn the_jobs_worker_replays_an_endpoints_failed_deliveries() {
         }
     );
     let jobs = env.start("jobs").await;
-    let out = jobs
-        .invoke(sqs_event("jobs", &m.id, &m.receipt, &m.body))
+    jobs.invoke_all_acked(sqs_event("jobs", &m.id, &m.receipt, &m.body))
         .await;
-    assert_eq!(
-        out,
-        json!({ "batchItemFailures": [] }),
-        "{}",
-        jobs.log_text()
-    );
     let job = env.job_state(job_id).await;
     assert_eq!(job.state, JobState::Succeeded, "{job:?}");
     assert_eq!(job.processed, 1, "{job:?}");
