@@ -16,6 +16,9 @@ use crate::domain::ids::{DeliveryId, EndpointId, EventId};
 use crate::domain::signing::SigningSecret;
 use crate::domain::time::{self, Timestamp};
 
+mod markers;
+pub use markers::{Marked, OpsMarkerStore, WindowCount, WindowTally};
+
 /// Why a store call failed. Whether a retry can help is part of the type.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -62,7 +65,8 @@ pub trait EndpointStore: Send + Sync {
     /// Returns whether it existed.
     async fn delete(&self, org: &str, id: EndpointId) -> Result<bool, StoreError>;
     /// Applies an attempt's outcome to the counters; nothing if the endpoint is gone.
-    /// Returns the endpoint as it was just before (`None` if gone): concurrent outcomes are
+    /// Returns the endpoint as it was just before (`None` if gone, or for
+    /// [`Outcome::FailingAnnounced`] of a streak no longer open): concurrent outcomes are
     /// serialized, so exactly one caller sees each transition (the streak reaching a value,
     /// the endpoint going inactive).
     async fn record_outcome(
@@ -315,48 +319,6 @@ pub trait SecretCipher: Send + Sync {
         sealed: &SealedSecret,
         context: &str,
     ) -> Result<SigningSecret, CipherError>;
-}
-
-/// How [`OpsMarkerStore::count_in_window`] counted an occurrence.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WindowCount {
-    /// This occurrence opened a new window (the one to notify about); `previous` is the
-    /// window before it, if its marker was still stored.
-    Opened { previous: Option<WindowTally> },
-    /// Counted in the window already open.
-    Counted,
-}
-
-/// One closed (or open) counting window of an operational marker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WindowTally {
-    #[serde(with = "time::rfc3339")]
-    pub started_at: Timestamp,
-    pub count: u64,
-}
-
-/// Deduplication markers of operational events: small conditional items, one per
-/// (scope, marker), kept no longer than their TTL.
-#[async_trait]
-pub trait OpsMarkerStore: Send + Sync {
-    /// Claims `marker` of `scope` for `ttl` unless a live claim exists: true when this call
-    /// claimed it (the one that sends the notification).
-    async fn claim(
-        &self,
-        scope: &str,
-        marker: &str,
-        now: Timestamp,
-        ttl: Duration,
-    ) -> Result<bool, StoreError>;
-    /// Counts one occurrence: in the open window if one younger than `window` exists, else
-    /// in a new window opened now.
-    async fn count_in_window(
-        &self,
-        scope: &str,
-        marker: &str,
-        now: Timestamp,
-        window: Duration,
-    ) -> Result<WindowCount, StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -364,6 +364,7 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             failure_streak: 1,
             failing_since: Some(t1),
             last_failure_at: Some(t1),
+            failing_announced: false,
         }
     );
     assert_eq!(
@@ -379,8 +380,20 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             failure_streak: 2,
             failing_since: Some(t1),
             last_failure_at: Some(t2),
+            failing_announced: false,
         }
     );
+    // An announcement names its streak: another streak's changes nothing.
+    assert_eq!(
+        s.endpoints
+            .record_outcome(ORG, e.id, Outcome::FailingAnnounced { since: t2 })
+            .await
+            .expect("outcome"),
+        None
+    );
+    assert!(!get().await.stats.failing_announced);
+    let _ = record(Outcome::FailingAnnounced { since: t1 }).await;
+    assert!(get().await.stats.failing_announced);
     assert_eq!(
         record(Outcome::RecoveredAfterFailures)
             .await
@@ -394,6 +407,7 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             failure_streak: 0,
             failing_since: None,
             last_failure_at: Some(t2),
+            failing_announced: false,
         }
     );
     let _ = record(Outcome::Failure { at: t3 }).await;
@@ -1231,66 +1245,90 @@ async fn markers_claim_once_and_count_in_windows(s: &Stores) {
     let now = time::now();
     let minute = Duration::from_secs(60);
     let scope = format!("ep_{:016x}", rand::random::<u64>());
-    assert!(
-        m.claim(&scope, "failing", now, minute)
+    let (first, second) = (EventId::new(), EventId::new());
+    let claim = |marker: &'static str, scope: String, at: Timestamp, event: EventId| async move {
+        m.claim(&scope, marker, at, minute, event)
             .await
             .expect("claim")
+    };
+    assert_eq!(
+        claim("failing", scope.clone(), now, first).await,
+        Marked::Claimed
     );
-    assert!(
-        !m.claim(&scope, "failing", now + TimeDelta::seconds(1), minute)
-            .await
-            .expect("claim")
+    // A retry of this very claim (its answer lost) is still this call's.
+    assert_eq!(
+        claim("failing", scope.clone(), now, first).await,
+        Marked::Claimed
     );
-    // Another caller in the same millisecond does not take it too (a retry of one's own
-    // write whose answer was lost is recognised by the adapter's per-call token).
-    assert!(
-        !m.claim(&scope, "failing", now, minute)
-            .await
-            .expect("claim")
+    // Another caller, even in the same millisecond, is told whose event the claim is.
+    assert_eq!(
+        claim("failing", scope.clone(), now, second).await,
+        Marked::Held(Some(first))
     );
-    assert!(
-        m.claim(&scope, "disabled", now, minute)
-            .await
-            .expect("claim"),
+    assert_eq!(
+        claim(
+            "failing",
+            scope.clone(),
+            now + TimeDelta::seconds(1),
+            second
+        )
+        .await,
+        Marked::Held(Some(first))
+    );
+    assert_eq!(
+        claim("disabled", scope.clone(), now, second).await,
+        Marked::Claimed,
         "per marker"
     );
-    assert!(
-        m.claim("another-scope", "failing", now, minute)
-            .await
-            .expect("claim"),
+    assert_eq!(
+        claim("failing", format!("{scope}-other"), now, second).await,
+        Marked::Claimed,
         "per scope"
     );
-    assert!(
-        m.claim(&scope, "failing", now + TimeDelta::seconds(62), minute)
-            .await
-            .expect("claim"),
+    assert_eq!(
+        claim(
+            "failing",
+            scope.clone(),
+            now + TimeDelta::seconds(62),
+            second
+        )
+        .await,
+        Marked::Claimed,
         "an expired claim is as good as none"
     );
-    assert!(
-        !m.claim(&scope, "failing", now + TimeDelta::seconds(63), minute)
-            .await
-            .expect("claim")
+    assert_eq!(
+        claim(
+            "failing",
+            scope.clone(),
+            now + TimeDelta::seconds(63),
+            first
+        )
+        .await,
+        Marked::Held(Some(second))
     );
 
     let window = Duration::from_secs(600);
     let scope = &scope;
-    let count = |at: Timestamp| async move {
-        m.count_in_window(scope, "dlq", at, window)
+    let count = |at: Timestamp, event: EventId| async move {
+        m.count_in_window(scope, "dlq", at, window, event)
             .await
             .expect("count")
     };
-    assert_eq!(count(now).await, WindowCount::Opened { previous: None });
     assert_eq!(
-        count(now + TimeDelta::minutes(1)).await,
-        WindowCount::Counted
+        count(now, first).await,
+        WindowCount::Opened { previous: None }
     );
     assert_eq!(
-        count(now + TimeDelta::minutes(9)).await,
-        WindowCount::Counted
+        count(now + TimeDelta::minutes(1), second).await,
+        WindowCount::Counted { event: Some(first) }
+    );
+    assert_eq!(
+        count(now + TimeDelta::minutes(9), second).await,
+        WindowCount::Counted { event: Some(first) }
     );
     let reopened = now + TimeDelta::minutes(11);
     assert_eq!(
-        count(reopened).await,
+        count(reopened, second).await,
         WindowCount::Opened {
             previous: Some(WindowTally {
                 started_at: now,
@@ -1299,8 +1337,10 @@ async fn markers_claim_once_and_count_in_windows(s: &Stores) {
         }
     );
     assert_eq!(
-        count(reopened + TimeDelta::minutes(1)).await,
-        WindowCount::Counted
+        count(reopened + TimeDelta::minutes(1), first).await,
+        WindowCount::Counted {
+            event: Some(second)
+        }
     );
 }
 

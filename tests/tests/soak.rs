@@ -785,7 +785,10 @@ async fn soak_faults_kills_nothing_lost() {
         "capy.endpoint.recovered",
         "capy.replay.finished",
     ];
-    // `recovered` is raised just after the first replayed delivery is recorded: poll.
+    // `recovered` is raised just after the first replayed delivery is recorded: poll. On a
+    // timeout, say which arrived and what the system logged about the others.
+    let seen = std::sync::Mutex::new(Vec::<String>::new());
+    let report = report_if_unfinished(&seen, &stack);
     let operational: Vec<(String, String)> = capy_tests::eventually(
         Duration::from_secs(60),
         &format!("every one of {expected:?} in the events log"),
@@ -801,11 +804,13 @@ async fn soak_faults_kills_nothing_lost() {
                     )
                 })
                 .collect();
+            *seen.lock().expect("seen") = got.iter().map(|(_, t)| t.clone()).collect();
             (status == 200 && expected.iter().all(|t| got.iter().any(|(_, g)| g == t)))
                 .then_some(got)
         },
     )
     .await;
+    report.disarm();
     let inbox = capy_tests::eventually(
         Duration::from_secs(60),
         "every operational event answered by the inbox",
@@ -866,4 +871,47 @@ async fn soak_faults_kills_nothing_lost() {
         inbox.iter().all(|e| *e == inbox_endpoint),
         "only the subscriber: {inbox:?}"
     );
+}
+
+/// Prints, if dropped while armed (the poll it guards panicked), the event types seen and
+/// the serve log's lines about operational events and markers.
+struct OperationalReport<'a> {
+    seen: &'a std::sync::Mutex<Vec<String>>,
+    stack: &'a Stack,
+    armed: bool,
+}
+
+fn report_if_unfinished<'a>(
+    seen: &'a std::sync::Mutex<Vec<String>>,
+    stack: &'a Stack,
+) -> OperationalReport<'a> {
+    OperationalReport {
+        seen,
+        stack,
+        armed: true,
+    }
+}
+
+impl OperationalReport<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for OperationalReport<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let seen = self.seen.lock().map(|s| s.clone()).unwrap_or_default();
+        println!("operational event types listed at the deadline: {seen:?}");
+        for line in self
+            .stack
+            .log()
+            .lines()
+            .filter(|l| l.contains("operational") || l.contains("marker") || l.contains("lost"))
+        {
+            println!("serve log: {line}");
+        }
+    }
 }

@@ -129,18 +129,18 @@ async fn mark_dead(deps: &Deps, msg: &DeliveryMessage, receives: &str) -> Result
         None => why,
     });
     tracing::warn!(delivery_id = %d.id, "dead letter: delivery marked failed");
+    // Before the save: a crash in between leaves the message to raise it again.
+    if let Some(e) = loaded.endpoints.get(&msg.endpoint_id) {
+        operational::delivery_exhausted(deps, "dead-letter", e, &d, d.updated_at)
+            .await
+            .map_err(|e| StoreError::Transient(e.to_string()))?;
+    }
     match deps
         .deliveries
         .save(&d, Expected::of(&before, stored))
         .await
     {
-        Ok(()) => {
-            if let Some(e) = loaded.endpoints.get(&msg.endpoint_id) {
-                operational::delivery_exhausted(deps, "dead-letter", e, &d, d.updated_at).await;
-            }
-            Ok(())
-        }
-        Err(StoreError::Conflict) => Ok(()),
+        Ok(()) | Err(StoreError::Conflict) => Ok(()),
         Err(e) => Err(e),
     }
 }

@@ -19,13 +19,13 @@ use send::{live_secrets, send};
 use super::{Disposition, batch_response, parse, receipt, sent_at};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryMessage, DeliveryState, Expected};
 use crate::domain::endpoint::{Endpoint, Outcome};
-use crate::domain::health::should_disable_after;
+use crate::domain::health::{FAILING_STREAK, should_disable_after};
 use crate::domain::time::{self, Timestamp};
 use crate::http::SendOutcome;
 use crate::metrics::{DeliveryOutcome, Ids};
 use crate::ports::{CipherError, Loaded, StoreError};
 use crate::services::publish::ORPHAN_AFTER;
-use crate::services::{Deps, operational};
+use crate::services::{Deps, ServiceError, operational};
 
 /// The attempt log keeps this many most recent attempts.
 const MAX_LOGGED_ATTEMPTS: usize = 50;
@@ -125,6 +125,8 @@ enum ProcessError {
     Store(#[from] StoreError),
     #[error("could not open the signing secret: {0}")]
     Secret(#[from] CipherError),
+    #[error("could not raise an operational event: {0}")]
+    Operational(#[from] ServiceError),
 }
 
 /// A delivery as read (or as it starts, before its first attempt) and whether it is stored.
@@ -307,6 +309,12 @@ async fn record_attempt(
         d.state = DeliveryState::Delivered;
         d.delivered_at = Some(now);
         d.next_attempt_at = None;
+        // Before anything records the success: a crash after it brings the message back
+        // while the endpoint still reads failing, and the marker makes it one event.
+        let raised = endpoint.stats.failure_streak >= FAILING_STREAK;
+        if raised {
+            operational::endpoint_recovered(deps, endpoint, now).await?;
+        }
         if saved(deps, &d, &cur).await? {
             let lag = (now - d.created_at).num_milliseconds().max(0) as u64;
             deps.metrics.delivery(
@@ -326,16 +334,14 @@ async fn record_attempt(
                     Outcome::RecoveredAfterFailures,
                 )
                 .await?;
-            // The longer streak of the two: an update retried after its answer was lost
-            // answers with the streak it already reset.
-            // `None`: the endpoint was deleted meanwhile.
-            if let Some(before) = before {
-                let longer = if before.stats.failure_streak >= endpoint.stats.failure_streak {
-                    &before
-                } else {
-                    endpoint
-                };
-                operational::endpoint_recovered(deps, longer, now).await;
+            // The streak reached FAILING_STREAK after this message's read of the endpoint
+            // (an update retried after its answer was lost answers with the streak it
+            // already reset, hence `!raised`). `None`: the endpoint was deleted meanwhile.
+            if let Some(before) =
+                before.filter(|b| !raised && b.stats.failure_streak >= FAILING_STREAK)
+                && let Err(e) = operational::endpoint_recovered(deps, &before, now).await
+            {
+                tracing::error!(error = %e, "capy.endpoint.recovered is lost");
             }
         }
         tracing::info!(attempt = d.attempts, status = ?outcome.status, "delivered");
@@ -396,6 +402,8 @@ async fn record_attempt(
         d.state = DeliveryState::Failed;
         d.next_attempt_at = None;
         tracing::warn!(attempts = d.attempts, error = ?outcome.error, "delivery failed for good");
+        // Before the save, as `recovered` above: a crash in between raises it again.
+        operational::delivery_exhausted(deps, "deliver", endpoint, &d, now).await?;
         if saved(deps, &d, &cur).await? {
             deps.metrics.delivery(
                 DeliveryOutcome::Failed,
@@ -404,7 +412,6 @@ async fn record_attempt(
                 Some(attempt_ms),
                 None,
             );
-            operational::delivery_exhausted(deps, "deliver", endpoint, &d, now).await;
         }
         return Ok(Disposition::Ack);
     };

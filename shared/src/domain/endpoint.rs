@@ -32,6 +32,10 @@ pub struct DeliveryStats {
     pub failing_since: Option<Timestamp>,
     #[serde(default, with = "time::rfc3339::option")]
     pub last_failure_at: Option<Timestamp>,
+    /// `capy.endpoint.failing` went out for this streak (or was deduplicated): until then,
+    /// every failure of the streak checks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failing_announced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +93,11 @@ pub enum Outcome {
     },
     /// Sent only when a failure streak was open: a healthy endpoint costs no write.
     RecoveredAfterFailures,
+    /// `capy.endpoint.failing` went out for the streak open since `since`; nothing if that
+    /// streak has ended.
+    FailingAnnounced {
+        since: Timestamp,
+    },
     Disable {
         reason: String,
         at: Timestamp,

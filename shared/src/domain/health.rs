@@ -98,6 +98,7 @@ mod tests {
             failure_streak: 1,
             failing_since: Some(now),
             last_failure_at: Some(now - TimeDelta::minutes(3)),
+            failing_announced: false,
         };
         assert_eq!(health(&endpoint(recent, true), now), Health::Degraded);
 
@@ -105,6 +106,7 @@ mod tests {
             failure_streak: 0,
             failing_since: None,
             last_failure_at: Some(now - TimeDelta::hours(25)),
+            failing_announced: false,
         };
         assert_eq!(health(&endpoint(old, true), now), Health::Healthy);
 
@@ -112,6 +114,7 @@ mod tests {
             failure_streak: FAILING_STREAK,
             failing_since: Some(now - TimeDelta::hours(1)),
             last_failure_at: Some(now),
+            failing_announced: false,
         };
         let e = endpoint(streak, true);
         assert_eq!(health(&e, now), Health::Failing);

@@ -16,8 +16,16 @@
 //! Callers hand in the endpoint as the store returned it *before* the change
 //! ([`crate::ports::EndpointStore::record_outcome`]): concurrent outcomes are serialized, so
 //! each transition is seen by exactly one caller; the markers ([`OpsMarkerStore`]) add the
-//! time-based deduplication. Nothing here fails the caller's work: a notification that
-//! cannot be published is logged at error level and dropped.
+//! time-based deduplication, and each names the event it notifies with.
+//!
+//! Nothing is lost to a crash or a failed call between a transition and its event: a
+//! marker whose event never appeared is published again under the same id by the next
+//! caller (one event, however many try), and each transition is raised from state that
+//! survives a crash. `failing` is raised until the endpoint records it announced;
+//! `recovered` and `exhausted` are raised before the write that ends their condition, and
+//! fail the caller's work when they cannot be published, so its message comes back.
+//! `disable_scheduled` and `disabled` are logged at error level and dropped when they
+//! cannot be published.
 //!
 //! `capy.endpoint.disabled` also goes to the operator bus, when one is configured.
 
@@ -28,14 +36,14 @@ use serde_json::json;
 
 use super::Deps;
 use super::publish::publish_event;
-use crate::domain::delivery::Delivery;
 use crate::domain::endpoint::Endpoint;
 use crate::domain::event::Event;
-use crate::domain::health::{FAILING_STREAK, disable_at_after};
-use crate::domain::ids::EndpointId;
+use crate::domain::health::FAILING_STREAK;
+use crate::domain::ids::{EndpointId, EventId};
 use crate::domain::time::{self, Timestamp};
 use crate::metrics::Ids;
-use crate::ports::{OperatorEvent, WindowCount, WindowTally};
+use crate::ports::{Marked, OperatorEvent, StoreError};
+use crate::services::ServiceError;
 
 pub const ENDPOINT_FAILING: &str = "capy.endpoint.failing";
 pub const ENDPOINT_DISABLE_SCHEDULED: &str = "capy.endpoint.disable_scheduled";
@@ -102,8 +110,25 @@ fn opt_ts(t: Option<Timestamp>) -> serde_json::Value {
     t.map_or(serde_json::Value::Null, |t| json!(ts(&t)))
 }
 
-/// Publishes one operational event about `subject` (which never receives it). Failures are
-/// logged, never returned: the caller's work (an attempt already recorded) stands.
+/// The id a marker's notification still has to go out as: this call's own (`fresh`) when it
+/// claimed the marker; the holder's when that event never appeared (its raiser died, or its
+/// publish failed); none when it exists, or the marker names none.
+async fn still_to_send(
+    deps: &Deps,
+    org: &str,
+    fresh: EventId,
+    marked: Marked,
+) -> Result<Option<EventId>, StoreError> {
+    match marked {
+        Marked::Claimed => Ok(Some(fresh)),
+        Marked::Held(None) => Ok(None),
+        Marked::Held(Some(id)) => Ok(deps.events.get(org, id).await?.is_none().then_some(id)),
+    }
+}
+
+/// Publishes one operational event about `subject` (which never receives it) as `id`;
+/// publishing the same id twice publishes one event.
+#[allow(clippy::too_many_arguments)]
 async fn raise(
     deps: &Deps,
     function: &'static str,
@@ -111,11 +136,19 @@ async fn raise(
     subject: Option<EndpointId>,
     event_type: &str,
     payload: serde_json::Value,
+    id: EventId,
     now: Timestamp,
-) -> Option<Event> {
+) -> Result<(), ServiceError> {
     let mut event = Event::new(org, event_type, payload.to_string(), now);
+    event.id = id;
+    event.created_at = id.created_at();
     event.subject_endpoint = subject;
-    publish_raised(deps, function, event).await
+    match publish_raised(deps, function, event).await {
+        Some(_) => Ok(()),
+        None => {
+            Err(StoreError::Transient(format!("could not publish an {event_type} event")).into())
+        }
+    }
 }
 
 /// Publishes an event the system raised; `None` (logged) if it could not.
@@ -147,109 +180,20 @@ pub async fn notify_operator(deps: &Deps, events: &[OperatorEvent]) {
     }
 }
 
-/// After a failed attempt was counted: `before` is the endpoint as it was just before the
-/// count. Raises `failing` when this failure made the streak reach [`FAILING_STREAK`], and
-/// `disable_scheduled` when it is the streak's first failure within the warning lead.
-pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
-    if !before.is_active {
-        return;
-    }
-    let mut after = before.clone();
-    after.stats.failure_streak += 1;
-    after.stats.last_failure_at = Some(now);
-    let since = *after.stats.failing_since.get_or_insert(now);
-    // A range, not the one value: a counter update retried after its answer was lost
-    // counts twice and skips it. The marker sends it once.
-    if (FAILING_STREAK..FAILING_STREAK + 3).contains(&after.stats.failure_streak) {
-        endpoint_failing(deps, &after, now).await;
-    }
-    let Some(disable_at) = disable_at_after(&after, disable_after(deps)) else {
-        return;
-    };
-    let warn_from = disable_at - lead(deps);
-    if now < warn_from || now >= disable_at {
-        return;
-    }
-    // An earlier failure of this same streak already within the lead had this check.
-    let checked = before.stats.failing_since.is_some()
-        && before.stats.last_failure_at.is_some_and(|t| t >= warn_from);
-    if checked {
-        return;
-    }
-    let streak_start = since.max(after.updated_at);
-    let marker = format!("disable_scheduled#{}", streak_start.timestamp_millis());
-    // Kept past the disable itself, so a late duplicate finds it.
-    let ttl = deps.policy.disable_after + deps.policy.disable_warning_lead;
-    match deps
+/// Claims `marker` of `e` for a fresh event: the id to publish, if any is still to go.
+async fn claimed(
+    deps: &Deps,
+    e: &Endpoint,
+    marker: &str,
+    now: Timestamp,
+    ttl: Duration,
+) -> Result<Option<EventId>, StoreError> {
+    let fresh = EventId::new();
+    let marked = deps
         .markers
-        .claim(&after.id.to_string(), &marker, now, ttl)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => return,
-        Err(e) => {
-            tracing::error!(error = %e, "could not claim the disable_scheduled marker; not sending it");
-            return;
-        }
-    }
-    let payload = json!({
-        "endpoint_id": after.id,
-        "url": after.url,
-        "organization_id": after.organization_id,
-        "failing_since": ts(&since),
-        "disable_at": ts(&disable_at),
-        "failure_streak": after.stats.failure_streak,
-        "last_failure_at": ts(&now),
-        "reason": format!("every attempt has failed since {}; the endpoint will be disabled at {} unless one succeeds", ts(&since), ts(&disable_at)),
-        "scheduled_at": ts(&now),
-    });
-    raise(
-        deps,
-        "deliver",
-        &after.organization_id,
-        Some(after.id),
-        ENDPOINT_DISABLE_SCHEDULED,
-        payload,
-        now,
-    )
-    .await;
-}
-
-/// `capy.endpoint.failing`, at most once per endpoint per [`FAILING_DEDUP`].
-async fn endpoint_failing(deps: &Deps, e: &Endpoint, now: Timestamp) {
-    match deps
-        .markers
-        .claim(&e.id.to_string(), "failing", now, FAILING_DEDUP)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => return,
-        Err(err) => {
-            tracing::error!(error = %err, "could not claim the failing marker; not sending it");
-            return;
-        }
-    }
-    let since = e.stats.failing_since.unwrap_or(now);
-    let payload = json!({
-        "endpoint_id": e.id,
-        "url": e.url,
-        "organization_id": e.organization_id,
-        "failing_since": ts(&since),
-        "disable_at": opt_ts(disable_at_after(e, disable_after(deps))),
-        "failure_streak": e.stats.failure_streak,
-        "last_failure_at": ts(&now),
-        "reason": format!("the last {} attempts all failed", e.stats.failure_streak),
-    });
-    raise(
-        deps,
-        "deliver",
-        &e.organization_id,
-        Some(e.id),
-        ENDPOINT_FAILING,
-        payload,
-        now,
-    )
-    .await;
+        .claim(&e.id.to_string(), marker, now, ttl, fresh)
+        .await?;
+    still_to_send(deps, &e.organization_id, fresh, marked).await
 }
 
 /// `capy.endpoint.disabled`: `before` is the endpoint as it was before this call disabled
@@ -271,18 +215,14 @@ pub async fn endpoint_disabled(
         return;
     }
     let marker = format!("disabled#{}", seen.updated_at.timestamp_millis());
-    match deps
-        .markers
-        .claim(&seen.id.to_string(), &marker, now, FAILING_DEDUP)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => return,
+    let id = match claimed(deps, seen, &marker, now, FAILING_DEDUP).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return,
         Err(err) => {
             tracing::error!(error = %err, "could not claim the disabled marker; not sending it");
             return;
         }
-    }
+    };
     let payload = json!({
         "endpoint_id": before.id,
         "url": before.url,
@@ -300,23 +240,33 @@ pub async fn endpoint_disabled(
         }],
     )
     .await;
-    raise(
+    if let Err(e) = raise(
         deps,
         "deliver",
         &before.organization_id,
         Some(before.id),
         ENDPOINT_DISABLED,
         payload,
+        id,
         now,
     )
-    .await;
+    .await
+    {
+        tracing::error!(error = %e, "capy.endpoint.disabled is lost");
+    }
 }
 
-/// `capy.endpoint.recovered`: `before` is the endpoint as it was before the success closed
-/// its streak; nothing unless it was failing (a streak of [`FAILING_STREAK`] or more).
-pub async fn endpoint_recovered(deps: &Deps, before: &Endpoint, now: Timestamp) {
+/// `capy.endpoint.recovered`: `before` is the endpoint as it was before the success closes
+/// its streak; nothing unless it was failing (a streak of [`FAILING_STREAK`] or more). Call
+/// it before the write that closes the streak: an error is for the caller to return, so
+/// its message comes back while the streak still says to raise it.
+pub async fn endpoint_recovered(
+    deps: &Deps,
+    before: &Endpoint,
+    now: Timestamp,
+) -> Result<(), ServiceError> {
     if before.stats.failure_streak < FAILING_STREAK {
-        return;
+        return Ok(());
     }
     // Once per streak: several consumers may see the same first success, and the caller
     // may pass the endpoint as it read it (the update's own answer can be a retry's).
@@ -324,23 +274,10 @@ pub async fn endpoint_recovered(deps: &Deps, before: &Endpoint, now: Timestamp) 
         .stats
         .failing_since
         .map_or(0, |t| t.timestamp_millis());
-    match deps
-        .markers
-        .claim(
-            &before.id.to_string(),
-            &format!("recovered#{streak}"),
-            now,
-            FAILING_DEDUP,
-        )
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => return,
-        Err(err) => {
-            tracing::error!(error = %err, "could not claim the recovered marker; not sending it");
-            return;
-        }
-    }
+    let marker = format!("recovered#{streak}");
+    let Some(id) = claimed(deps, before, &marker, now, FAILING_DEDUP).await? else {
+        return Ok(());
+    };
     let payload = json!({
         "endpoint_id": before.id,
         "url": before.url,
@@ -357,68 +294,17 @@ pub async fn endpoint_recovered(deps: &Deps, before: &Endpoint, now: Timestamp) 
         Some(before.id),
         ENDPOINT_RECOVERED,
         payload,
+        id,
         now,
     )
-    .await;
+    .await
 }
 
-/// `capy.delivery.exhausted`: the first delivery of `e` to fail for good in an
-/// [`EXHAUSTED_WINDOW`] raises it; the others in that window are counted, and the next
-/// window's event carries that count (`previous_window`).
-pub async fn delivery_exhausted(
-    deps: &Deps,
-    function: &'static str,
-    e: &Endpoint,
-    d: &Delivery,
-    now: Timestamp,
-) {
-    let previous = match deps
-        .markers
-        .count_in_window(&e.id.to_string(), "exhausted", now, EXHAUSTED_WINDOW)
-        .await
-    {
-        Ok(WindowCount::Counted) => return,
-        Ok(WindowCount::Opened { previous }) => previous,
-        Err(err) => {
-            tracing::error!(error = %err, "could not count an exhausted delivery; not sending it");
-            return;
-        }
-    };
-    let window_end = time::after(now, EXHAUSTED_WINDOW);
-    let payload = json!({
-        "endpoint_id": e.id,
-        "url": e.url,
-        "organization_id": e.organization_id,
-        "delivery_id": d.id,
-        "event_id": d.event_id,
-        "event_type": d.event_type,
-        "attempts": d.attempts,
-        "response_status": d.response_status,
-        "last_error": d.last_error,
-        "failed_at": ts(&now),
-        "reason": d.last_error.clone().unwrap_or_else(|| "every attempt failed".into()),
-        "window_start": ts(&now),
-        "window_end": ts(&window_end),
-        "count": 1,
-        "previous_window": previous.map(|w: WindowTally| json!({
-            "window_start": ts(&w.started_at),
-            "window_end": ts(&time::after(w.started_at, EXHAUSTED_WINDOW)),
-            "count": w.count,
-        })),
-    });
-    raise(
-        deps,
-        function,
-        &e.organization_id,
-        Some(e.id),
-        DELIVERY_EXHAUSTED,
-        payload,
-        now,
-    )
-    .await;
-}
-
+mod exhausted;
+mod failing;
 mod replay_finished;
+pub use exhausted::delivery_exhausted;
+pub use failing::after_failure;
 pub use replay_finished::{ReplaySummary, replay_finished};
 
 #[cfg(test)]

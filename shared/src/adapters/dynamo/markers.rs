@@ -1,15 +1,18 @@
 //! Operational-event markers: `OPS#{scope}` / `MARK#{marker}`, small conditional items with
-//! a TTL (a claim, or a counting window).
+//! a TTL (a claim, or a counting window), each naming the event it notifies with.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use serde::{Deserialize, Serialize};
 
 use super::{Table, from_item, is_own_write, key, n, store_error, to_item};
+use crate::domain::ids::EventId;
 use crate::domain::time::{self, Timestamp};
-use crate::ports::{OpsMarkerStore, StoreError, WindowCount, WindowTally};
+use crate::ports::{Marked, OpsMarkerStore, StoreError, WindowCount, WindowTally};
 
 /// A counting window's marker outlives its window this many times over, so the next
 /// window can still report the previous one's count.
@@ -29,10 +32,11 @@ struct ClaimItem {
     sk: String,
     #[serde(with = "time::rfc3339")]
     claimed_at: Timestamp,
-    /// This call's own token: a stored item with it is this call's write (a retry whose
-    /// first answer was lost), never another caller's of the same millisecond.
+    /// The claim's notification, fresh per call: a stored item with it is this call's
+    /// write (a retry whose first answer was lost), never another caller's of the same
+    /// millisecond. `None` in claims written before markers named their events.
     #[serde(default)]
-    token: String,
+    event_id: Option<EventId>,
     expires_at: i64,
 }
 
@@ -45,9 +49,9 @@ struct WindowItem {
     /// `started_at` in epoch milliseconds, for the conditions.
     window_start: i64,
     occurrences: u64,
-    /// As [`ClaimItem::token`].
+    /// As [`ClaimItem::event_id`]: the window's notification.
     #[serde(default)]
-    token: String,
+    event_id: Option<EventId>,
     expires_at: i64,
 }
 
@@ -56,15 +60,16 @@ fn cutoff(now: Timestamp, window: Duration) -> i64 {
 }
 
 impl Table {
-    /// Adds one to the open window; `Conflict` when none is open.
+    /// Adds one to the open window and names its event; `Conflict` when none is open.
     async fn count_in_open(
         &self,
         scope: &str,
         marker: &str,
         now: Timestamp,
         window: Duration,
-    ) -> Result<(), StoreError> {
-        self.client
+    ) -> Result<Option<EventId>, StoreError> {
+        let out = self
+            .client
             .update_item()
             .table_name(&self.name)
             .set_key(Some(key(ops_pk(scope), mark_sk(marker))))
@@ -72,10 +77,16 @@ impl Table {
             .condition_expression("window_start > :cutoff")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":cutoff", n(cutoff(now, window)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await
             .map_err(store_error)?;
-        Ok(())
+        let open = out
+            .attributes
+            .filter(|a| !a.is_empty())
+            .map(from_item::<WindowItem>)
+            .transpose()?;
+        Ok(open.and_then(|w| w.event_id))
     }
 
     /// Replaces a closed window (or none) with one opened now; returns the closed one.
@@ -85,6 +96,7 @@ impl Table {
         marker: &str,
         now: Timestamp,
         window: Duration,
+        event: EventId,
     ) -> Result<Option<WindowTally>, StoreError> {
         let item = to_item(&WindowItem {
             pk: ops_pk(scope),
@@ -92,7 +104,7 @@ impl Table {
             started_at: now,
             window_start: now.timestamp_millis(),
             occurrences: 1,
-            token: ulid::Ulid::new().to_string(),
+            event_id: Some(event),
             expires_at: time::after(now, window * WINDOW_KEPT).timestamp(),
         })?;
         let out = self
@@ -135,12 +147,13 @@ impl OpsMarkerStore for Table {
         marker: &str,
         now: Timestamp,
         ttl: Duration,
-    ) -> Result<bool, StoreError> {
+        event: EventId,
+    ) -> Result<Marked, StoreError> {
         let item = to_item(&ClaimItem {
             pk: ops_pk(scope),
             sk: mark_sk(marker),
             claimed_at: now,
-            token: ulid::Ulid::new().to_string(),
+            event_id: Some(event),
             expires_at: time::after(now, ttl).timestamp(),
         })?;
         let put = self
@@ -155,14 +168,19 @@ impl OpsMarkerStore for Table {
             .send()
             .await;
         match put {
-            Ok(_) => Ok(true),
+            Ok(_) => Ok(Marked::Claimed),
             // The live claim is exactly this one: our write landed, its answer was lost and
             // the SDK sent it again. Saying "claimed by someone else" would lose the event.
-            Err(e) if is_own_write(&e, &item) => Ok(true),
-            Err(e) => match store_error(e) {
-                StoreError::Conflict => Ok(false),
-                e => Err(e),
-            },
+            Err(e) if is_own_write(&e, &item) => Ok(Marked::Claimed),
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                let held = match se.into_err() {
+                    PutItemError::ConditionalCheckFailedException(c) => c.item,
+                    _ => None,
+                };
+                let held = held.map(from_item::<ClaimItem>).transpose()?;
+                Ok(Marked::Held(held.and_then(|c| c.event_id)))
+            }
+            Err(e) => Err(store_error(e)),
         }
     }
 
@@ -172,19 +190,22 @@ impl OpsMarkerStore for Table {
         marker: &str,
         now: Timestamp,
         window: Duration,
+        event: EventId,
     ) -> Result<WindowCount, StoreError> {
         // Most occurrences fall in an open window: one conditional update.
         match self.count_in_open(scope, marker, now, window).await {
-            Ok(()) => return Ok(WindowCount::Counted),
+            Ok(event) => return Ok(WindowCount::Counted { event }),
             Err(StoreError::Conflict) => {}
             Err(e) => return Err(e),
         }
-        match self.open_window(scope, marker, now, window).await {
+        match self.open_window(scope, marker, now, window, event).await {
             Ok(previous) => Ok(WindowCount::Opened { previous }),
             // Another writer opened it between the two calls: count in theirs.
             Err(StoreError::Conflict) => {
                 match self.count_in_open(scope, marker, now, window).await {
-                    Ok(()) | Err(StoreError::Conflict) => Ok(WindowCount::Counted),
+                    Ok(event) => Ok(WindowCount::Counted { event }),
+                    // Opened and closed again in between: nothing to name.
+                    Err(StoreError::Conflict) => Ok(WindowCount::Counted { event: None }),
                     Err(e) => Err(e),
                 }
             }

@@ -190,6 +190,7 @@ async fn an_endpoint_failing_for_five_days_is_disabled_and_its_delivery_failed()
             failure_streak: 40,
             failing_since: Some(long_ago),
             last_failure_at: Some(time::now()),
+            failing_announced: false,
         },
         ..e
     })

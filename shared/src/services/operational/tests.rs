@@ -4,9 +4,10 @@ use super::*;
 use crate::adapters::eventbridge::MemoryBus;
 use crate::adapters::memory::MemoryStores;
 use crate::adapters::secrets::LocalCipher;
-use crate::domain::delivery::DeliveryState;
+use crate::domain::delivery::{Delivery, DeliveryState};
+use crate::domain::endpoint::Outcome;
 use crate::domain::endpoint::SealedSecret;
-use crate::ports::EventQuery;
+use crate::ports::{EventQuery, WindowCount};
 
 /// A dead letter marks its delivery failed, tells the operator bus, and raises
 /// `capy.delivery.exhausted` to the subscriber (not to the endpoint it is about).
@@ -124,8 +125,12 @@ async fn recovered_and_disabled_survive_a_retried_update() {
         }
     };
     // Two consumers see the same first success of one streak.
-    endpoint_recovered(&deps, &subject, now).await;
-    endpoint_recovered(&deps, &subject, now + chrono::TimeDelta::seconds(1)).await;
+    endpoint_recovered(&deps, &subject, now)
+        .await
+        .expect("raised");
+    endpoint_recovered(&deps, &subject, now + chrono::TimeDelta::seconds(1))
+        .await
+        .expect("raised");
     assert_eq!(raised(ENDPOINT_RECOVERED).await, 1);
 
     // The disable update's answer was lost: its retry reads back this very write.
@@ -142,4 +147,186 @@ async fn recovered_and_disabled_survive_a_retried_update() {
     let later = now + chrono::TimeDelta::seconds(5);
     endpoint_disabled(&deps, &subject, &after_own_write, reason, later).await;
     assert_eq!(raised(ENDPOINT_DISABLED).await, 1);
+}
+
+fn memory_deps(stores: &MemoryStores) -> Deps {
+    let settings = crate::config::Settings::from_env(true).expect("settings");
+    crate::wiring::memory(
+        stores,
+        crate::wiring::policy(&settings),
+        Arc::new(LocalCipher::new([7; 32])),
+    )
+}
+
+/// A failing endpoint in `org` and a `capy.*` watcher, both stored.
+async fn failing_subject(deps: &Deps, org: &str, now: Timestamp) -> Endpoint {
+    let mut subject = Endpoint::new(
+        EndpointId::new(),
+        org,
+        "https://x.example",
+        SealedSecret(String::new()),
+        now,
+    );
+    subject.stats.failure_streak = FAILING_STREAK + 2;
+    subject.stats.failing_since = Some(now - chrono::TimeDelta::hours(1));
+    subject.stats.last_failure_at = Some(now);
+    let watcher = Endpoint {
+        event_types: vec!["capy.*".into()],
+        ..Endpoint::new(
+            EndpointId::new(),
+            org,
+            "https://w.example",
+            SealedSecret(String::new()),
+            now,
+        )
+    };
+    for e in [&subject, &watcher] {
+        deps.endpoints.create(e).await.expect("create");
+    }
+    subject
+}
+
+async fn raised_ids(deps: &Deps, org: &str, event_type: &str) -> Vec<EventId> {
+    let q = EventQuery {
+        limit: 50,
+        event_type: Some(event_type.into()),
+        ..Default::default()
+    };
+    let (events, _) = deps.events.list(org, &q).await.expect("list");
+    events.into_iter().map(|e| e.id).collect()
+}
+
+/// A raiser that claimed `recovered` and died before publishing: the next caller publishes
+/// the event the marker names, under that id, and the one after finds it.
+#[tokio::test]
+async fn a_claim_whose_event_never_appeared_is_published_under_its_id() {
+    let stores = MemoryStores::default();
+    let deps = memory_deps(&stores);
+    let now = time::now();
+    let subject = failing_subject(&deps, "org_c", now).await;
+    let died = EventId::new();
+    let marker = format!(
+        "recovered#{}",
+        subject
+            .stats
+            .failing_since
+            .expect("since")
+            .timestamp_millis()
+    );
+    let marked = deps
+        .markers
+        .claim(&subject.id.to_string(), &marker, now, FAILING_DEDUP, died)
+        .await
+        .expect("claim");
+    assert_eq!(marked, Marked::Claimed);
+
+    endpoint_recovered(&deps, &subject, now)
+        .await
+        .expect("raised");
+    assert_eq!(
+        raised_ids(&deps, "org_c", ENDPOINT_RECOVERED).await,
+        vec![died]
+    );
+    endpoint_recovered(&deps, &subject, now)
+        .await
+        .expect("raised");
+    assert_eq!(
+        raised_ids(&deps, "org_c", ENDPOINT_RECOVERED).await,
+        vec![died]
+    );
+}
+
+/// `failing` is raised at any streak past the threshold until the endpoint records it
+/// announced (a crash can carry the streak past any one value), and then no more.
+#[tokio::test]
+async fn failing_is_raised_until_the_endpoint_records_it_announced() {
+    let stores = MemoryStores::default();
+    let deps = memory_deps(&stores);
+    let now = time::now();
+    let subject = failing_subject(&deps, "org_f", now).await;
+    let org = subject.organization_id.clone();
+    let before = deps
+        .endpoints
+        .record_outcome(&org, subject.id, Outcome::Failure { at: now })
+        .await
+        .expect("count")
+        .expect("endpoint");
+    after_failure(&deps, &before, now).await;
+    let stored = deps
+        .endpoints
+        .get(&org, subject.id)
+        .await
+        .expect("get")
+        .expect("endpoint");
+    assert!(stored.stats.failing_announced, "{:?}", stored.stats);
+    assert_eq!(raised_ids(&deps, &org, ENDPOINT_FAILING).await.len(), 1);
+
+    let before = deps
+        .endpoints
+        .record_outcome(&org, subject.id, Outcome::Failure { at: now })
+        .await
+        .expect("count")
+        .expect("endpoint");
+    after_failure(&deps, &before, now).await;
+    assert_eq!(raised_ids(&deps, &org, ENDPOINT_FAILING).await.len(), 1);
+
+    // A recovery ends the streak and its announcement; an announcement of an ended streak
+    // changes nothing.
+    let _ = deps
+        .endpoints
+        .record_outcome(&org, subject.id, Outcome::RecoveredAfterFailures)
+        .await
+        .expect("recover");
+    let since = stored.stats.failing_since.expect("since");
+    let _ = deps
+        .endpoints
+        .record_outcome(&org, subject.id, Outcome::FailingAnnounced { since })
+        .await
+        .expect("announce");
+    let stored = deps
+        .endpoints
+        .get(&org, subject.id)
+        .await
+        .expect("get")
+        .expect("endpoint");
+    assert!(!stored.stats.failing_announced, "{:?}", stored.stats);
+}
+
+/// The delivery that opened an `exhausted` window died before publishing: the next one
+/// counted in that window publishes the window's event, under its id.
+#[tokio::test]
+async fn an_exhausted_window_whose_event_never_appeared_is_published_by_the_next() {
+    let stores = MemoryStores::default();
+    let deps = memory_deps(&stores);
+    let now = time::now();
+    let subject = failing_subject(&deps, "org_x", now).await;
+    let died = EventId::new();
+    let opened = deps
+        .markers
+        .count_in_window(
+            &subject.id.to_string(),
+            "exhausted",
+            now,
+            EXHAUSTED_WINDOW,
+            died,
+        )
+        .await
+        .expect("count");
+    assert_eq!(opened, WindowCount::Opened { previous: None });
+    let event = Event::new("org_x", "order.created", "{}".into(), now);
+    let d = Delivery::first(&event, subject.id, 3);
+    delivery_exhausted(&deps, "deliver", &subject, &d, now)
+        .await
+        .expect("raised");
+    assert_eq!(
+        raised_ids(&deps, "org_x", DELIVERY_EXHAUSTED).await,
+        vec![died]
+    );
+    delivery_exhausted(&deps, "deliver", &subject, &d, now)
+        .await
+        .expect("raised");
+    assert_eq!(
+        raised_ids(&deps, "org_x", DELIVERY_EXHAUSTED).await,
+        vec![died]
+    );
 }

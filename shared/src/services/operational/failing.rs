@@ -1,0 +1,135 @@
+//! `capy.endpoint.failing` and `capy.endpoint.disable_scheduled`: raised from a failed
+//! attempt, while the streak's state still says to.
+
+use serde_json::json;
+
+use super::{
+    Deps, ENDPOINT_DISABLE_SCHEDULED, ENDPOINT_FAILING, FAILING_DEDUP, claimed, disable_after,
+    lead, opt_ts, raise, still_to_send, ts,
+};
+use crate::domain::endpoint::{Endpoint, Outcome};
+use crate::domain::health::{FAILING_STREAK, disable_at_after};
+use crate::domain::ids::EventId;
+use crate::domain::time::Timestamp;
+use crate::services::ServiceError;
+
+/// After a failed attempt was counted: `before` is the endpoint as it was just before the
+/// count. Raises `failing` while the streak is at least [`FAILING_STREAK`] and the endpoint
+/// has not recorded it announced (so a crash before that record raises it at the next
+/// failure, and the marker makes it one event), and `disable_scheduled` when it is the
+/// streak's first failure within the warning lead.
+pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
+    if !before.is_active {
+        return;
+    }
+    let mut after = before.clone();
+    after.stats.failure_streak += 1;
+    after.stats.last_failure_at = Some(now);
+    let since = *after.stats.failing_since.get_or_insert(now);
+    if after.stats.failure_streak >= FAILING_STREAK && !before.stats.failing_announced {
+        match endpoint_failing(deps, &after, now).await {
+            Ok(()) => {
+                let announced = Outcome::FailingAnnounced { since };
+                if let Err(e) = deps
+                    .endpoints
+                    .record_outcome(&after.organization_id, after.id, announced)
+                    .await
+                {
+                    // The next failure checks the marker again and finds the event.
+                    tracing::warn!(error = %e, "could not record capy.endpoint.failing announced");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not raise capy.endpoint.failing; the next failure tries again");
+            }
+        }
+    }
+    let Some(disable_at) = disable_at_after(&after, disable_after(deps)) else {
+        return;
+    };
+    let warn_from = disable_at - lead(deps);
+    if now < warn_from || now >= disable_at {
+        return;
+    }
+    // An earlier failure of this same streak already within the lead had this check.
+    let checked = before.stats.failing_since.is_some()
+        && before.stats.last_failure_at.is_some_and(|t| t >= warn_from);
+    if checked {
+        return;
+    }
+    let streak_start = since.max(after.updated_at);
+    let marker = format!("disable_scheduled#{}", streak_start.timestamp_millis());
+    // Kept past the disable itself, so a late duplicate finds it.
+    let ttl = deps.policy.disable_after + deps.policy.disable_warning_lead;
+    let fresh = EventId::new();
+    let id = match deps
+        .markers
+        .claim(&after.id.to_string(), &marker, now, ttl, fresh)
+        .await
+    {
+        Ok(marked) => still_to_send(deps, &after.organization_id, fresh, marked).await,
+        Err(e) => Err(e),
+    };
+    let id = match id {
+        Ok(Some(id)) => id,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "could not claim the disable_scheduled marker; not sending it");
+            return;
+        }
+    };
+    let payload = json!({
+        "endpoint_id": after.id,
+        "url": after.url,
+        "organization_id": after.organization_id,
+        "failing_since": ts(&since),
+        "disable_at": ts(&disable_at),
+        "failure_streak": after.stats.failure_streak,
+        "last_failure_at": ts(&now),
+        "reason": format!("every attempt has failed since {}; the endpoint will be disabled at {} unless one succeeds", ts(&since), ts(&disable_at)),
+        "scheduled_at": ts(&now),
+    });
+    if let Err(e) = raise(
+        deps,
+        "deliver",
+        &after.organization_id,
+        Some(after.id),
+        ENDPOINT_DISABLE_SCHEDULED,
+        payload,
+        id,
+        now,
+    )
+    .await
+    {
+        tracing::error!(error = %e, "capy.endpoint.disable_scheduled is lost");
+    }
+}
+
+/// `capy.endpoint.failing`, at most once per endpoint per [`FAILING_DEDUP`].
+async fn endpoint_failing(deps: &Deps, e: &Endpoint, now: Timestamp) -> Result<(), ServiceError> {
+    let Some(id) = claimed(deps, e, "failing", now, FAILING_DEDUP).await? else {
+        return Ok(());
+    };
+    let since = e.stats.failing_since.unwrap_or(now);
+    let payload = json!({
+        "endpoint_id": e.id,
+        "url": e.url,
+        "organization_id": e.organization_id,
+        "failing_since": ts(&since),
+        "disable_at": opt_ts(disable_at_after(e, disable_after(deps))),
+        "failure_streak": e.stats.failure_streak,
+        "last_failure_at": ts(&now),
+        "reason": format!("the last {} attempts all failed", e.stats.failure_streak),
+    });
+    raise(
+        deps,
+        "deliver",
+        &e.organization_id,
+        Some(e.id),
+        ENDPOINT_FAILING,
+        payload,
+        id,
+        now,
+    )
+    .await
+}
