@@ -312,8 +312,10 @@ async fn record_attempt(
         // Before anything records the success: a crash after it brings the message back
         // while the endpoint still reads failing, and the marker makes it one event.
         let raised = endpoint.stats.failure_streak >= FAILING_STREAK;
+        // `false`: another record of this batch is publishing it and closes the streak.
+        let mut closes_streak = true;
         if raised {
-            operational::endpoint_recovered(deps, endpoint, now).await?;
+            closes_streak = operational::endpoint_recovered(deps, endpoint, now).await?;
         }
         if saved(deps, &d, &cur).await? {
             let lag = (now - d.created_at).num_milliseconds().max(0) as u64;
@@ -325,7 +327,9 @@ async fn record_attempt(
                 Some(lag),
             );
         }
-        if endpoint.stats.failure_streak > 0 || endpoint.stats.failing_since.is_some() {
+        if closes_streak
+            && (endpoint.stats.failure_streak > 0 || endpoint.stats.failing_since.is_some())
+        {
             let before = deps
                 .endpoints
                 .record_outcome(

@@ -9,7 +9,7 @@
 //! | `capy.endpoint.failing` | the failure streak reaches [`FAILING_STREAK`] | per endpoint per 24 h |
 //! | `capy.endpoint.disable_scheduled` | the first failure within the warning lead before `disable_at` | once per streak |
 //! | `capy.endpoint.disabled` | a `410 Gone`, or the streak lasted the disable period | once: the call that disabled it |
-//! | `capy.endpoint.recovered` | the first success after failing | once: the call that closed the streak |
+//! | `capy.endpoint.recovered` | the first success after failing | once per streak |
 //! | `capy.delivery.exhausted` | a delivery failed for good | per endpoint per hour, with the count |
 //! | `capy.replay.finished` | a replay job ended | once: the job's end |
 //!
@@ -18,17 +18,20 @@
 //! each transition is seen by exactly one caller; the markers ([`OpsMarkerStore`]) add the
 //! time-based deduplication, and each names the event it notifies with.
 //!
-//! Nothing is lost to a crash or a failed call between a transition and its event: a
-//! marker whose event never appeared is published again under the same id by the next
-//! caller (one event, however many try), and each transition is raised from state that
-//! survives a crash. `failing` is raised until the endpoint records it announced;
-//! `recovered` and `exhausted` are raised before the write that ends their condition, and
-//! fail the caller's work when they cannot be published, so its message comes back.
-//! `disable_scheduled` and `disabled` are logged at error level and dropped when they
-//! cannot be published.
+//! `failing`, `recovered` and `exhausted` are not lost to a crash or a failed call between
+//! a transition and its event: a marker whose event never appeared is published again
+//! under the same id by the next caller (one event, however many try), and each is raised
+//! from state that survives a crash. `failing` is raised from the 5th failure on until the
+//! endpoint records it announced; `recovered` and `exhausted` are raised before the write
+//! that ends their condition, and fail the caller's work when they cannot be published, so
+//! its message comes back (at the price of one more send to the receiver). Not so
+//! `disable_scheduled` and `disabled`: one that cannot be published is logged at error
+//! level and dropped, and a crash right after their transition loses them.
 //!
 //! `capy.endpoint.disabled` also goes to the operator bus, when one is configured.
 
+use std::collections::HashSet;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use chrono::TimeDelta;
@@ -110,20 +113,61 @@ fn opt_ts(t: Option<Timestamp>) -> serde_json::Value {
     t.map_or(serde_json::Value::Null, |t| json!(ts(&t)))
 }
 
-/// The id a marker's notification still has to go out as: this call's own (`fresh`) when it
-/// claimed the marker; the holder's when that event never appeared (its raiser died, or its
-/// publish failed); none when it exists, or the marker names none.
+/// The events this process is publishing right now. Records of one batch about the same
+/// endpoint run side by side: the ones that find the marker held by another record leave the
+/// publish to it, rather than send the event's messages a second time (if the process dies,
+/// every record's message comes back).
+static IN_FLIGHT: LazyLock<Mutex<HashSet<EventId>>> = LazyLock::new(Default::default);
+
+/// This process's publish of one event, until it is dropped.
+struct InFlight(EventId);
+
+impl InFlight {
+    fn enter(id: EventId) -> Option<Self> {
+        let mut set = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
+        // `then`, not `then_some`: a `Self` built and dropped here would lock the set again.
+        set.insert(id).then(|| Self(id))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.0);
+    }
+}
+
+/// Where a marker's notification stands.
+enum ToSend {
+    /// To publish, as this id: this call claimed the marker, or the holder's event never
+    /// appeared (its raiser died, or its publish failed).
+    Now(InFlight),
+    /// Another task of this process is publishing it.
+    Sending,
+    /// It exists (or the marker names none).
+    Sent,
+}
+
 async fn still_to_send(
     deps: &Deps,
     org: &str,
     fresh: EventId,
     marked: Marked,
-) -> Result<Option<EventId>, StoreError> {
-    match marked {
-        Marked::Claimed => Ok(Some(fresh)),
-        Marked::Held(None) => Ok(None),
-        Marked::Held(Some(id)) => Ok(deps.events.get(org, id).await?.is_none().then_some(id)),
+) -> Result<ToSend, StoreError> {
+    let id = match marked {
+        Marked::Claimed => fresh,
+        Marked::Held(None) => return Ok(ToSend::Sent),
+        Marked::Held(Some(id)) => id,
+    };
+    let Some(guard) = InFlight::enter(id) else {
+        return Ok(ToSend::Sending);
+    };
+    if id != fresh && deps.events.get(org, id).await?.is_some() {
+        return Ok(ToSend::Sent);
     }
+    Ok(ToSend::Now(guard))
 }
 
 /// Publishes one operational event about `subject` (which never receives it) as `id`;
@@ -136,9 +180,10 @@ async fn raise(
     subject: Option<EndpointId>,
     event_type: &str,
     payload: serde_json::Value,
-    id: EventId,
+    sending: InFlight,
     now: Timestamp,
 ) -> Result<(), ServiceError> {
+    let id = sending.0;
     let mut event = Event::new(org, event_type, payload.to_string(), now);
     event.id = id;
     event.created_at = id.created_at();
@@ -167,7 +212,7 @@ async fn publish_raised(deps: &Deps, function: &'static str, event: Event) -> Op
             Some(published.event)
         }
         Err(e) => {
-            tracing::error!(error = %e, event_type, endpoint_id = ?ids.endpoint_id, organization_id = ?ids.organization_id, "could not publish an operational event; it is lost");
+            tracing::error!(error = %e, event_type, endpoint_id = ?ids.endpoint_id, organization_id = ?ids.organization_id, "could not publish an operational event");
             None
         }
     }
@@ -180,14 +225,14 @@ pub async fn notify_operator(deps: &Deps, events: &[OperatorEvent]) {
     }
 }
 
-/// Claims `marker` of `e` for a fresh event: the id to publish, if any is still to go.
+/// Claims `marker` of `e` for a fresh event: whether it is still to go.
 async fn claimed(
     deps: &Deps,
     e: &Endpoint,
     marker: &str,
     now: Timestamp,
     ttl: Duration,
-) -> Result<Option<EventId>, StoreError> {
+) -> Result<ToSend, StoreError> {
     let fresh = EventId::new();
     let marked = deps
         .markers
@@ -216,8 +261,8 @@ pub async fn endpoint_disabled(
     }
     let marker = format!("disabled#{}", seen.updated_at.timestamp_millis());
     let id = match claimed(deps, seen, &marker, now, FAILING_DEDUP).await {
-        Ok(Some(id)) => id,
-        Ok(None) => return,
+        Ok(ToSend::Now(id)) => id,
+        Ok(ToSend::Sending | ToSend::Sent) => return,
         Err(err) => {
             tracing::error!(error = %err, "could not claim the disabled marker; not sending it");
             return;
@@ -259,14 +304,15 @@ pub async fn endpoint_disabled(
 /// `capy.endpoint.recovered`: `before` is the endpoint as it was before the success closes
 /// its streak; nothing unless it was failing (a streak of [`FAILING_STREAK`] or more). Call
 /// it before the write that closes the streak: an error is for the caller to return, so
-/// its message comes back while the streak still says to raise it.
+/// its message comes back while the streak still says to raise it. `false`: another record
+/// of this process is publishing it, and closes the streak itself once it has.
 pub async fn endpoint_recovered(
     deps: &Deps,
     before: &Endpoint,
     now: Timestamp,
-) -> Result<(), ServiceError> {
+) -> Result<bool, ServiceError> {
     if before.stats.failure_streak < FAILING_STREAK {
-        return Ok(());
+        return Ok(true);
     }
     // Once per streak: several consumers may see the same first success, and the caller
     // may pass the endpoint as it read it (the update's own answer can be a retry's).
@@ -275,8 +321,10 @@ pub async fn endpoint_recovered(
         .failing_since
         .map_or(0, |t| t.timestamp_millis());
     let marker = format!("recovered#{streak}");
-    let Some(id) = claimed(deps, before, &marker, now, FAILING_DEDUP).await? else {
-        return Ok(());
+    let id = match claimed(deps, before, &marker, now, FAILING_DEDUP).await? {
+        ToSend::Now(id) => id,
+        ToSend::Sending => return Ok(false),
+        ToSend::Sent => return Ok(true),
     };
     let payload = json!({
         "endpoint_id": before.id,
@@ -297,7 +345,8 @@ pub async fn endpoint_recovered(
         id,
         now,
     )
-    .await
+    .await?;
+    Ok(true)
 }
 
 mod exhausted;

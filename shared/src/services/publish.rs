@@ -140,8 +140,8 @@ pub async fn publish_event(deps: &Deps, mut event: Event) -> Result<Published, S
             .await?;
     }
     match deps.events.create(&event).await {
-        // The id is fresh, so only our own write can hold it: an SDK retry of a put whose
-        // answer was lost.
+        // Our own write (an SDK retry of a put whose answer was lost), or, for an operational
+        // event, another raiser's of the same id: the consumers read the stored one.
         Ok(()) | Err(StoreError::Conflict) => {}
         Err(e) => return Err(e.into()),
     }

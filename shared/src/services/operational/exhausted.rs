@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{DELIVERY_EXHAUSTED, Deps, EXHAUSTED_WINDOW, raise, still_to_send, ts};
+use super::{DELIVERY_EXHAUSTED, Deps, EXHAUSTED_WINDOW, ToSend, raise, still_to_send, ts};
 use crate::domain::delivery::Delivery;
 use crate::domain::endpoint::Endpoint;
 use crate::domain::ids::EventId;
@@ -24,18 +24,16 @@ pub async fn delivery_exhausted(
 ) -> Result<(), ServiceError> {
     let fresh = EventId::new();
     let scope = e.id.to_string();
-    let (id, previous) = match deps
+    let (marked, previous) = match deps
         .markers
         .count_in_window(&scope, "exhausted", now, EXHAUSTED_WINDOW, fresh)
         .await?
     {
-        WindowCount::Opened { previous } => (fresh, previous),
-        WindowCount::Counted { event } => {
-            match still_to_send(deps, &e.organization_id, fresh, Marked::Held(event)).await? {
-                Some(id) => (id, None),
-                None => return Ok(()),
-            }
-        }
+        WindowCount::Opened { previous } => (Marked::Claimed, previous),
+        WindowCount::Counted { event } => (Marked::Held(event), None),
+    };
+    let ToSend::Now(id) = still_to_send(deps, &e.organization_id, fresh, marked).await? else {
+        return Ok(());
     };
     let window_end = time::after(now, EXHAUSTED_WINDOW);
     let payload = json!({

@@ -4,8 +4,8 @@
 use serde_json::json;
 
 use super::{
-    Deps, ENDPOINT_DISABLE_SCHEDULED, ENDPOINT_FAILING, FAILING_DEDUP, claimed, disable_after,
-    lead, opt_ts, raise, still_to_send, ts,
+    Deps, ENDPOINT_DISABLE_SCHEDULED, ENDPOINT_FAILING, FAILING_DEDUP, ToSend, claimed,
+    disable_after, lead, opt_ts, raise, still_to_send, ts,
 };
 use crate::domain::endpoint::{Endpoint, Outcome};
 use crate::domain::health::{FAILING_STREAK, disable_at_after};
@@ -28,7 +28,9 @@ pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
     let since = *after.stats.failing_since.get_or_insert(now);
     if after.stats.failure_streak >= FAILING_STREAK && !before.stats.failing_announced {
         match endpoint_failing(deps, &after, now).await {
-            Ok(()) => {
+            // Another record of this process is sending it; it records it too.
+            Ok(false) => {}
+            Ok(true) => {
                 let announced = Outcome::FailingAnnounced { since };
                 if let Err(e) = deps
                     .endpoints
@@ -71,8 +73,8 @@ pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
         Err(e) => Err(e),
     };
     let id = match id {
-        Ok(Some(id)) => id,
-        Ok(None) => return,
+        Ok(ToSend::Now(id)) => id,
+        Ok(ToSend::Sending | ToSend::Sent) => return,
         Err(e) => {
             tracing::error!(error = %e, "could not claim the disable_scheduled marker; not sending it");
             return;
@@ -105,10 +107,13 @@ pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
     }
 }
 
-/// `capy.endpoint.failing`, at most once per endpoint per [`FAILING_DEDUP`].
-async fn endpoint_failing(deps: &Deps, e: &Endpoint, now: Timestamp) -> Result<(), ServiceError> {
-    let Some(id) = claimed(deps, e, "failing", now, FAILING_DEDUP).await? else {
-        return Ok(());
+/// `capy.endpoint.failing`, at most once per endpoint per [`FAILING_DEDUP`]: `true` once it
+/// is out (or deduplicated), `false` while another record of this process sends it.
+async fn endpoint_failing(deps: &Deps, e: &Endpoint, now: Timestamp) -> Result<bool, ServiceError> {
+    let id = match claimed(deps, e, "failing", now, FAILING_DEDUP).await? {
+        ToSend::Now(id) => id,
+        ToSend::Sending => return Ok(false),
+        ToSend::Sent => return Ok(true),
     };
     let since = e.stats.failing_since.unwrap_or(now);
     let payload = json!({
@@ -131,5 +136,6 @@ async fn endpoint_failing(deps: &Deps, e: &Endpoint, now: Timestamp) -> Result<(
         id,
         now,
     )
-    .await
+    .await?;
+    Ok(true)
 }

@@ -330,3 +330,22 @@ async fn an_exhausted_window_whose_event_never_appeared_is_published_by_the_next
         vec![died]
     );
 }
+
+/// A marker held by an event this process is publishing right now is left to that
+/// publish: no second copy of its messages; once it ends, the next caller checks the store.
+#[tokio::test]
+async fn a_held_marker_whose_event_this_process_is_publishing_is_left_to_it() {
+    let stores = MemoryStores::default();
+    let deps = memory_deps(&stores);
+    let held = EventId::new();
+    let publishing = InFlight::enter(held).expect("not in flight yet");
+    let to_send = still_to_send(&deps, "org_i", EventId::new(), Marked::Held(Some(held)))
+        .await
+        .expect("store");
+    assert!(matches!(to_send, ToSend::Sending));
+    drop(publishing);
+    let to_send = still_to_send(&deps, "org_i", EventId::new(), Marked::Held(Some(held)))
+        .await
+        .expect("store");
+    assert!(matches!(to_send, ToSend::Now(ref g) if g.0 == held));
+}
