@@ -12,6 +12,7 @@ use futures::future::join_all;
 use rand::Rng;
 use tracing::Instrument;
 
+mod follow_ups;
 mod send;
 
 use send::{live_secrets, send};
@@ -19,7 +20,7 @@ use send::{live_secrets, send};
 use super::{Disposition, batch_response, parse, receipt, sent_at};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryMessage, DeliveryState, Expected};
 use crate::domain::endpoint::{Endpoint, Outcome};
-use crate::domain::health::{FAILING_STREAK, should_disable_after};
+use crate::domain::health::should_disable_after;
 use crate::domain::time::{self, Timestamp};
 use crate::http::SendOutcome;
 use crate::metrics::{DeliveryOutcome, Ids};
@@ -144,7 +145,9 @@ async fn process(
 ) -> Result<Disposition, ProcessError> {
     let now = time::now();
     let stored = loaded.deliveries.get(&msg.delivery_id);
-    if stored.is_some_and(|d| d.state.is_terminal()) {
+    if let Some(d) = stored.filter(|d| d.state.is_terminal()) {
+        // A crash (or a failed publish) may have come between its save and its follow-ups.
+        follow_ups::again(deps, loaded, d, now).await?;
         return Ok(Disposition::Ack);
     }
     let Some(event) = loaded
@@ -309,14 +312,6 @@ async fn record_attempt(
         d.state = DeliveryState::Delivered;
         d.delivered_at = Some(now);
         d.next_attempt_at = None;
-        // Before anything records the success: a crash after it brings the message back
-        // while the endpoint still reads failing, and the marker makes it one event.
-        let raised = endpoint.stats.failure_streak >= FAILING_STREAK;
-        // `false`: another record of this batch is publishing it and closes the streak.
-        let mut closes_streak = true;
-        if raised {
-            closes_streak = operational::endpoint_recovered(deps, endpoint, now).await?;
-        }
         if saved(deps, &d, &cur).await? {
             let lag = (now - d.created_at).num_milliseconds().max(0) as u64;
             deps.metrics.delivery(
@@ -327,27 +322,7 @@ async fn record_attempt(
                 Some(lag),
             );
         }
-        if closes_streak
-            && (endpoint.stats.failure_streak > 0 || endpoint.stats.failing_since.is_some())
-        {
-            let before = deps
-                .endpoints
-                .record_outcome(
-                    &endpoint.organization_id,
-                    endpoint.id,
-                    Outcome::RecoveredAfterFailures,
-                )
-                .await?;
-            // The streak reached FAILING_STREAK after this message's read of the endpoint
-            // (an update retried after its answer was lost answers with the streak it
-            // already reset, hence `!raised`). `None`: the endpoint was deleted meanwhile.
-            if let Some(before) =
-                before.filter(|b| !raised && b.stats.failure_streak >= FAILING_STREAK)
-                && let Err(e) = operational::endpoint_recovered(deps, &before, now).await
-            {
-                tracing::error!(error = %e, "capy.endpoint.recovered is lost");
-            }
-        }
+        follow_ups::after_success(deps, endpoint, now).await?;
         tracing::info!(attempt = d.attempts, status = ?outcome.status, "delivered");
         return Ok(Disposition::Ack);
     }
@@ -406,8 +381,6 @@ async fn record_attempt(
         d.state = DeliveryState::Failed;
         d.next_attempt_at = None;
         tracing::warn!(attempts = d.attempts, error = ?outcome.error, "delivery failed for good");
-        // Before the save, as `recovered` above: a crash in between raises it again.
-        operational::delivery_exhausted(deps, "deliver", endpoint, &d, now).await?;
         if saved(deps, &d, &cur).await? {
             deps.metrics.delivery(
                 DeliveryOutcome::Failed,
@@ -416,6 +389,7 @@ async fn record_attempt(
                 Some(attempt_ms),
                 None,
             );
+            follow_ups::after_exhausted(deps, endpoint, &d, now).await?;
         }
         return Ok(Disposition::Ack);
     };

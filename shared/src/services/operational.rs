@@ -22,9 +22,10 @@
 //! a transition and its event: a marker whose event never appeared is published again
 //! under the same id by the next caller (one event, however many try), and each is raised
 //! from state that survives a crash. `failing` is raised from the 5th failure on until the
-//! endpoint records it announced; `recovered` and `exhausted` are raised before the write
-//! that ends their condition, and fail the caller's work when they cannot be published, so
-//! its message comes back (at the price of one more send to the receiver). Not so
+//! endpoint records it announced; `recovered` before the write that closes the streak;
+//! `recovered` and `exhausted` after their delivery is saved, and a message whose delivery
+//! is already finished raises them again (`consumers::deliver::follow_ups`); they fail the
+//! caller's work when they cannot be published, so its message comes back. Not so
 //! `disable_scheduled` and `disabled`: one that cannot be published is logged at error
 //! level and dropped, and a crash right after their transition loses them.
 //!

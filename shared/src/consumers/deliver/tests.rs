@@ -343,3 +343,61 @@ async fn a_message_whose_event_is_missing_waits_while_young_and_is_dropped_when_
     assert!(w.stores.queue.postponed().is_empty());
     assert!(w.stores.deliveries.all().is_empty());
 }
+
+/// The consumer died between saving a success and closing the endpoint's failing streak:
+/// the message comes back, finds its delivery delivered, and raises `recovered` and closes
+/// the streak without sending again. A success older than the streak closes nothing.
+#[tokio::test]
+async fn a_finished_delivery_whose_follow_ups_did_not_run_runs_them_without_sending() {
+    for (delivered_after_streak, recovers) in [(true, true), (false, false)] {
+        let w = world();
+        let rx = receiver(200).await;
+        let since = time::now() - chrono::TimeDelta::hours(1);
+        let (e, _, d) = pending(&w, &rx.url, |e| Endpoint {
+            stats: DeliveryStats {
+                failure_streak: 7,
+                failing_since: Some(since),
+                last_failure_at: Some(since),
+                failing_announced: true,
+            },
+            ..e
+        })
+        .await;
+        w.endpoint("https://w.example", |e| Endpoint {
+            event_types: vec!["capy.endpoint.recovered".into()],
+            ..e
+        })
+        .await;
+        let mut done = d.clone();
+        done.state = DeliveryState::Delivered;
+        done.attempts = 1;
+        done.next_attempt_at = None;
+        done.delivered_at = Some(if delivered_after_streak {
+            since + chrono::TimeDelta::minutes(30)
+        } else {
+            since - chrono::TimeDelta::minutes(30)
+        });
+        w.deps
+            .deliveries
+            .save(&done, Expected::New)
+            .await
+            .expect("save");
+        let resp = deliver_batch(&w.deps, batch(&done.message())).await;
+        assert_eq!(failures(&resp), Vec::<String>::new());
+        assert!(rx.requests().is_empty(), "no second send");
+        let stats = w.endpoint_now(e.id).await.stats;
+        assert_eq!(stats.failure_streak == 0, recovers, "{stats:?}");
+        let q = crate::ports::EventQuery {
+            limit: 10,
+            event_type: Some("capy.endpoint.recovered".into()),
+            ..Default::default()
+        };
+        let (raised, _) = w
+            .deps
+            .events
+            .list(&e.organization_id, &q)
+            .await
+            .expect("list");
+        assert_eq!(raised.len(), usize::from(recovers));
+    }
+}

@@ -13,8 +13,8 @@ use crate::services::ServiceError;
 /// `capy.delivery.exhausted`: the first delivery of `e` to fail for good in an
 /// [`EXHAUSTED_WINDOW`] raises it; the others in that window are counted (and publish the
 /// window's event if its raiser never did), and the next window's event carries that count
-/// (`previous_window`). Call it before the delivery is saved failed; an error is for the
-/// caller to return, so its message comes back to raise it.
+/// (`previous_window`). An error is for the caller to return, so its message comes back to
+/// raise it.
 pub async fn delivery_exhausted(
     deps: &Deps,
     function: &'static str,
