@@ -200,7 +200,8 @@ pub async fn aws_config() -> aws_config::SdkConfig {
     }
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(sdk_http_client(SdkTrust::from_env()))
-        .retry_config(sdk_retry());
+        .retry_config(sdk_retry())
+        .timeout_config(sdk_timeouts());
     // Pointed at an emulator with no credentials or region configured: use dummy ones rather
     // than walk the credential chain (IMDS timeouts) and fail on a missing region.
     if var("AWS_ENDPOINT_URL").is_some() {
@@ -220,6 +221,16 @@ fn sdk_retry() -> aws_config::retry::RetryConfig {
     aws_config::retry::RetryConfig::standard().with_max_attempts(5)
 }
 
+/// The SDK sets no limit on an attempt by default: a connection that never answers would
+/// hold a consumer's batch (and `capy serve`'s poller) forever. An attempt that outlives
+/// the longest long poll (20 s) is abandoned and retried like any transient fault.
+fn sdk_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .operation_attempt_timeout(std::time::Duration::from_secs(25))
+        .build()
+}
+
 /// Inside Lambda the environment already holds what the SDK needs: the region and the
 /// execution role's credentials. Taking them directly skips the default loader's provider
 /// chains (profile files, ECS/IMDS providers, a dozen env-or-profile lookups), which is a
@@ -237,7 +248,8 @@ fn lambda_sdk_config() -> Option<aws_config::SdkConfig> {
             credentials,
         ))
         .http_client(sdk_http_client(SdkTrust::from_env()))
-        .retry_config(sdk_retry());
+        .retry_config(sdk_retry())
+        .timeout_config(sdk_timeouts());
     if let Some(url) = var("AWS_ENDPOINT_URL") {
         builder = builder.endpoint_url(url);
     }

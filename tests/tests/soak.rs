@@ -12,7 +12,8 @@
 //! `recovered`, `replay.finished`) are counted, and each must reach the `capy.*` subscriber.
 //!
 //! CI-sized by default (~120 deliveries); `SOAK_DELIVERIES=500 cargo test -p capy-tests
-//! --test soak -- --nocapture` is the long form.
+//! --test soak -- --nocapture` is the long form. `SOAK_RUST_LOG=info` logs `capy serve` at
+//! info level; a delivery left pending prints its log lines.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -396,7 +397,10 @@ async fn soak_faults_kills_nothing_lost() {
             // The replay phase: one delivery per page, a second apart, so it is caught mid-way.
             .set("REPLAY_PAGE_SIZE", "1")
             .set("REPLAY_PAGE_INTERVAL", "1s")
-            .set("RUST_LOG", "warn"),
+            .set(
+                "RUST_LOG",
+                std::env::var("SOAK_RUST_LOG").as_deref().unwrap_or("warn"),
+            ),
     )
     .await;
     let key = stack.mint_key(ORG, None);
@@ -524,6 +528,12 @@ async fn soak_faults_kills_nothing_lost() {
                 .filter(|r| r.state == "pending")
                 .take(5)
                 .collect();
+            let log = stack.log();
+            for r in &stuck {
+                for line in log.lines().filter(|l| l.contains(r.id.as_str())) {
+                    println!("serve log: {line}");
+                }
+            }
             panic!("{pending} deliveries still pending after {settle_deadline:?}: {stuck:?}");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
