@@ -220,20 +220,16 @@ async fn a_claim_whose_event_never_appeared_is_published_under_its_id() {
         .expect("claim");
     assert_eq!(marked, Marked::Claimed);
 
-    endpoint_recovered(&deps, &subject, now)
-        .await
-        .expect("raised");
-    assert_eq!(
-        raised_ids(&deps, "org_c", ENDPOINT_RECOVERED).await,
-        vec![died]
-    );
-    endpoint_recovered(&deps, &subject, now)
-        .await
-        .expect("raised");
-    assert_eq!(
-        raised_ids(&deps, "org_c", ENDPOINT_RECOVERED).await,
-        vec![died]
-    );
+    // The first call publishes it; the second finds it.
+    for _ in 0..2 {
+        endpoint_recovered(&deps, &subject, now)
+            .await
+            .expect("raised");
+        assert_eq!(
+            raised_ids(&deps, "org_c", ENDPOINT_RECOVERED).await,
+            vec![died]
+        );
+    }
 }
 
 /// `failing` is raised at any streak past the threshold until the endpoint records it
@@ -315,20 +311,16 @@ async fn an_exhausted_window_whose_event_never_appeared_is_published_by_the_next
     assert_eq!(opened, WindowCount::Opened { previous: None });
     let event = Event::new("org_x", "order.created", "{}".into(), now);
     let d = Delivery::first(&event, subject.id, 3);
-    delivery_exhausted(&deps, "deliver", &subject, &d, now)
-        .await
-        .expect("raised");
-    assert_eq!(
-        raised_ids(&deps, "org_x", DELIVERY_EXHAUSTED).await,
-        vec![died]
-    );
-    delivery_exhausted(&deps, "deliver", &subject, &d, now)
-        .await
-        .expect("raised");
-    assert_eq!(
-        raised_ids(&deps, "org_x", DELIVERY_EXHAUSTED).await,
-        vec![died]
-    );
+    // The first counted delivery publishes it; the second finds it.
+    for _ in 0..2 {
+        delivery_exhausted(&deps, "deliver", &subject, &d, now)
+            .await
+            .expect("raised");
+        assert_eq!(
+            raised_ids(&deps, "org_x", DELIVERY_EXHAUSTED).await,
+            vec![died]
+        );
+    }
 }
 
 /// A marker held by an event this process is publishing right now is left to that
