@@ -5,11 +5,10 @@ use serde_json::json;
 
 use super::{
     Deps, ENDPOINT_DISABLE_SCHEDULED, ENDPOINT_FAILING, FAILING_DEDUP, ToSend, claimed,
-    disable_after, lead, opt_ts, raise, still_to_send, ts,
+    disable_after, lead, opt_ts, raise, ts,
 };
 use crate::domain::endpoint::{Endpoint, Outcome};
 use crate::domain::health::{FAILING_STREAK, disable_at_after};
-use crate::domain::ids::EventId;
 use crate::domain::time::Timestamp;
 use crate::services::ServiceError;
 
@@ -63,16 +62,7 @@ pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
     let marker = format!("disable_scheduled#{}", streak_start.timestamp_millis());
     // Kept past the disable itself, so a late duplicate finds it.
     let ttl = deps.policy.disable_after + deps.policy.disable_warning_lead;
-    let fresh = EventId::new();
-    let id = match deps
-        .markers
-        .claim(&after.id.to_string(), &marker, now, ttl, fresh)
-        .await
-    {
-        Ok(marked) => still_to_send(deps, &after.organization_id, fresh, marked).await,
-        Err(e) => Err(e),
-    };
-    let id = match id {
+    let id = match claimed(deps, &after, &marker, now, ttl).await {
         Ok(ToSend::Now(id)) => id,
         Ok(ToSend::Sending | ToSend::Sent) => return,
         Err(e) => {
