@@ -242,6 +242,25 @@ async fn claimed(
     still_to_send(deps, &e.organization_id, fresh, marked).await
 }
 
+/// As [`claimed`], for the events that are best effort (`disabled`, `disable_scheduled`): a
+/// claim that fails is logged and the event not sent.
+async fn claimed_or_log(
+    deps: &Deps,
+    e: &Endpoint,
+    marker: &str,
+    now: Timestamp,
+    ttl: Duration,
+) -> Option<InFlight> {
+    match claimed(deps, e, marker, now, ttl).await {
+        Ok(ToSend::Now(id)) => Some(id),
+        Ok(ToSend::Sending | ToSend::Sent) => None,
+        Err(err) => {
+            tracing::error!(error = %err, marker, "could not claim an operational marker; not sending its event");
+            None
+        }
+    }
+}
+
 /// `capy.endpoint.disabled`: `before` is the endpoint as it was before this call disabled
 /// it; nothing when it was already inactive (another call disabled it first). Also put on
 /// the operator bus.
@@ -261,13 +280,8 @@ pub async fn endpoint_disabled(
         return;
     }
     let marker = format!("disabled#{}", seen.updated_at.timestamp_millis());
-    let id = match claimed(deps, seen, &marker, now, FAILING_DEDUP).await {
-        Ok(ToSend::Now(id)) => id,
-        Ok(ToSend::Sending | ToSend::Sent) => return,
-        Err(err) => {
-            tracing::error!(error = %err, "could not claim the disabled marker; not sending it");
-            return;
-        }
+    let Some(id) = claimed_or_log(deps, seen, &marker, now, FAILING_DEDUP).await else {
+        return;
     };
     let payload = json!({
         "endpoint_id": before.id,

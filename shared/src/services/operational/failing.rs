@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{
     Deps, ENDPOINT_DISABLE_SCHEDULED, ENDPOINT_FAILING, FAILING_DEDUP, ToSend, claimed,
-    disable_after, lead, opt_ts, raise, ts,
+    claimed_or_log, disable_after, lead, opt_ts, raise, ts,
 };
 use crate::domain::endpoint::{Endpoint, Outcome};
 use crate::domain::health::{FAILING_STREAK, disable_at_after};
@@ -62,13 +62,8 @@ pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
     let marker = format!("disable_scheduled#{}", streak_start.timestamp_millis());
     // Kept past the disable itself, so a late duplicate finds it.
     let ttl = deps.policy.disable_after + deps.policy.disable_warning_lead;
-    let id = match claimed(deps, &after, &marker, now, ttl).await {
-        Ok(ToSend::Now(id)) => id,
-        Ok(ToSend::Sending | ToSend::Sent) => return,
-        Err(e) => {
-            tracing::error!(error = %e, "could not claim the disable_scheduled marker; not sending it");
-            return;
-        }
+    let Some(id) = claimed_or_log(deps, &after, &marker, now, ttl).await else {
+        return;
     };
     let payload = json!({
         "endpoint_id": after.id,
