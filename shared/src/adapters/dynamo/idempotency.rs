@@ -1,18 +1,25 @@
-//! Publish claims: `ORG#{org}` / `IDEM#{key}`, with a TTL.
+//! Publish claims: `IDEM#{org}#{key}` / `IDEM`, with a TTL.
+//!
+//! Each claim is its own partition: an organization publishing thousands of keyed events a
+//! second writes one claim per event, which would exceed one partition's 1,000 write units/s
+//! if they shared the organization's `ORG#{org}` (where they lived before).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{Table, key, n, org_pk, s, store_error, to_item};
+use super::{Table, key, n, s, store_error, to_item};
 use crate::domain::ids::EventId;
 use crate::domain::time;
 use crate::ports::{Claim, IdempotencyStore, PublishRecord, StoreError};
 
-fn idem_sk(key: &str) -> String {
-    format!("IDEM#{key}")
+/// As everywhere in the table (`ORG#{org}#EVT#…`), organization ids are taken to hold no `#`.
+fn idem_pk(org: &str, key: &str) -> String {
+    format!("IDEM#{org}#{key}")
 }
+
+const IDEM_SK: &str = "IDEM";
 
 #[derive(Serialize, Deserialize)]
 struct PublishItem {
@@ -34,8 +41,8 @@ impl IdempotencyStore for Table {
     ) -> Result<Claim, StoreError> {
         let now = time::now();
         let item = to_item(&PublishItem {
-            pk: org_pk(org),
-            sk: idem_sk(key_),
+            pk: idem_pk(org, key_),
+            sk: IDEM_SK.into(),
             expires_at: time::after(now, ttl).timestamp(),
             record: record.clone(),
         })?;
@@ -54,7 +61,7 @@ impl IdempotencyStore for Table {
             Ok(_) => Ok(Claim::Claimed),
             Err(StoreError::Conflict) => {
                 let existing: PublishItem = self
-                    .get_item(org_pk(org), idem_sk(key_))
+                    .get_item(idem_pk(org, key_), IDEM_SK.into())
                     .await?
                     .ok_or(StoreError::Conflict)?;
                 Ok(Claim::Existing(existing.record))
@@ -68,7 +75,7 @@ impl IdempotencyStore for Table {
             .client
             .delete_item()
             .table_name(&self.name)
-            .set_key(Some(key(org_pk(org), idem_sk(key_))))
+            .set_key(Some(key(idem_pk(org, key_), IDEM_SK.into())))
             .condition_expression("event_id = :e")
             .expression_attribute_values(":e", s(event_id.to_string()))
             .send()

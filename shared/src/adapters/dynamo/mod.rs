@@ -8,7 +8,7 @@
 //! | extra recipient | `EVT#{event}`          | `ADD#{endpoint}` |
 //! | delivery        | `EP#{endpoint}#{shard}`| `DLV#{id}`     |
 //! | API key         | `KEY#{sha256}`         | `KEY`          |
-//! | publish claim   | `ORG#{org}`            | `IDEM#{key}`   |
+//! | publish claim   | `IDEM#{org}#{key}`     | `IDEM`         |
 //! | ops marker      | `OPS#{endpoint}`       | `MARK#{name}`  |
 //! | portal session  | `PS#{id}`              | `PS`           |
 //! | job             | `ORG#{org}#JOB`        | `JOB#{id}`     |
