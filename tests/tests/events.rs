@@ -220,6 +220,46 @@ async fn the_payload_is_stored_once_for_a_ten_endpoint_publish() {
 }
 
 #[tokio::test]
+async fn a_long_payload_is_stored_deflated_once_and_comes_back_byte_for_byte() {
+    let stack = Stack::start().await;
+    let key = stack.mint_key("org_long", None);
+    let r = Receiver::start().await;
+    endpoints_on(&stack, "org_long", &key, &r, 2).await;
+    let marker = format!("long-marker-{}", std::process::id());
+    let lines: Vec<Value> = (0..80)
+        .map(|i| json!({"id": format!("li_{i:04}"), "amount": 100 * i, "note": format!("{marker} é ✓ \"q\"")}))
+        .collect();
+    let payload = json!({"invoice": "in_1", "lines": lines});
+    assert!(payload.to_string().len() > 4096);
+    let published = stack
+        .publish(
+            "org_long",
+            &key,
+            json!({"event_type": "invoice.paid", "payload": payload}),
+        )
+        .await;
+    let event_id = published["event_id"].as_str().expect("event id");
+    assert_each_endpoint_got_one(&stack, &r, 2, "org_long", &key, event_id).await;
+    let dump = stack.dump_table().await;
+    assert_eq!(
+        dump.matches(&marker).count(),
+        0,
+        "no plain copy in the table"
+    );
+    assert_eq!(
+        dump.matches("payload_deflate").count(),
+        1,
+        "one deflated copy"
+    );
+    let got = event(&stack, "org_long", &key, event_id).await;
+    assert_eq!(got["event"]["payload"], payload);
+    for x in r.received() {
+        let body: Value = serde_json::from_str(&x.body).expect("json body");
+        assert_eq!(body["data"], payload, "every receiver got the payload");
+    }
+}
+
+#[tokio::test]
 async fn the_events_api_lists_filters_pages_and_isolates() {
     let stack = Stack::start().await;
     let key = stack.mint_key("org_log", None);

@@ -964,18 +964,88 @@ async fn acknowledge(
     receipts.len()
 }
 
-/// A JSON payload of exactly `bytes` bytes serialized.
-fn payload(bytes: usize) -> serde_json::Value {
-    let base = serde_json::json!({
-        "invoice_id": "in_01J8Z3Q4R5S6T7V8W9X0Y1Z2A3",
-        "customer": "cus_123456",
-        "amount_due": 4200,
+/// An invoice-like JSON payload of exactly `bytes` bytes serialized, different for every
+/// `seed`: random ids, amounts, times and a few words per line item, so it deflates as a real
+/// webhook body does (~2.5× at 1 KB) rather than as a run of one character (~100×), which
+/// would flatter the stored size.
+fn payload(bytes: usize, seed: u64) -> serde_json::Value {
+    use rand::{Rng, SeedableRng};
+    const WORDS: [&str; 24] = [
+        "pro",
+        "plan",
+        "seat",
+        "monthly",
+        "annual",
+        "storage",
+        "overage",
+        "support",
+        "team",
+        "api",
+        "calls",
+        "priority",
+        "addon",
+        "credit",
+        "discount",
+        "usage",
+        "compute",
+        "hours",
+        "premium",
+        "basic",
+        "bandwidth",
+        "tier",
+        "license",
+        "renewal",
+    ];
+    fn id(rng: &mut rand::rngs::StdRng, prefix: &str, n: usize) -> String {
+        const B62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let tail: String = (0..n)
+            .map(|_| B62[rng.random_range(0..B62.len())] as char)
+            .collect();
+        format!("{prefix}_{tail}")
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut v = serde_json::json!({
+        "object": "invoice",
+        "id": id(&mut rng, "in", 24),
+        "customer": id(&mut rng, "cus", 14),
+        "subscription": id(&mut rng, "sub", 24),
         "currency": "usd",
-        "note": "",
+        "status": "paid",
+        "lines": [],
+        "memo": "",
     });
-    let filler = bytes.saturating_sub(base.to_string().len());
-    let mut v = base;
-    v["note"] = serde_json::json!("x".repeat(filler));
+    let created: i64 = 1_790_000_000 + rng.random_range(0..10_000_000);
+    v["created"] = serde_json::json!(created);
+    v["customer_email"] =
+        serde_json::json!(format!("user{}@example.com", rng.random_range(0..100_000)));
+    loop {
+        let description: Vec<&str> = (0..rng.random_range(2..5))
+            .map(|_| WORDS[rng.random_range(0..WORDS.len())])
+            .collect();
+        let line = serde_json::json!({
+            "id": format!("il_{:024x}", rng.random::<u128>() >> 32),
+            "amount": rng.random_range(100..100_000),
+            "quantity": rng.random_range(1..6),
+            "description": description.join(" "),
+            "period": {"start": created - 2_592_000, "end": created},
+            "price": format!("price_{:014x}", rng.random::<u64>() >> 8),
+        });
+        let mut next = v.clone();
+        next["lines"].as_array_mut().expect("lines").push(line);
+        if next.to_string().len() > bytes {
+            break;
+        }
+        v = next;
+    }
+    // The rest in words, to the byte.
+    let mut memo = String::new();
+    while v.to_string().len() + memo.len() < bytes {
+        memo.push_str(WORDS[rng.random_range(0..WORDS.len())]);
+        memo.push(' ');
+    }
+    let over = v.to_string().len() + memo.len() - bytes;
+    memo.truncate(memo.len() - over);
+    v["memo"] = serde_json::json!(memo);
     v
 }
 
@@ -1030,7 +1100,13 @@ async fn run_case(
     let key = env.key(org).await;
     let ids = env.endpoints(org, endpoints, receiver).await;
     let events = args.deliveries.div_ceil(endpoints).max(1);
-    let body = payload(payload_bytes);
+    let body = payload(payload_bytes, 0);
+    let text = body.to_string();
+    println!(
+        "  payload: invoice-like JSON, {} B, deflates to {} B (events store payloads over 512 B deflated)",
+        text.len(),
+        miniz_oxide::deflate::compress_to_vec(text.as_bytes(), 6).len()
+    );
     let hits0 = receiver.hits();
     let (_, repeats0) = receiver.ids();
     // Only what the functions and the event source mapping do from here on.
@@ -1042,7 +1118,10 @@ async fn run_case(
     let mut published = Vec::new();
     for j in 0..events {
         let idem = (!args.no_idempotency_key).then(|| format!("bench-{j}"));
-        published.push(env.publish(org, &key, &body, idem).await);
+        published.push(
+            env.publish(org, &key, &payload(payload_bytes, j as u64), idem)
+                .await,
+        );
     }
     let pending = published.iter().filter(|p| p.pending).count();
     env.drain_fan_out(pending).await;
@@ -1564,7 +1643,7 @@ async fn report_publish(
     let mut orgs: Vec<String> = vec![one.into(), thousand.into()];
     let sizes: Vec<usize> = args.enqueue.iter().copied().filter(|n| *n > 0).collect();
     orgs.extend(sizes.iter().map(|n| format!("org_fan{n}")));
-    let body = payload(1024);
+    let body = payload(1024, 0);
     // A table of its own per fan-out (moto's Query walks the whole table).
     for (org, n) in orgs[2..].iter().zip(&sizes) {
         let env = Env::new(sdk).await;
@@ -1741,7 +1820,7 @@ async fn duplicates(args: &Args, moto_url: &str, n: usize) {
             format!("/v1/organizations/{org}/events"),
             serde_json::json!({
                 "event_type": "invoice.paid",
-                "payload": payload(1024),
+                "payload": payload(1024, j as u64),
                 "idempotency_key": format!("dup-{j}"),
             }),
         )

@@ -1,9 +1,14 @@
 //! API keys: `KEY#{sha256}` / `KEY`.
+//!
+//! Every API request looks its key up, so the lookup reads eventually consistent, at half the
+//! read units; only a miss (a key minted a moment ago, or no key at all) is read again strongly.
+//! A revocation (`capy keys revoke`) therefore takes effect within DynamoDB's replication lag,
+//! typically well under a second, rather than at the instant of the write.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{Table, store_error, to_item};
+use super::{Table, from_item, store_error, to_item};
 use crate::domain::api_key::ApiKeyRecord;
 use crate::ports::{ApiKeyStore, StoreError};
 
@@ -18,10 +23,13 @@ struct ApiKeyItem {
 #[async_trait]
 impl ApiKeyStore for Table {
     async fn get(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        Ok(self
-            .get_item::<ApiKeyItem>(format!("KEY#{key_hash}"), "KEY".into())
-            .await?
-            .map(|i| i.record))
+        let pk = format!("KEY#{key_hash}");
+        let item = match self.get_raw(pk.clone(), "KEY".into(), false).await? {
+            Some(item) => Some(item),
+            None => self.get_raw(pk, "KEY".into(), true).await?,
+        };
+        item.map(|i| from_item::<ApiKeyItem>(i).map(|i| i.record))
+            .transpose()
     }
 
     async fn put(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use futures::future::try_join_all;
 use serde::{Deserialize, Serialize};
 
-use super::{Item, Table, from_item, key, n, s, store_error, to_item};
+use super::{Item, Table, from_item, key, n, payload, s, store_error, to_item};
 use crate::domain::event::{Event, FanOutPage, FanOutState};
 use crate::domain::ids::{EndpointId, EventId};
 use crate::domain::time;
@@ -99,7 +99,7 @@ impl Table {
             }
             let page = query.send().await.map_err(store_error)?;
             for item in page.items.unwrap_or_default() {
-                let e = from_item::<EventItem>(item)?.event;
+                let e = from_item::<EventItem>(payload::unpack(item)?)?.event;
                 if Some(e.id) != w.after {
                     r.found.push(e);
                 }
@@ -190,12 +190,13 @@ impl ShardRead {
 #[async_trait]
 impl EventStore for Table {
     async fn create(&self, e: &Event) -> Result<(), StoreError> {
-        let item = to_item(&EventItem {
+        let mut item = to_item(&EventItem {
             pk: events_pk(&e.organization_id, shard_of(e.id)),
             sk: event_sk(e.id),
             event: e.clone(),
             expires_at: self.expires_at(e.id),
         })?;
+        payload::pack(&mut item);
         self.client
             .put_item()
             .table_name(&self.name)
@@ -209,11 +210,14 @@ impl EventStore for Table {
 
     async fn get(&self, org: &str, id: EventId) -> Result<Option<Event>, StoreError> {
         let now = time::now().timestamp();
-        Ok(self
-            .get_item::<EventItem>(events_pk(org, shard_of(id)), event_sk(id))
+        let Some(item) = self
+            .get_raw(events_pk(org, shard_of(id)), event_sk(id), true)
             .await?
-            .filter(|i| i.expires_at > now)
-            .map(|i| i.event))
+        else {
+            return Ok(None);
+        };
+        let item = from_item::<EventItem>(payload::unpack(item)?)?;
+        Ok((item.expires_at > now).then_some(item.event))
     }
 
     async fn list(

@@ -23,6 +23,7 @@ mod events;
 mod idempotency;
 mod jobs;
 mod markers;
+mod payload;
 mod portal_sessions;
 mod reader;
 pub mod schema;
@@ -75,16 +76,26 @@ impl Table {
         pk: String,
         sk: String,
     ) -> Result<Option<T>, StoreError> {
+        self.get_raw(pk, sk, true).await?.map(from_item).transpose()
+    }
+
+    /// A read of one item, as stored.
+    async fn get_raw(
+        &self,
+        pk: String,
+        sk: String,
+        consistent: bool,
+    ) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.name)
             .set_key(Some(key(pk, sk)))
-            .consistent_read(true)
+            .consistent_read(consistent)
             .send()
             .await
             .map_err(store_error)?;
-        out.item.map(from_item).transpose()
+        Ok(out.item)
     }
 }
 

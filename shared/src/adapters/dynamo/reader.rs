@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::KeysAndAttributes;
 use super::deliveries::{DeliveryItem, by_prefix, delivery_key};
 use super::endpoints::{EndpointItem, endpoint_sk};
 use super::events::{EventItem, event_key};
-use super::{Item, Table, from_item, key, org_pk};
+use super::{Item, Table, from_item, key, org_pk, payload};
 use crate::domain::delivery::DeliveryMessage;
 use crate::domain::time;
 use crate::ports::{DeliveryReader, Loaded, StoreError};
@@ -86,7 +86,7 @@ impl Table {
             loaded.endpoints.insert(e.id, e);
         }
         for item in kinds.remove("EVT").unwrap_or_default() {
-            let e = from_item::<EventItem>(item)?.event;
+            let e = from_item::<EventItem>(payload::unpack(item)?)?.event;
             // Like `EventStore::get`: an event past retention whose TTL deletion has
             // not happened yet (it lags by days) is gone.
             if time::after(e.id.created_at(), self.retention) > now {
