@@ -366,6 +366,7 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             failing_since: Some(t1),
             last_failure_at: Some(t1),
             failing_announced: false,
+            disabled_at: None,
         }
     );
     assert_eq!(
@@ -382,6 +383,7 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             failing_since: Some(t1),
             last_failure_at: Some(t2),
             failing_announced: false,
+            disabled_at: None,
         }
     );
     // An announcement names its streak: another streak's changes nothing.
@@ -409,6 +411,7 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             failing_since: None,
             last_failure_at: Some(t2),
             failing_announced: false,
+            disabled_at: None,
         }
     );
     let _ = record(Outcome::Failure { at: t3 }).await;
@@ -429,6 +432,8 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
         Some("the receiver answered 410 Gone")
     );
     assert_eq!(got.updated_at, t4);
+    assert_eq!(got.stats.disabled_at, Some(t4), "names the disable's event");
+    assert_eq!(got.stats.failing_since, Some(t3), "the streak is kept");
     assert_eq!((got.url, got.secret), (e.url.clone(), e.secret.clone()));
     // Nothing happens to an endpoint that does not exist.
     let ghost = EndpointId::new();

@@ -195,6 +195,8 @@ async fn process(
     let endpoint = match endpoint {
         None => return finish_without_sending(deps, &cur, "endpoint deleted").await,
         Some(e) if !e.is_active => {
+            // Its disabler may have died before publishing `capy.endpoint.disabled`.
+            operational::disabled_follow_up(deps, e, now).await?;
             let why = match &e.disabled_reason {
                 Some(r) => format!("endpoint disabled ({r})"),
                 None => "endpoint disabled".to_owned(),
@@ -215,7 +217,7 @@ async fn process(
                 )
                 .await?;
             if let Some(before) = before {
-                operational::endpoint_disabled(deps, e, &before, &reason, now).await;
+                operational::endpoint_disabled(deps, &before, &reason, now).await?;
             }
             return finish_without_sending(deps, &cur, &format!("endpoint disabled ({reason})"))
                 .await;
@@ -365,7 +367,9 @@ async fn record_attempt(
             );
         }
         if let Some(before) = before {
-            operational::endpoint_disabled(deps, endpoint, &before, &reason, now).await;
+            // Saved first: an error brings the message back to a finished delivery, whose
+            // follow-ups raise it then.
+            operational::endpoint_disabled(deps, &before, &reason, now).await?;
         }
         return Ok(Disposition::Ack);
     }

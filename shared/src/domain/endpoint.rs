@@ -36,6 +36,11 @@ pub struct DeliveryStats {
     /// every failure of the streak checks.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub failing_announced: bool,
+    /// When the system (a streak, a `410 Gone`) last disabled the endpoint: it names that
+    /// disable's `capy.endpoint.disabled`, which the messages after it make sure of. Only the
+    /// disabling write sets it (an owner's changes never touch the counters).
+    #[serde(default, with = "time::rfc3339::option")]
+    pub disabled_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -172,7 +172,9 @@ impl EndpointStore for Table {
                 .expression_attribute_values(":since", s(time::format(&since)))
                 .expression_attribute_values(":t", AttributeValue::Bool(true)),
             Outcome::Disable { reason, at } => req
-                .update_expression("SET is_active = :f, disabled_reason = :reason, updated_at = :at")
+                .update_expression(
+                    "SET is_active = :f, disabled_reason = :reason, updated_at = :at, stats.disabled_at = :at",
+                )
                 .expression_attribute_values(":f", AttributeValue::Bool(false))
                 .expression_attribute_values(":reason", s(reason))
                 .expression_attribute_values(":at", s(time::format(&at))),

@@ -110,6 +110,7 @@ impl EndpointStore for MemoryEndpoints {
                 e.is_active = false;
                 e.disabled_reason = Some(reason);
                 e.updated_at = at;
+                e.stats.disabled_at = Some(at);
             }
         }
         Ok(Some(before))

@@ -1,6 +1,6 @@
 //! What a finished delivery sets off besides its own record: `capy.endpoint.recovered` and
 //! the close of the endpoint's failure streak after a success, `capy.delivery.exhausted`
-//! after the last failure. They run after the delivery is saved, and an error sends the
+//! after the last failure, `capy.endpoint.disabled` after a `410 Gone`. They run after the delivery is saved, and an error sends the
 //! message back; a message whose delivery is already finished runs them again (a crash may
 //! have come between the save and them), and the markers make that one event.
 
@@ -70,10 +70,15 @@ pub(super) async fn again(
     let Some(endpoint) = loaded
         .endpoints
         .get(&d.endpoint_id)
-        .filter(|e| e.organization_id == d.organization_id && e.is_active)
+        .filter(|e| e.organization_id == d.organization_id)
     else {
         return Ok(());
     };
+    if !endpoint.is_active {
+        // This delivery's `410 Gone` may have disabled it, its event not yet out.
+        operational::disabled_follow_up(deps, endpoint, now).await?;
+        return Ok(());
+    }
     match d.state {
         DeliveryState::Delivered => {
             let after_streak_began = d

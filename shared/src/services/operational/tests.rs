@@ -5,8 +5,8 @@ use crate::adapters::eventbridge::MemoryBus;
 use crate::adapters::memory::MemoryStores;
 use crate::adapters::secrets::LocalCipher;
 use crate::domain::delivery::{Delivery, DeliveryState};
-use crate::domain::endpoint::Outcome;
 use crate::domain::endpoint::SealedSecret;
+use crate::domain::endpoint::{DeliveryStats, Outcome};
 use crate::ports::{EventQuery, WindowCount};
 
 /// A dead letter marks its delivery failed, tells the operator bus, and raises
@@ -139,14 +139,103 @@ async fn recovered_and_disabled_survive_a_retried_update() {
     after_own_write.is_active = false;
     after_own_write.disabled_reason = Some(reason.into());
     after_own_write.updated_at = now;
-    endpoint_disabled(&deps, &subject, &after_own_write, reason, now).await;
-    // Another record of the same batch, from the same read of the endpoint.
-    endpoint_disabled(&deps, &subject, &subject, reason, now).await;
+    endpoint_disabled(&deps, &after_own_write, reason, now)
+        .await
+        .expect("raised");
+    // The first try of that same write.
+    endpoint_disabled(&deps, &subject, reason, now)
+        .await
+        .expect("raised");
     assert_eq!(raised(ENDPOINT_DISABLED).await, 1);
     // Disabled by someone else before this write: not ours to announce.
     let later = now + chrono::TimeDelta::seconds(5);
-    endpoint_disabled(&deps, &subject, &after_own_write, reason, later).await;
+    endpoint_disabled(&deps, &after_own_write, reason, later)
+        .await
+        .expect("nothing to raise");
     assert_eq!(raised(ENDPOINT_DISABLED).await, 1);
+}
+
+/// The disabler dies between its write and the publish: the next message for the endpoint
+/// within the hour raises `capy.endpoint.disabled`, once, with the disable's time; an owner's
+/// disable, or one over an hour old, raises nothing.
+#[tokio::test]
+async fn a_disable_whose_event_never_appeared_is_raised_by_the_next_message() {
+    let stores = MemoryStores::default();
+    let deps = memory_deps(&stores);
+    let now = time::now();
+    let subject = failing_subject(&deps, "org_dis", now).await;
+    let at = now - chrono::TimeDelta::minutes(3);
+    let reason = "the receiver answered 410 Gone";
+    let before = deps
+        .endpoints
+        .record_outcome(
+            "org_dis",
+            subject.id,
+            Outcome::Disable {
+                reason: reason.into(),
+                at,
+            },
+        )
+        .await
+        .expect("disable")
+        .expect("endpoint");
+    assert!(before.is_active);
+    // ... and the process died here. The next messages find it disabled.
+    let disabled = deps
+        .endpoints
+        .get("org_dis", subject.id)
+        .await
+        .expect("get")
+        .expect("endpoint");
+    assert_eq!(disabled.stats.disabled_at, Some(at));
+    async fn events(deps: &Deps) -> Vec<Event> {
+        let q = EventQuery {
+            limit: 50,
+            event_type: Some(ENDPOINT_DISABLED.into()),
+            ..Default::default()
+        };
+        deps.events.list("org_dis", &q).await.expect("list").0
+    }
+    disabled_follow_up(&deps, &disabled, now)
+        .await
+        .expect("follow-up");
+    disabled_follow_up(&deps, &disabled, now)
+        .await
+        .expect("follow-up");
+    let raised = events(&deps).await;
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!(
+        raised[0].created_at, at,
+        "named by the disable, not the message"
+    );
+    assert_eq!(raised[0].subject_endpoint, Some(subject.id));
+    let payload: serde_json::Value = serde_json::from_str(&raised[0].payload).expect("json");
+    assert_eq!(payload["reason"], reason);
+    assert_eq!(payload["disabled_at"], ts(&at));
+    // The disabler's own publish, late, is the same event.
+    endpoint_disabled(&deps, &before, reason, at)
+        .await
+        .expect("raised");
+    assert_eq!(events(&deps).await.len(), 1);
+
+    // Disabled over an hour ago, or by its owner: nothing.
+    let old = Endpoint {
+        stats: DeliveryStats {
+            disabled_at: Some(now - DISABLED_FOLLOW_UP - chrono::TimeDelta::seconds(1)),
+            ..disabled.stats.clone()
+        },
+        id: EndpointId::new(),
+        ..disabled.clone()
+    };
+    let by_owner = Endpoint {
+        disabled_reason: None,
+        id: EndpointId::new(),
+        ..disabled.clone()
+    };
+    for e in [&old, &by_owner] {
+        disabled_follow_up(&deps, e, now).await.expect("follow-up");
+    }
+    assert_eq!(events(&deps).await.len(), 1);
 }
 
 fn memory_deps(stores: &MemoryStores) -> Deps {
