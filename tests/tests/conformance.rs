@@ -366,6 +366,7 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             failing_since: Some(t1),
             last_failure_at: Some(t1),
             failing_announced: false,
+            disable_scheduled_announced: false,
             disabled_at: None,
         }
     );
@@ -383,6 +384,7 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             failing_since: Some(t1),
             last_failure_at: Some(t2),
             failing_announced: false,
+            disable_scheduled_announced: false,
             disabled_at: None,
         }
     );
@@ -398,6 +400,16 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
     let _ = record(Outcome::FailingAnnounced { since: t1 }).await;
     assert!(get().await.stats.failing_announced);
     assert_eq!(
+        s.endpoints
+            .record_outcome(ORG, e.id, Outcome::DisableScheduledAnnounced { since: t2 })
+            .await
+            .expect("outcome"),
+        None
+    );
+    assert!(!get().await.stats.disable_scheduled_announced);
+    let _ = record(Outcome::DisableScheduledAnnounced { since: t1 }).await;
+    assert!(get().await.stats.disable_scheduled_announced);
+    assert_eq!(
         record(Outcome::RecoveredAfterFailures)
             .await
             .stats
@@ -411,6 +423,7 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             failing_since: None,
             last_failure_at: Some(t2),
             failing_announced: false,
+            disable_scheduled_announced: false,
             disabled_at: None,
         }
     );

@@ -36,6 +36,10 @@ pub struct DeliveryStats {
     /// every failure of the streak checks.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub failing_announced: bool,
+    /// `capy.endpoint.disable_scheduled` went out for this streak: until then, every failure
+    /// within the warning lead checks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disable_scheduled_announced: bool,
     /// When the system (a streak, a `410 Gone`) last disabled the endpoint: it names that
     /// disable's `capy.endpoint.disabled`, which the messages after it make sure of. Only the
     /// disabling write sets it (an owner's changes never touch the counters).
@@ -101,6 +105,11 @@ pub enum Outcome {
     /// `capy.endpoint.failing` went out for the streak open since `since`; nothing if that
     /// streak has ended.
     FailingAnnounced {
+        since: Timestamp,
+    },
+    /// `capy.endpoint.disable_scheduled` went out for the streak open since `since`; nothing
+    /// if that streak has ended.
+    DisableScheduledAnnounced {
         since: Timestamp,
     },
     Disable {

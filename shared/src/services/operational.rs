@@ -28,8 +28,8 @@
 //! caller's work when they cannot be published, so its message comes back. `disabled` is
 //! named by the disable's time (no marker): the disabler raises it after its write, and the
 //! messages that still arrive for the endpoint within the hour raise it again if it never
-//! appeared. Not so `disable_scheduled`: one that cannot be published is logged at error
-//! level and dropped, and a crash right after its transition loses it.
+//! appeared. `disable_scheduled` is raised, like `failing`, from every failure within the
+//! warning lead until the endpoint records it announced.
 //!
 //! `capy.endpoint.disabled` also goes to the operator bus, when one is configured.
 
@@ -242,25 +242,6 @@ async fn claimed(
         .claim(&e.id.to_string(), marker, now, ttl, fresh)
         .await?;
     still_to_send(deps, &e.organization_id, fresh, marked).await
-}
-
-/// As [`claimed`], for the events that are best effort (`disabled`, `disable_scheduled`): a
-/// claim that fails is logged and the event not sent.
-async fn claimed_or_log(
-    deps: &Deps,
-    e: &Endpoint,
-    marker: &str,
-    now: Timestamp,
-    ttl: Duration,
-) -> Option<InFlight> {
-    match claimed(deps, e, marker, now, ttl).await {
-        Ok(ToSend::Now(id)) => Some(id),
-        Ok(ToSend::Sending | ToSend::Sent) => None,
-        Err(err) => {
-            tracing::error!(error = %err, marker, "could not claim an operational marker; not sending its event");
-            None
-        }
-    }
 }
 
 /// How long after a disable the messages that still arrive for the endpoint make sure its

@@ -162,13 +162,19 @@ impl EndpointStore for Table {
                 .expression_attribute_values(":at", s(time::format(&at))),
             Outcome::RecoveredAfterFailures => req
                 .update_expression(
-                    "SET stats.failure_streak = :zero REMOVE stats.failing_since, stats.failing_announced",
+                    "SET stats.failure_streak = :zero \
+                     REMOVE stats.failing_since, stats.failing_announced, stats.disable_scheduled_announced",
                 )
                 .expression_attribute_values(":zero", n(0)),
             // Only while that streak is open: a later streak gets its own announcement.
             Outcome::FailingAnnounced { since } => req
                 .condition_expression("attribute_exists(pk) AND stats.failing_since = :since")
                 .update_expression("SET stats.failing_announced = :t")
+                .expression_attribute_values(":since", s(time::format(&since)))
+                .expression_attribute_values(":t", AttributeValue::Bool(true)),
+            Outcome::DisableScheduledAnnounced { since } => req
+                .condition_expression("attribute_exists(pk) AND stats.failing_since = :since")
+                .update_expression("SET stats.disable_scheduled_announced = :t")
                 .expression_attribute_values(":since", s(time::format(&since)))
                 .expression_attribute_values(":t", AttributeValue::Bool(true)),
             Outcome::Disable { reason, at } => req

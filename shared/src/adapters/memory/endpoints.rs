@@ -100,12 +100,21 @@ impl EndpointStore for MemoryEndpoints {
                 e.stats.failure_streak = 0;
                 e.stats.failing_since = None;
                 e.stats.failing_announced = false;
+                e.stats.disable_scheduled_announced = false;
             }
             // As DynamoDB's condition: not that streak, nothing recorded.
             Outcome::FailingAnnounced { since } if e.stats.failing_since != Some(since) => {
                 return Ok(None);
             }
             Outcome::FailingAnnounced { .. } => e.stats.failing_announced = true,
+            Outcome::DisableScheduledAnnounced { since }
+                if e.stats.failing_since != Some(since) =>
+            {
+                return Ok(None);
+            }
+            Outcome::DisableScheduledAnnounced { .. } => {
+                e.stats.disable_scheduled_announced = true;
+            }
             Outcome::Disable { reason, at } => {
                 e.is_active = false;
                 e.disabled_reason = Some(reason);

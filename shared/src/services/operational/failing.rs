@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{
     Deps, ENDPOINT_DISABLE_SCHEDULED, ENDPOINT_FAILING, FAILING_DEDUP, ToSend, claimed,
-    claimed_or_log, disable_after, lead, opt_ts, raise, ts,
+    disable_after, lead, opt_ts, raise, ts,
 };
 use crate::domain::endpoint::{Endpoint, Outcome};
 use crate::domain::health::{FAILING_STREAK, disable_at_after};
@@ -15,7 +15,7 @@ use crate::services::ServiceError;
 /// After a failed attempt was counted: `before` is the endpoint as it was just before the
 /// count. Raises `failing` while the streak is at least [`FAILING_STREAK`] and the endpoint
 /// has not recorded it announced (so a crash before that record raises it at the next
-/// failure, and the marker makes it one event), and `disable_scheduled` when it is the
+/// failure, and the marker makes it one event), and `disable_scheduled` likewise from the
 /// streak's first failure within the warning lead.
 pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
     if !before.is_active {
@@ -49,21 +49,24 @@ pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
         return;
     };
     let warn_from = disable_at - lead(deps);
-    if now < warn_from || now >= disable_at {
-        return;
-    }
-    // An earlier failure of this same streak already within the lead had this check.
-    let checked = before.stats.failing_since.is_some()
-        && before.stats.last_failure_at.is_some_and(|t| t >= warn_from);
-    if checked {
+    // Until the streak records it announced, every failure within the lead checks (so a
+    // crash before that record raises it at the next one, and the marker makes it one event).
+    if now < warn_from || now >= disable_at || before.stats.disable_scheduled_announced {
         return;
     }
     let streak_start = since.max(after.updated_at);
     let marker = format!("disable_scheduled#{}", streak_start.timestamp_millis());
     // Kept past the disable itself, so a late duplicate finds it.
     let ttl = deps.policy.disable_after + deps.policy.disable_warning_lead;
-    let Some(id) = claimed_or_log(deps, &after, &marker, now, ttl).await else {
-        return;
+    let id = match claimed(deps, &after, &marker, now, ttl).await {
+        Ok(ToSend::Now(id)) => id,
+        // Another record of this process is sending it; it records it too.
+        Ok(ToSend::Sending) => return,
+        Ok(ToSend::Sent) => return announced_disable_scheduled(deps, &after, since).await,
+        Err(e) => {
+            tracing::error!(error = %e, "could not claim capy.endpoint.disable_scheduled; the next failure tries again");
+            return;
+        }
     };
     let payload = json!({
         "endpoint_id": after.id,
@@ -76,7 +79,7 @@ pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
         "reason": format!("every attempt has failed since {}; the endpoint will be disabled at {} unless one succeeds", ts(&since), ts(&disable_at)),
         "scheduled_at": ts(&now),
     });
-    if let Err(e) = raise(
+    match raise(
         deps,
         "deliver",
         &after.organization_id,
@@ -88,7 +91,22 @@ pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
     )
     .await
     {
-        tracing::error!(error = %e, "capy.endpoint.disable_scheduled is lost");
+        Ok(()) => announced_disable_scheduled(deps, &after, since).await,
+        Err(e) => {
+            tracing::error!(error = %e, "could not raise capy.endpoint.disable_scheduled; the next failure tries again");
+        }
+    }
+}
+
+async fn announced_disable_scheduled(deps: &Deps, e: &Endpoint, since: Timestamp) {
+    let announced = Outcome::DisableScheduledAnnounced { since };
+    if let Err(err) = deps
+        .endpoints
+        .record_outcome(&e.organization_id, e.id, announced)
+        .await
+    {
+        // The next failure checks the marker again and finds the event.
+        tracing::warn!(error = %err, "could not record capy.endpoint.disable_scheduled announced");
     }
 }
 

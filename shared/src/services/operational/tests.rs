@@ -377,6 +377,84 @@ async fn failing_is_raised_until_the_endpoint_records_it_announced() {
     assert!(!stored.stats.failing_announced, "{:?}", stored.stats);
 }
 
+/// The failure that entered the warning lead died before raising `disable_scheduled`: the
+/// next failure within the lead raises it, once, and records it announced; later failures
+/// of the streak raise nothing more, and a recovery ends the announcement with the streak.
+#[tokio::test]
+async fn disable_scheduled_is_raised_until_the_endpoint_records_it_announced() {
+    let stores = MemoryStores::default();
+    let deps = memory_deps(&stores);
+    let now = time::now();
+    // Inside the lead: disabled at `since + disable_after`, warned from a lead before that.
+    let since = now - disable_after(&deps) + lead(&deps) - chrono::TimeDelta::hours(1);
+    let mut subject = failing_subject(&deps, "org_ds", since).await;
+    subject.stats.failing_since = Some(since);
+    subject.stats.failing_announced = true;
+    deps.endpoints
+        .delete("org_ds", subject.id)
+        .await
+        .expect("delete");
+    deps.endpoints.create(&subject).await.expect("create");
+    let org = subject.organization_id.clone();
+    let fail = |at: Timestamp| {
+        let deps = &deps;
+        let org = &org;
+        async move {
+            deps.endpoints
+                .record_outcome(org, subject.id, Outcome::Failure { at })
+                .await
+                .expect("count")
+                .expect("endpoint")
+        }
+    };
+    // The first failure within the lead is counted, and the process dies.
+    let _ = fail(now - chrono::TimeDelta::minutes(30)).await;
+    let before = fail(now).await;
+    after_failure(&deps, &before, now).await;
+    assert_eq!(
+        raised_ids(&deps, &org, ENDPOINT_DISABLE_SCHEDULED)
+            .await
+            .len(),
+        1
+    );
+    let stored = deps
+        .endpoints
+        .get(&org, subject.id)
+        .await
+        .expect("get")
+        .expect("endpoint");
+    assert!(
+        stored.stats.disable_scheduled_announced,
+        "{:?}",
+        stored.stats
+    );
+    let later = now + chrono::TimeDelta::minutes(5);
+    let before = fail(later).await;
+    after_failure(&deps, &before, later).await;
+    assert_eq!(
+        raised_ids(&deps, &org, ENDPOINT_DISABLE_SCHEDULED)
+            .await
+            .len(),
+        1
+    );
+    let _ = deps
+        .endpoints
+        .record_outcome(&org, subject.id, Outcome::RecoveredAfterFailures)
+        .await
+        .expect("recover");
+    let stored = deps
+        .endpoints
+        .get(&org, subject.id)
+        .await
+        .expect("get")
+        .expect("endpoint");
+    assert!(
+        !stored.stats.disable_scheduled_announced,
+        "{:?}",
+        stored.stats
+    );
+}
+
 /// The delivery that opened an `exhausted` window died before publishing: the next one
 /// counted in that window publishes the window's event, under its id.
 #[tokio::test]
