@@ -1383,13 +1383,17 @@ async fn markers_claim_once_and_count_in_windows(s: &Stores) {
         count(now, first).await,
         WindowCount::Opened { previous: None }
     );
+    let counted_in_first = WindowCount::Counted {
+        event: Some(first),
+        started_at: Some(now),
+    };
     assert_eq!(
         count(now + TimeDelta::minutes(1), second).await,
-        WindowCount::Counted { event: Some(first) }
+        counted_in_first
     );
     assert_eq!(
         count(now + TimeDelta::minutes(9), second).await,
-        WindowCount::Counted { event: Some(first) }
+        counted_in_first
     );
     let reopened = now + TimeDelta::minutes(11);
     assert_eq!(
@@ -1404,7 +1408,8 @@ async fn markers_claim_once_and_count_in_windows(s: &Stores) {
     assert_eq!(
         count(reopened + TimeDelta::minutes(1), first).await,
         WindowCount::Counted {
-            event: Some(second)
+            event: Some(second),
+            started_at: Some(reopened),
         }
     );
 }

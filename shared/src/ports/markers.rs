@@ -27,9 +27,12 @@ pub enum WindowCount {
     /// This occurrence opened a new window (the one to notify about); `previous` is the
     /// window before it, if its marker was still stored.
     Opened { previous: Option<WindowTally> },
-    /// Counted in the window already open, whose notification is `event` (as
-    /// [`Marked::Held`]).
-    Counted { event: Option<EventId> },
+    /// Counted in the window already open, opened at `started_at`, whose notification is
+    /// `event` (as [`Marked::Held`]); both `None` when that window closed in between.
+    Counted {
+        event: Option<EventId>,
+        started_at: Option<Timestamp>,
+    },
 }
 
 /// One closed (or open) counting window of an operational marker.

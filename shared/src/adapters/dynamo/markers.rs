@@ -60,14 +60,14 @@ fn cutoff(now: Timestamp, window: Duration) -> i64 {
 }
 
 impl Table {
-    /// Adds one to the open window and names its event; `Conflict` when none is open.
+    /// Adds one to the open window; `Conflict` when none is open.
     async fn count_in_open(
         &self,
         scope: &str,
         marker: &str,
         now: Timestamp,
         window: Duration,
-    ) -> Result<Option<EventId>, StoreError> {
+    ) -> Result<WindowCount, StoreError> {
         let out = self
             .client
             .update_item()
@@ -86,7 +86,10 @@ impl Table {
             .filter(|a| !a.is_empty())
             .map(from_item::<WindowItem>)
             .transpose()?;
-        Ok(open.and_then(|w| w.event_id))
+        Ok(WindowCount::Counted {
+            event: open.as_ref().and_then(|w| w.event_id),
+            started_at: open.map(|w| w.started_at),
+        })
     }
 
     /// Replaces a closed window (or none) with one opened now; returns the closed one.
@@ -194,7 +197,7 @@ impl OpsMarkerStore for Table {
     ) -> Result<WindowCount, StoreError> {
         // Most occurrences fall in an open window: one conditional update.
         match self.count_in_open(scope, marker, now, window).await {
-            Ok(event) => return Ok(WindowCount::Counted { event }),
+            Ok(counted) => return Ok(counted),
             Err(StoreError::Conflict) => {}
             Err(e) => return Err(e),
         }
@@ -203,9 +206,12 @@ impl OpsMarkerStore for Table {
             // Another writer opened it between the two calls: count in theirs.
             Err(StoreError::Conflict) => {
                 match self.count_in_open(scope, marker, now, window).await {
-                    Ok(event) => Ok(WindowCount::Counted { event }),
+                    Ok(counted) => Ok(counted),
                     // Opened and closed again in between: nothing to name.
-                    Err(StoreError::Conflict) => Ok(WindowCount::Counted { event: None }),
+                    Err(StoreError::Conflict) => Ok(WindowCount::Counted {
+                        event: None,
+                        started_at: None,
+                    }),
                     Err(e) => Err(e),
                 }
             }

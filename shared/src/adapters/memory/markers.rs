@@ -76,7 +76,10 @@ impl OpsMarkerStore for MemoryMarkers {
                 if time::after(tally.started_at, window) > now =>
             {
                 tally.count += 1;
-                return Ok(WindowCount::Counted { event: Some(*held) });
+                return Ok(WindowCount::Counted {
+                    event: Some(*held),
+                    started_at: Some(tally.started_at),
+                });
             }
             Some(Marker::Window { tally, .. }) => Some(tally.clone()),
             _ => None,

@@ -24,18 +24,22 @@ pub async fn delivery_exhausted(
 ) -> Result<(), ServiceError> {
     let fresh = EventId::new();
     let scope = e.id.to_string();
-    let (marked, previous) = match deps
+    let (marked, previous, window_start) = match deps
         .markers
         .count_in_window(&scope, "exhausted", now, EXHAUSTED_WINDOW, fresh)
         .await?
     {
-        WindowCount::Opened { previous } => (Marked::Claimed, previous),
-        WindowCount::Counted { event } => (Marked::Held(event), None),
+        WindowCount::Opened { previous } => (Marked::Claimed, previous, now),
+        // Publishing it for a raiser that never did: its window, not one starting now (the
+        // previous window's count went with that raiser).
+        WindowCount::Counted { event, started_at } => {
+            (Marked::Held(event), None, started_at.unwrap_or(now))
+        }
     };
     let ToSend::Now(id) = still_to_send(deps, &e.organization_id, fresh, marked).await? else {
         return Ok(());
     };
-    let window_end = time::after(now, EXHAUSTED_WINDOW);
+    let window_end = time::after(window_start, EXHAUSTED_WINDOW);
     let payload = json!({
         "endpoint_id": e.id,
         "url": e.url,
@@ -48,7 +52,7 @@ pub async fn delivery_exhausted(
         "last_error": d.last_error,
         "failed_at": ts(&now),
         "reason": d.last_error.clone().unwrap_or_else(|| "every attempt failed".into()),
-        "window_start": ts(&now),
+        "window_start": ts(&window_start),
         "window_end": ts(&window_end),
         "count": 1,
         "previous_window": previous.map(|w: WindowTally| json!({

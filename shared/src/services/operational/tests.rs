@@ -478,9 +478,10 @@ async fn an_exhausted_window_whose_event_never_appeared_is_published_by_the_next
     assert_eq!(opened, WindowCount::Opened { previous: None });
     let event = Event::new("org_x", "order.created", "{}".into(), now);
     let d = Delivery::first(&event, subject.id, 3);
-    // The first counted delivery publishes it; the second finds it.
+    // The first counted delivery, minutes later, publishes it; the second finds it.
+    let later = now + chrono::TimeDelta::minutes(7);
     for _ in 0..2 {
-        delivery_exhausted(&deps, "deliver", &subject, &d, now)
+        delivery_exhausted(&deps, "deliver", &subject, &d, later)
             .await
             .expect("raised");
         assert_eq!(
@@ -488,6 +489,22 @@ async fn an_exhausted_window_whose_event_never_appeared_is_published_by_the_next
             vec![died]
         );
     }
+    let published = deps
+        .events
+        .get("org_x", died)
+        .await
+        .expect("get")
+        .expect("event");
+    let payload: serde_json::Value = serde_json::from_str(&published.payload).expect("json");
+    assert_eq!(
+        payload["window_start"],
+        ts(&now),
+        "the window it was raised for"
+    );
+    assert_eq!(
+        payload["window_end"],
+        ts(&time::after(now, EXHAUSTED_WINDOW))
+    );
 }
 
 /// A marker held by an event this process is publishing right now is left to that
