@@ -65,8 +65,9 @@ pub trait EndpointStore: Send + Sync {
     /// Returns whether it existed.
     async fn delete(&self, org: &str, id: EndpointId) -> Result<bool, StoreError>;
     /// Applies an attempt's outcome to the counters; nothing if the endpoint is gone.
-    /// Returns the endpoint as it was just before (`None` if gone, or for
-    /// [`Outcome::FailingAnnounced`] of a streak no longer open): concurrent outcomes are
+    /// Returns the endpoint as it was just before (`None` if gone, for an announcement of a
+    /// streak no longer open, or for [`Outcome::Disable`] of an endpoint already inactive,
+    /// unless by this very write): concurrent outcomes are
     /// serialized, so exactly one caller sees each transition (the streak reaching a value,
     /// the endpoint going inactive).
     async fn record_outcome(

@@ -366,7 +366,7 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             failing_since: Some(t1),
             last_failure_at: Some(t1),
             failing_announced: false,
-            disable_scheduled_announced: false,
+            disable_scheduled_for: None,
             disabled_at: None,
         }
     );
@@ -384,7 +384,7 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             failing_since: Some(t1),
             last_failure_at: Some(t2),
             failing_announced: false,
-            disable_scheduled_announced: false,
+            disable_scheduled_for: None,
             disabled_at: None,
         }
     );
@@ -401,14 +401,25 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
     assert!(get().await.stats.failing_announced);
     assert_eq!(
         s.endpoints
-            .record_outcome(ORG, e.id, Outcome::DisableScheduledAnnounced { since: t2 })
+            .record_outcome(
+                ORG,
+                e.id,
+                Outcome::DisableScheduledAnnounced {
+                    since: t2,
+                    clock: t2
+                }
+            )
             .await
             .expect("outcome"),
         None
     );
-    assert!(!get().await.stats.disable_scheduled_announced);
-    let _ = record(Outcome::DisableScheduledAnnounced { since: t1 }).await;
-    assert!(get().await.stats.disable_scheduled_announced);
+    assert_eq!(get().await.stats.disable_scheduled_for, None);
+    let _ = record(Outcome::DisableScheduledAnnounced {
+        since: t1,
+        clock: t2,
+    })
+    .await;
+    assert_eq!(get().await.stats.disable_scheduled_for, Some(t2));
     assert_eq!(
         record(Outcome::RecoveredAfterFailures)
             .await
@@ -423,7 +434,7 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             failing_since: None,
             last_failure_at: Some(t2),
             failing_announced: false,
-            disable_scheduled_announced: false,
+            disable_scheduled_for: None,
             disabled_at: None,
         }
     );
@@ -446,6 +457,26 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
     );
     assert_eq!(got.updated_at, t4);
     assert_eq!(got.stats.disabled_at, Some(t4), "names the disable's event");
+    // A second disabler finds it inactive and moves nothing; this very write again (an SDK
+    // retry) reads as itself.
+    let second = Outcome::Disable {
+        reason: "every attempt failed for 5 days".into(),
+        at: t4 + TimeDelta::seconds(1),
+    };
+    assert_eq!(
+        s.endpoints
+            .record_outcome(ORG, e.id, second)
+            .await
+            .expect("outcome"),
+        None
+    );
+    assert_eq!(get().await.stats.disabled_at, Some(t4));
+    let again = record(Outcome::Disable {
+        reason: "the receiver answered 410 Gone".into(),
+        at: t4,
+    })
+    .await;
+    assert!(!again.is_active && again.updated_at == t4);
     assert_eq!(got.stats.failing_since, Some(t3), "the streak is kept");
     assert_eq!((got.url, got.secret), (e.url.clone(), e.secret.clone()));
     // Nothing happens to an endpoint that does not exist.
@@ -861,8 +892,9 @@ async fn event_long_payloads_come_back_byte_for_byte(s: &Stores) {
         .await
         .expect("list")
         .0;
+    // Newest first by id (ids made in one millisecond order by their random part).
     let mut want = published.clone();
-    want.reverse();
+    want.sort_by(|a, b| b.id.cmp(&a.id));
     assert_eq!(listed, want, "listed newest first with their payloads");
     let ep = endpoint(ORG);
     s.endpoints.create(&ep).await.expect("endpoint");

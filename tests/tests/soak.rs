@@ -9,7 +9,8 @@
 //! Then the always-failing receiver comes back and a replay job over its failed deliveries
 //! runs, still under faults, killed twice mid-way: each is delivered, none lost, duplicates
 //! counted. Last, the operational events the run raised (`failing`, `exhausted`,
-//! `recovered`, `replay.finished`) are counted, and each must reach the `capy.*` subscriber.
+//! `recovered`, `replay.finished`, and `disabled` by a receiver answering 410) are counted,
+//! and each must reach the `capy.*` subscriber.
 //!
 //! CI-sized by default (~120 deliveries); `SOAK_DELIVERIES=500 cargo test -p capy-tests
 //! --test soak -- --nocapture` is the long form. `SOAK_RUST_LOG=info` logs `capy serve` at
@@ -246,6 +247,8 @@ struct ScriptedReceiver {
     script: Vec<Reply>,
     otherwise: Reply,
     doomed: bool,
+    /// Answers `410 Gone`: its endpoint is disabled by its first attempt.
+    gone: bool,
 }
 
 impl ScriptedReceiver {
@@ -381,7 +384,9 @@ async fn soak_faults_kills_nothing_lost() {
     // At least 4: the replay phase pages through them one at a time and is killed twice.
     let doomed_events = (target / 30).max(4);
     let normal_events = (target.saturating_sub(5 * doomed_events) / 4).max(4);
-    let planned = normal_events * 4 + doomed_events * 5;
+    // To the receiver that answers 410: the first disables its endpoint, the rest find it so.
+    let gone_events = 3;
+    let planned = normal_events * 4 + doomed_events * 5 + gone_events;
     let slow_replies = (target / 250).max(1);
 
     let mut stack = Stack::start_with(
@@ -417,6 +422,7 @@ async fn soak_faults_kills_nothing_lost() {
             script,
             otherwise: Reply::Status(200),
             doomed: false,
+            gone: false,
         });
     }
     let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
@@ -425,6 +431,15 @@ async fn soak_faults_kills_nothing_lost() {
         script: vec![],
         otherwise: Reply::Status(500),
         doomed: true,
+        gone: false,
+    });
+    let receiver = Receiver::scripted(vec![], Reply::Status(410)).await;
+    receivers.push(ScriptedReceiver {
+        receiver,
+        script: vec![],
+        otherwise: Reply::Status(410),
+        doomed: false,
+        gone: true,
     });
     // The organization's operations inbox: subscribed to every `capy.*` event.
     let receiver = Receiver::scripted(vec![], Reply::Status(200)).await;
@@ -433,12 +448,15 @@ async fn soak_faults_kills_nothing_lost() {
         script: vec![],
         otherwise: Reply::Status(200),
         doomed: false,
+        gone: false,
     });
     let watcher = receivers.len() - 1;
     let mut by_endpoint: HashMap<String, usize> = HashMap::new();
     for (i, r) in receivers.iter().enumerate() {
         let types: Vec<&str> = if r.doomed {
             vec!["soak.doomed"]
+        } else if r.gone {
+            vec!["soak.gone"]
         } else if i == watcher {
             vec!["capy.*"]
         } else {
@@ -468,6 +486,7 @@ async fn soak_faults_kills_nothing_lost() {
     let mut in_flight_at_kills = Vec::new();
     let mut events: Vec<(&str, usize)> = (0..normal_events).map(|n| ("soak.normal", n)).collect();
     events.extend((0..doomed_events).map(|n| ("soak.doomed", n)));
+    events.extend((0..gone_events).map(|n| ("soak.gone", n)));
     let waves = 3;
     let per_wave = events.len().div_ceil(waves);
     for wave in events.chunks(per_wave) {
@@ -592,7 +611,10 @@ async fn soak_faults_kills_nothing_lost() {
                 "{} failed although its receiver answered 2xx: {:?}",
                 row.id, row.last_error
             )),
-            "failed" if !receiver.doomed => problems.push(format!(
+            "delivered" if receiver.gone => {
+                problems.push(format!("{} to the 410 receiver is delivered", row.id))
+            }
+            "failed" if !receiver.doomed && !receiver.gone => problems.push(format!(
                 "{} to a mostly healthy receiver failed: {:?} after {} attempts",
                 row.id, row.last_error, row.attempts
             )),
@@ -794,6 +816,7 @@ async fn soak_faults_kills_nothing_lost() {
         "capy.delivery.exhausted",
         "capy.endpoint.recovered",
         "capy.replay.finished",
+        "capy.endpoint.disabled",
     ];
     // `recovered` is raised just after the first replayed delivery is recorded: poll. On a
     // timeout, say which arrived and what the system logged about the others.
@@ -871,6 +894,14 @@ async fn soak_faults_kills_nothing_lost() {
             .count(),
         1,
         "one capy.replay.finished for the one job, killed twice: {by_type:?}"
+    );
+    assert_eq!(
+        operational
+            .iter()
+            .filter(|(_, t)| t == "capy.endpoint.disabled")
+            .count(),
+        1,
+        "one capy.endpoint.disabled for the one 410: {by_type:?}"
     );
     let inbox_endpoint = by_endpoint
         .iter()

@@ -36,10 +36,15 @@ pub struct DeliveryStats {
     /// every failure of the streak checks.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub failing_announced: bool,
-    /// `capy.endpoint.disable_scheduled` went out for this streak: until then, every failure
-    /// within the warning lead checks.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub disable_scheduled_announced: bool,
+    /// The start of the disable clock (`failing_since`, or an owner's later change of the
+    /// endpoint, which restarts it) that `capy.endpoint.disable_scheduled` went out for: until
+    /// it names the current clock, every failure within the warning lead checks.
+    #[serde(
+        default,
+        with = "time::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub disable_scheduled_for: Option<Timestamp>,
     /// When the system (a streak, a `410 Gone`) last disabled the endpoint: it names that
     /// disable's `capy.endpoint.disabled`, which the messages after it make sure of. Only the
     /// disabling write sets it (an owner's changes never touch the counters).
@@ -107,10 +112,11 @@ pub enum Outcome {
     FailingAnnounced {
         since: Timestamp,
     },
-    /// `capy.endpoint.disable_scheduled` went out for the streak open since `since`; nothing
-    /// if that streak has ended.
+    /// `capy.endpoint.disable_scheduled` went out for the disable clock started at `clock`
+    /// of the streak open since `since`; nothing if that streak has ended.
     DisableScheduledAnnounced {
         since: Timestamp,
+        clock: Timestamp,
     },
     Disable {
         reason: String,

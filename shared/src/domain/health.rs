@@ -99,7 +99,7 @@ mod tests {
             failing_since: Some(now),
             last_failure_at: Some(now - TimeDelta::minutes(3)),
             failing_announced: false,
-            disable_scheduled_announced: false,
+            disable_scheduled_for: None,
             disabled_at: None,
         };
         assert_eq!(health(&endpoint(recent, true), now), Health::Degraded);
@@ -109,7 +109,7 @@ mod tests {
             failing_since: None,
             last_failure_at: Some(now - TimeDelta::hours(25)),
             failing_announced: false,
-            disable_scheduled_announced: false,
+            disable_scheduled_for: None,
             disabled_at: None,
         };
         assert_eq!(health(&endpoint(old, true), now), Health::Healthy);
@@ -119,7 +119,7 @@ mod tests {
             failing_since: Some(now - TimeDelta::hours(1)),
             last_failure_at: Some(now),
             failing_announced: false,
-            disable_scheduled_announced: false,
+            disable_scheduled_for: None,
             disabled_at: None,
         };
         let e = endpoint(streak, true);

@@ -7,8 +7,8 @@
 //! | type | when | deduplicated |
 //! |---|---|---|
 //! | `capy.endpoint.failing` | the failure streak reaches [`FAILING_STREAK`] | per endpoint per 24 h |
-//! | `capy.endpoint.disable_scheduled` | the first failure within the warning lead before `disable_at` | once per streak |
-//! | `capy.endpoint.disabled` | a `410 Gone`, or the streak lasted the disable period | once: the call that disabled it |
+//! | `capy.endpoint.disable_scheduled` | a failure within the warning lead before `disable_at` | once per disable clock (the streak, restarted by an owner's change) |
+//! | `capy.endpoint.disabled` | a `410 Gone`, or the streak lasted the disable period | once per disable: named by its time |
 //! | `capy.endpoint.recovered` | the first success after failing | once per streak |
 //! | `capy.delivery.exhausted` | a delivery failed for good | per endpoint per hour, with the count |
 //! | `capy.replay.finished` | a replay job ended | once: the job's end |

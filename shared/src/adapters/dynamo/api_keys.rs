@@ -2,7 +2,7 @@
 //!
 //! Every API request looks its key up, so the lookup reads eventually consistent, at half the
 //! read units; only a miss (a key minted a moment ago, or no key at all) is read again strongly.
-//! A revocation (`capy keys revoke`) therefore takes effect within DynamoDB's replication lag,
+//! A revocation (`capy api-keys revoke`) therefore takes effect within DynamoDB's replication lag,
 //! typically well under a second, rather than at the instant of the write.
 
 use async_trait::async_trait;

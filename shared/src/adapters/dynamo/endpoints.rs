@@ -163,7 +163,7 @@ impl EndpointStore for Table {
             Outcome::RecoveredAfterFailures => req
                 .update_expression(
                     "SET stats.failure_streak = :zero \
-                     REMOVE stats.failing_since, stats.failing_announced, stats.disable_scheduled_announced",
+                     REMOVE stats.failing_since, stats.failing_announced, stats.disable_scheduled_for",
                 )
                 .expression_attribute_values(":zero", n(0)),
             // Only while that streak is open: a later streak gets its own announcement.
@@ -172,15 +172,21 @@ impl EndpointStore for Table {
                 .update_expression("SET stats.failing_announced = :t")
                 .expression_attribute_values(":since", s(time::format(&since)))
                 .expression_attribute_values(":t", AttributeValue::Bool(true)),
-            Outcome::DisableScheduledAnnounced { since } => req
+            Outcome::DisableScheduledAnnounced { since, clock } => req
                 .condition_expression("attribute_exists(pk) AND stats.failing_since = :since")
-                .update_expression("SET stats.disable_scheduled_announced = :t")
+                .update_expression("SET stats.disable_scheduled_for = :clock")
                 .expression_attribute_values(":since", s(time::format(&since)))
-                .expression_attribute_values(":t", AttributeValue::Bool(true)),
+                .expression_attribute_values(":clock", s(time::format(&clock))),
+            // Only an active endpoint, or this very write again (an SDK retry whose answer was
+            // lost): a second disabler would move `disabled_at`, which names the event.
             Outcome::Disable { reason, at } => req
+                .condition_expression(
+                    "attribute_exists(pk) AND (is_active = :t OR (updated_at = :at AND disabled_reason = :reason))",
+                )
                 .update_expression(
                     "SET is_active = :f, disabled_reason = :reason, updated_at = :at, stats.disabled_at = :at",
                 )
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
                 .expression_attribute_values(":f", AttributeValue::Bool(false))
                 .expression_attribute_values(":reason", s(reason))
                 .expression_attribute_values(":at", s(time::format(&at))),

@@ -100,20 +100,27 @@ impl EndpointStore for MemoryEndpoints {
                 e.stats.failure_streak = 0;
                 e.stats.failing_since = None;
                 e.stats.failing_announced = false;
-                e.stats.disable_scheduled_announced = false;
+                e.stats.disable_scheduled_for = None;
             }
             // As DynamoDB's condition: not that streak, nothing recorded.
             Outcome::FailingAnnounced { since } if e.stats.failing_since != Some(since) => {
                 return Ok(None);
             }
             Outcome::FailingAnnounced { .. } => e.stats.failing_announced = true,
-            Outcome::DisableScheduledAnnounced { since }
+            Outcome::DisableScheduledAnnounced { since, .. }
                 if e.stats.failing_since != Some(since) =>
             {
                 return Ok(None);
             }
-            Outcome::DisableScheduledAnnounced { .. } => {
-                e.stats.disable_scheduled_announced = true;
+            Outcome::DisableScheduledAnnounced { clock, .. } => {
+                e.stats.disable_scheduled_for = Some(clock);
+            }
+            // As DynamoDB's condition: already inactive, and not by this very write.
+            Outcome::Disable { reason, at }
+                if !(e.is_active
+                    || (e.updated_at == at && e.disabled_reason.as_deref() == Some(&reason))) =>
+            {
+                return Ok(None);
             }
             Outcome::Disable { reason, at } => {
                 e.is_active = false;

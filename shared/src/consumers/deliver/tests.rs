@@ -191,7 +191,7 @@ async fn an_endpoint_failing_for_five_days_is_disabled_and_its_delivery_failed()
             failing_since: Some(long_ago),
             last_failure_at: Some(time::now()),
             failing_announced: false,
-            disable_scheduled_announced: false,
+            disable_scheduled_for: None,
             disabled_at: None,
         },
         ..e
@@ -361,7 +361,7 @@ async fn a_finished_delivery_whose_follow_ups_did_not_run_runs_them_without_send
                 failing_since: Some(since),
                 last_failure_at: Some(since),
                 failing_announced: true,
-                disable_scheduled_announced: false,
+                disable_scheduled_for: None,
                 disabled_at: None,
             },
             ..e

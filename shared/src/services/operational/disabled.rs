@@ -27,8 +27,9 @@ fn disabled_event(endpoint: EndpointId, at: Timestamp) -> EventId {
     EventId::derived(at, &format!("{ENDPOINT_DISABLED}/{endpoint}"))
 }
 
-/// `capy.disabled` events this process has seen out (a message per recently disabled
-/// endpoint would otherwise read its event each time); bounded by starting afresh.
+/// `capy.endpoint.disabled` events this process published or found stored (a message per
+/// recently disabled endpoint would otherwise read its event each time); bounded by
+/// starting afresh.
 static DISABLED_OUT: LazyLock<Mutex<HashSet<EventId>>> = LazyLock::new(Default::default);
 
 fn disabled_out(id: EventId, record: bool) -> bool {
@@ -40,6 +41,14 @@ fn disabled_out(id: EventId, record: bool) -> bool {
         set.insert(id);
     }
     set.contains(&id)
+}
+
+#[cfg(test)]
+pub(super) fn forget_disabled_out() {
+    DISABLED_OUT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
 }
 
 /// `capy.endpoint.disabled`: `before` is the endpoint as it was before the write (at `now`)
@@ -77,15 +86,18 @@ pub async fn disabled_follow_up(
     if now - at > DISABLED_FOLLOW_UP || disabled_out(id, false) {
         return Ok(());
     }
-    if deps.events.get(&e.organization_id, id).await?.is_none() {
-        tracing::warn!(endpoint_id = %e.id, "capy.endpoint.disabled never appeared; raising it again");
-        announce_disabled(deps, e, reason, at).await?;
+    if deps.events.get(&e.organization_id, id).await?.is_some() {
+        disabled_out(id, true);
+        return Ok(());
     }
-    disabled_out(id, true);
-    Ok(())
+    tracing::warn!(endpoint_id = %e.id, "capy.endpoint.disabled never appeared; raising it again");
+    announce_disabled(deps, e, reason, at).await
 }
 
-/// Publishes the disable at `at` of `e` (its url and streak as they were).
+/// Publishes the disable at `at` of `e` (its url and streak as they were). The operator bus
+/// gets it each time it is published (at least once). Only a publish that happened marks it
+/// out: one left to another record of this process, whose publish may fail, is checked
+/// again by the next message.
 async fn announce_disabled(
     deps: &Deps,
     e: &Endpoint,

@@ -49,12 +49,18 @@ pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
         return;
     };
     let warn_from = disable_at - lead(deps);
-    // Until the streak records it announced, every failure within the lead checks (so a
-    // crash before that record raises it at the next one, and the marker makes it one event).
-    if now < warn_from || now >= disable_at || before.stats.disable_scheduled_announced {
+    // The disable clock: the streak's start, or the owner's last change since (it restarts
+    // the clock, and gets its own warning).
+    let streak_start = since.max(after.updated_at);
+    // Until the endpoint records it announced for this clock, every failure within the lead
+    // checks (so a crash before that record raises it at the next one, and the marker makes
+    // it one event).
+    if now < warn_from
+        || now >= disable_at
+        || before.stats.disable_scheduled_for == Some(streak_start)
+    {
         return;
     }
-    let streak_start = since.max(after.updated_at);
     let marker = format!("disable_scheduled#{}", streak_start.timestamp_millis());
     // Kept past the disable itself, so a late duplicate finds it.
     let ttl = deps.policy.disable_after + deps.policy.disable_warning_lead;
@@ -62,7 +68,9 @@ pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
         Ok(ToSend::Now(id)) => id,
         // Another record of this process is sending it; it records it too.
         Ok(ToSend::Sending) => return,
-        Ok(ToSend::Sent) => return announced_disable_scheduled(deps, &after, since).await,
+        Ok(ToSend::Sent) => {
+            return announced_disable_scheduled(deps, &after, since, streak_start).await;
+        }
         Err(e) => {
             tracing::error!(error = %e, "could not claim capy.endpoint.disable_scheduled; the next failure tries again");
             return;
@@ -91,15 +99,20 @@ pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
     )
     .await
     {
-        Ok(()) => announced_disable_scheduled(deps, &after, since).await,
+        Ok(()) => announced_disable_scheduled(deps, &after, since, streak_start).await,
         Err(e) => {
             tracing::error!(error = %e, "could not raise capy.endpoint.disable_scheduled; the next failure tries again");
         }
     }
 }
 
-async fn announced_disable_scheduled(deps: &Deps, e: &Endpoint, since: Timestamp) {
-    let announced = Outcome::DisableScheduledAnnounced { since };
+async fn announced_disable_scheduled(
+    deps: &Deps,
+    e: &Endpoint,
+    since: Timestamp,
+    clock: Timestamp,
+) {
+    let announced = Outcome::DisableScheduledAnnounced { since, clock };
     if let Err(err) = deps
         .endpoints
         .record_outcome(&e.organization_id, e.id, announced)

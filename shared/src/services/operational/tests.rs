@@ -199,6 +199,8 @@ async fn a_disable_whose_event_never_appeared_is_raised_by_the_next_message() {
     disabled_follow_up(&deps, &disabled, now)
         .await
         .expect("follow-up");
+    // Another process (no memory of it) finds it stored.
+    disabled::forget_disabled_out();
     disabled_follow_up(&deps, &disabled, now)
         .await
         .expect("follow-up");
@@ -423,11 +425,7 @@ async fn disable_scheduled_is_raised_until_the_endpoint_records_it_announced() {
         .await
         .expect("get")
         .expect("endpoint");
-    assert!(
-        stored.stats.disable_scheduled_announced,
-        "{:?}",
-        stored.stats
-    );
+    assert_eq!(stored.stats.disable_scheduled_for, Some(since));
     let later = now + chrono::TimeDelta::minutes(5);
     let before = fail(later).await;
     after_failure(&deps, &before, later).await;
@@ -436,6 +434,27 @@ async fn disable_scheduled_is_raised_until_the_endpoint_records_it_announced() {
             .await
             .len(),
         1
+    );
+    // The owner changes the endpoint: the disable clock restarts there, and when failures
+    // reach its lead, it gets its own warning.
+    let changed = Endpoint {
+        description: "edited".into(),
+        updated_at: since + chrono::TimeDelta::minutes(30),
+        ..stored.clone()
+    };
+    deps.endpoints
+        .save_settings(&changed, stored.updated_at)
+        .await
+        .expect("owner change");
+    let again = later + chrono::TimeDelta::minutes(1);
+    let before = fail(again).await;
+    after_failure(&deps, &before, again).await;
+    assert_eq!(
+        raised_ids(&deps, &org, ENDPOINT_DISABLE_SCHEDULED)
+            .await
+            .len(),
+        2,
+        "a warning for the restarted clock"
     );
     let _ = deps
         .endpoints
@@ -448,11 +467,7 @@ async fn disable_scheduled_is_raised_until_the_endpoint_records_it_announced() {
         .await
         .expect("get")
         .expect("endpoint");
-    assert!(
-        !stored.stats.disable_scheduled_announced,
-        "{:?}",
-        stored.stats
-    );
+    assert_eq!(stored.stats.disable_scheduled_for, None);
 }
 
 /// The delivery that opened an `exhausted` window died before publishing: the next one
