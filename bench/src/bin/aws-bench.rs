@@ -1867,7 +1867,7 @@ async fn duplicates(args: &Args, moto_url: &str, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(1800);
     let mut last_report = Instant::now();
     loop {
-        let (distinct, _) = receiver.ids();
+        let (distinct, repeats) = receiver.ids();
         if distinct >= total
             && depth(queue_url.clone()).await == 0
             && depth(fan_out_url.clone()).await == 0
@@ -1879,8 +1879,9 @@ async fn duplicates(args: &Args, moto_url: &str, n: usize) {
             "timed out: {distinct}/{total} distinct deliveries arrived"
         );
         if last_report.elapsed() > Duration::from_secs(30) {
+            // A run stopped early still says what it saw.
             println!(
-                "  ... {distinct}/{total} distinct deliveries after {:.0} s",
+                "  ... {distinct}/{total} distinct deliveries, {repeats} duplicate sends, after {:.0} s",
                 t0.elapsed().as_secs_f64()
             );
             last_report = Instant::now();
