@@ -894,7 +894,7 @@ async fn event_long_payloads_come_back_byte_for_byte(s: &Stores) {
         .0;
     // Newest first by id (ids made in one millisecond order by their random part).
     let mut want = published.clone();
-    want.sort_by(|a, b| b.id.cmp(&a.id));
+    want.sort_by_key(|e| std::cmp::Reverse(e.id));
     assert_eq!(listed, want, "listed newest first with their payloads");
     let ep = endpoint(ORG);
     s.endpoints.create(&ep).await.expect("endpoint");
