@@ -105,6 +105,10 @@ struct Args {
     /// Endpoints for `--duplicates` (events = N / endpoints).
     #[arg(long, default_value_t = 100)]
     duplicate_endpoints: usize,
+    /// `--duplicates` publishes the next event only while both queues hold fewer messages
+    /// than this (0: publish every event at once).
+    #[arg(long, default_value_t = 300)]
+    duplicate_backlog: usize,
     /// The `capy` binary for `--duplicates`.
     #[arg(long, env = "CAPY_BIN", default_value_os_t = workspace().join("target/debug/capy"))]
     capy: PathBuf,
@@ -1811,22 +1815,10 @@ async fn duplicates(args: &Args, moto_url: &str, n: usize) {
     let events = n.div_ceil(endpoints);
     let total = events * endpoints;
     println!(
-        "duplicates: capy serve ({} , 4 pollers, default queue settings) + moto {moto_url}; {events} events x {endpoints} endpoints = {total} deliveries, no fault injected",
-        args.capy.display()
+        "duplicates: capy serve ({} , 4 pollers, default queue settings) + moto {moto_url}; {events} events x {endpoints} endpoints = {total} deliveries, no fault injected; next event published while the queues hold < {} messages (0 = all at once)",
+        args.capy.display(),
+        args.duplicate_backlog
     );
-    let t0 = Instant::now();
-    for j in 0..events {
-        let (status, json) = call(
-            format!("/v1/organizations/{org}/events"),
-            serde_json::json!({
-                "event_type": "invoice.paid",
-                "payload": payload(1024, j as u64),
-                "idempotency_key": format!("dup-{j}"),
-            }),
-        )
-        .await;
-        assert_eq!(status, 202, "publish: {json}");
-    }
     let queue_url = sqs
         .get_queue_url()
         .queue_name(&queue)
@@ -1864,6 +1856,27 @@ async fn duplicates(args: &Args, moto_url: &str, n: usize) {
                 .sum::<usize>()
         }
     };
+    let t0 = Instant::now();
+    for j in 0..events {
+        // moto's ReceiveMessage walks the whole queue: a backlog of thousands slows every
+        // poll to a crawl, so publish only while the queues hold fewer than the backlog.
+        while args.duplicate_backlog > 0
+            && depth(queue_url.clone()).await + depth(fan_out_url.clone()).await
+                >= args.duplicate_backlog
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (status, json) = call(
+            format!("/v1/organizations/{org}/events"),
+            serde_json::json!({
+                "event_type": "invoice.paid",
+                "payload": payload(1024, j as u64),
+                "idempotency_key": format!("dup-{j}"),
+            }),
+        )
+        .await;
+        assert_eq!(status, 202, "publish: {json}");
+    }
     let deadline = Instant::now() + Duration::from_secs(1800);
     let mut last_report = Instant::now();
     loop {
