@@ -15,8 +15,8 @@ use crate::services::ServiceError;
 /// After a failed attempt was counted: `before` is the endpoint as it was just before the
 /// count. Raises `failing` while the streak is at least [`FAILING_STREAK`] and the endpoint
 /// has not recorded it announced (so a crash before that record raises it at the next
-/// failure, and the marker makes it one event), and `disable_scheduled` likewise from the
-/// streak's first failure within the warning lead.
+/// failure, and the marker makes it one event), and `disable_scheduled` likewise from every
+/// failure within the warning lead until the endpoint records it announced for this clock.
 pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
     if !before.is_active {
         return;
@@ -31,14 +31,7 @@ pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
             Ok(false) => {}
             Ok(true) => {
                 let announced = Outcome::FailingAnnounced { since };
-                if let Err(e) = deps
-                    .endpoints
-                    .record_outcome(&after.organization_id, after.id, announced)
-                    .await
-                {
-                    // The next failure checks the marker again and finds the event.
-                    tracing::warn!(error = %e, "could not record capy.endpoint.failing announced");
-                }
+                record_announced(deps, &after, announced, ENDPOINT_FAILING).await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "could not raise capy.endpoint.failing; the next failure tries again");
@@ -69,7 +62,11 @@ pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
         // Another record of this process is sending it; it records it too.
         Ok(ToSend::Sending) => return,
         Ok(ToSend::Sent) => {
-            return announced_disable_scheduled(deps, &after, since, streak_start).await;
+            let announced = Outcome::DisableScheduledAnnounced {
+                since,
+                clock: streak_start,
+            };
+            return record_announced(deps, &after, announced, ENDPOINT_DISABLE_SCHEDULED).await;
         }
         Err(e) => {
             tracing::error!(error = %e, "could not claim capy.endpoint.disable_scheduled; the next failure tries again");
@@ -99,27 +96,28 @@ pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
     )
     .await
     {
-        Ok(()) => announced_disable_scheduled(deps, &after, since, streak_start).await,
+        Ok(()) => {
+            let announced = Outcome::DisableScheduledAnnounced {
+                since,
+                clock: streak_start,
+            };
+            record_announced(deps, &after, announced, ENDPOINT_DISABLE_SCHEDULED).await;
+        }
         Err(e) => {
             tracing::error!(error = %e, "could not raise capy.endpoint.disable_scheduled; the next failure tries again");
         }
     }
 }
 
-async fn announced_disable_scheduled(
-    deps: &Deps,
-    e: &Endpoint,
-    since: Timestamp,
-    clock: Timestamp,
-) {
-    let announced = Outcome::DisableScheduledAnnounced { since, clock };
+/// Records on the endpoint that `event_type` went out, so later failures stop checking.
+async fn record_announced(deps: &Deps, e: &Endpoint, announced: Outcome, event_type: &str) {
     if let Err(err) = deps
         .endpoints
         .record_outcome(&e.organization_id, e.id, announced)
         .await
     {
         // The next failure checks the marker again and finds the event.
-        tracing::warn!(error = %err, "could not record capy.endpoint.disable_scheduled announced");
+        tracing::warn!(error = %err, event_type, "could not record an operational event announced");
     }
 }
 
