@@ -181,12 +181,7 @@ async fn a_disable_whose_event_never_appeared_is_raised_by_the_next_message() {
         .expect("endpoint");
     assert!(before.is_active);
     // ... and the process died here. The next messages find it disabled.
-    let disabled = deps
-        .endpoints
-        .get("org_dis", subject.id)
-        .await
-        .expect("get")
-        .expect("endpoint");
+    let disabled = stored_endpoint(&deps, "org_dis", subject.id).await;
     assert_eq!(disabled.stats.disabled_at, Some(at));
     async fn events(deps: &Deps) -> Vec<Event> {
         let q = EventQuery {
@@ -238,6 +233,15 @@ async fn a_disable_whose_event_never_appeared_is_raised_by_the_next_message() {
         disabled_follow_up(&deps, e, now).await.expect("follow-up");
     }
     assert_eq!(events(&deps).await.len(), 1);
+}
+
+/// The endpoint as stored now.
+async fn stored_endpoint(deps: &Deps, org: &str, id: EndpointId) -> Endpoint {
+    deps.endpoints
+        .get(org, id)
+        .await
+        .expect("get")
+        .expect("endpoint")
 }
 
 fn memory_deps(stores: &MemoryStores) -> Deps {
@@ -339,12 +343,7 @@ async fn failing_is_raised_until_the_endpoint_records_it_announced() {
         .expect("count")
         .expect("endpoint");
     after_failure(&deps, &before, now).await;
-    let stored = deps
-        .endpoints
-        .get(&org, subject.id)
-        .await
-        .expect("get")
-        .expect("endpoint");
+    let stored = stored_endpoint(&deps, &org, subject.id).await;
     assert!(stored.stats.failing_announced, "{:?}", stored.stats);
     assert_eq!(raised_ids(&deps, &org, ENDPOINT_FAILING).await.len(), 1);
 
@@ -370,12 +369,7 @@ async fn failing_is_raised_until_the_endpoint_records_it_announced() {
         .record_outcome(&org, subject.id, Outcome::FailingAnnounced { since })
         .await
         .expect("announce");
-    let stored = deps
-        .endpoints
-        .get(&org, subject.id)
-        .await
-        .expect("get")
-        .expect("endpoint");
+    let stored = stored_endpoint(&deps, &org, subject.id).await;
     assert!(!stored.stats.failing_announced, "{:?}", stored.stats);
 }
 
@@ -419,12 +413,7 @@ async fn disable_scheduled_is_raised_until_the_endpoint_records_it_announced() {
             .len(),
         1
     );
-    let stored = deps
-        .endpoints
-        .get(&org, subject.id)
-        .await
-        .expect("get")
-        .expect("endpoint");
+    let stored = stored_endpoint(&deps, &org, subject.id).await;
     assert_eq!(stored.stats.disable_scheduled_for, Some(since));
     let later = now + chrono::TimeDelta::minutes(5);
     let before = fail(later).await;
@@ -461,12 +450,7 @@ async fn disable_scheduled_is_raised_until_the_endpoint_records_it_announced() {
         .record_outcome(&org, subject.id, Outcome::RecoveredAfterFailures)
         .await
         .expect("recover");
-    let stored = deps
-        .endpoints
-        .get(&org, subject.id)
-        .await
-        .expect("get")
-        .expect("endpoint");
+    let stored = stored_endpoint(&deps, &org, subject.id).await;
     assert_eq!(stored.stats.disable_scheduled_for, None);
 }
 
