@@ -403,27 +403,26 @@ async fn disable_scheduled_is_raised_until_the_endpoint_records_it_announced() {
                 .expect("endpoint")
         }
     };
+    // One failure counted and followed up: how many warnings are out.
+    let fail_then_count = |at: Timestamp| {
+        let deps = &deps;
+        let org = &org;
+        let fail = &fail;
+        async move {
+            let before = fail(at).await;
+            after_failure(deps, &before, at).await;
+            raised_ids(deps, org, ENDPOINT_DISABLE_SCHEDULED)
+                .await
+                .len()
+        }
+    };
     // The first failure within the lead is counted, and the process dies.
     let _ = fail(now - chrono::TimeDelta::minutes(30)).await;
-    let before = fail(now).await;
-    after_failure(&deps, &before, now).await;
-    assert_eq!(
-        raised_ids(&deps, &org, ENDPOINT_DISABLE_SCHEDULED)
-            .await
-            .len(),
-        1
-    );
+    assert_eq!(fail_then_count(now).await, 1);
     let stored = stored_endpoint(&deps, &org, subject.id).await;
     assert_eq!(stored.stats.disable_scheduled_for, Some(since));
     let later = now + chrono::TimeDelta::minutes(5);
-    let before = fail(later).await;
-    after_failure(&deps, &before, later).await;
-    assert_eq!(
-        raised_ids(&deps, &org, ENDPOINT_DISABLE_SCHEDULED)
-            .await
-            .len(),
-        1
-    );
+    assert_eq!(fail_then_count(later).await, 1);
     // The owner changes the endpoint: the disable clock restarts there, and when failures
     // reach its lead, it gets its own warning.
     let changed = Endpoint {
@@ -436,12 +435,8 @@ async fn disable_scheduled_is_raised_until_the_endpoint_records_it_announced() {
         .await
         .expect("owner change");
     let again = later + chrono::TimeDelta::minutes(1);
-    let before = fail(again).await;
-    after_failure(&deps, &before, again).await;
     assert_eq!(
-        raised_ids(&deps, &org, ENDPOINT_DISABLE_SCHEDULED)
-            .await
-            .len(),
+        fail_then_count(again).await,
         2,
         "a warning for the restarted clock"
     );
