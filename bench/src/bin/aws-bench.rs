@@ -1680,8 +1680,11 @@ async fn report_publish(
 
     env.endpoints(one, 1, receiver).await;
     env.endpoints(thousand, 1000, receiver).await;
-    let (mut a, mut b, mut calls) = (vec![], vec![], vec![]);
-    let (mut qa, mut qb) = (vec![], vec![]);
+    // The 1,000-endpoint organization twice per round: warm (this process saw it large, so
+    // the request skips the endpoint read, as a container does for a minute after its first
+    // publish) and cold (the hint forgotten: the first publish of a container).
+    let (mut a, mut warm, mut cold, mut calls) = (vec![], vec![], vec![], vec![]);
+    let (mut qa, mut qcold) = (vec![], vec![]);
     let query_ms = |p: &Published| {
         p.ops
             .iter()
@@ -1689,40 +1692,51 @@ async fn report_publish(
             .map(|(_, d)| d.as_secs_f64() * 1e3)
             .sum::<f64>()
     };
+    let ms = |p: &Published| p.wall.as_secs_f64() * 1e3;
     for i in 0..args.latency_runs.max(1) + 2 {
         let pa = env
             .publish(one, &keys[one], &body, Some(format!("lat-a-{i}")))
             .await;
-        let pb = env
-            .publish(thousand, &keys[thousand], &body, Some(format!("lat-b-{i}")))
+        let pw = env
+            .publish(thousand, &keys[thousand], &body, Some(format!("lat-w-{i}")))
             .await;
-        calls.push(pa.calls);
-        calls.push(pb.calls);
+        env.publish.large_orgs.clear();
+        let pc = env
+            .publish(thousand, &keys[thousand], &body, Some(format!("lat-c-{i}")))
+            .await;
+        calls.extend([pa.calls, pw.calls, pc.calls]);
         if i >= 2 {
-            a.push(pa.wall.as_secs_f64() * 1e3);
-            b.push(pb.wall.as_secs_f64() * 1e3);
+            a.push(ms(&pa));
+            warm.push(ms(&pw));
+            cold.push(ms(&pc));
             qa.push(query_ms(&pa));
-            qb.push(query_ms(&pb));
+            qcold.push(query_ms(&pc));
         }
     }
-    let (ma, mb) = (median(&a), median(&b));
+    let verdict = |r: f64| if r <= 1.5 { "met" } else { "NOT met" };
+    let (ma, mw, mc) = (median(&a), median(&warm), median(&cold));
     println!(
         "RESULT publish latency (1 KB, idempotency key, alternating, {} each after 2 warm-ups): median {ma:.1} ms at 1 endpoint, \
-         {mb:.1} ms at 1,000 endpoints: ratio {:.2} (target <= 1.5: {}); {}..{} AWS calls each",
+         {mw:.1} ms at 1,000 endpoints: ratio {:.2} (target <= 1.5: {}); {}..{} AWS calls each",
         a.len(),
-        mb / ma,
-        if mb / ma <= 1.5 { "met" } else { "NOT met" },
+        mw / ma,
+        verdict(mw / ma),
         calls.iter().min().copied().unwrap_or(0),
         calls.iter().max().copied().unwrap_or(0),
     );
-    let (mqa, mqb) = (median(&qa), median(&qb));
     println!(
-        "  of which the endpoints Query (the first page: {} items at 1 endpoint, up to 51 at 1,000): median {mqa:.1} ms vs {mqb:.1} ms; \
+        "  at 1,000 endpoints a container's first publish (no large-organization hint yet: it reads the first endpoint page) \
+         {mc:.1} ms: ratio {:.2} ({})",
+        mc / ma,
+        verdict(mc / ma),
+    );
+    let (mqa, mqc) = (median(&qa), median(&qcold));
+    println!(
+        "  of which the endpoints Query (the first page: 1 item at 1 endpoint, 51 at 1,000): median {mqa:.1} ms vs {mqc:.1} ms; \
          without it {:.1} ms vs {:.1} ms: ratio {:.2} (moto's Query walks the whole table and sorts the whole partition; DynamoDB's reads the page)",
-        1,
         ma - mqa,
-        mb - mqb,
-        (mb - mqb) / (ma - mqa),
+        mc - mqc,
+        (mc - mqc) / (ma - mqa),
     );
 }
 

@@ -62,6 +62,8 @@ pub struct Deps {
     pub operator_bus: Arc<dyn OperatorBus>,
     /// EMF metrics on stdout (or captured, or off).
     pub metrics: crate::metrics::Metrics,
+    /// Organizations seen with more endpoints than a publish fans out inline.
+    pub large_orgs: publish::large_orgs::LargeOrgs,
     pub policy: Policy,
 }
 

@@ -4,7 +4,9 @@
 //! sends the work to a queue and writes the event: at most 4 AWS calls (5 when an abandoned
 //! claim is released). A fan-out of up to [`INLINE_FAN_OUT`] endpoints, when the first page
 //! holds every endpoint of the organization, is done right here (the deliveries' messages
-//! go straight to the delivery queue); anything larger goes to the fan-out consumer.
+//! go straight to the delivery queue); anything larger goes to the fan-out consumer. An
+//! organization this process saw with more than a page of endpoints skips the read for
+//! [`large_orgs::LARGE_ORG_HINT`]: its publishes go to the consumer without it (4 calls).
 //!
 //! Messages are sent *before* the event is written: a crash in between leaves messages whose
 //! event never appears (their consumers drop them after [`ORPHAN_AFTER`]), never an event
@@ -17,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::{Deps, ServiceError};
 use crate::domain::delivery::Delivery;
 use crate::domain::event::{Event, FanOut, FanOutMessage, FanOutState};
-use crate::domain::ids::DeliveryId;
+use crate::domain::ids::{DeliveryId, EndpointId};
 use crate::domain::subscription::subscribed;
 use crate::domain::time::Timestamp;
 use crate::ports::{Claim, PublishRecord, StoreError};
@@ -100,13 +102,20 @@ pub async fn publish(
     publish_event(deps, event).await
 }
 
-/// Fans out and records an event already validated (operational events and test pings come
-/// through here too, without an idempotency key).
-pub async fn publish_event(deps: &Deps, mut event: Event) -> Result<Published, ServiceError> {
-    let (first_page, more) = deps
-        .endpoints
-        .page(&event.organization_id, None, INLINE_SCAN)
-        .await?;
+/// The endpoints an inline fan-out sends to, or `None` when the fan-out consumer must do it.
+async fn inline_targets(
+    deps: &Deps,
+    event: &Event,
+) -> Result<Option<Vec<EndpointId>>, ServiceError> {
+    let org = &event.organization_id;
+    if deps.large_orgs.is_large(org, event.created_at) {
+        return Ok(None);
+    }
+    let (first_page, more) = deps.endpoints.page(org, None, INLINE_SCAN).await?;
+    if more.is_some() {
+        deps.large_orgs.saw_large(org, event.created_at);
+        return Ok(None);
+    }
     let targets: Vec<_> = first_page
         .iter()
         .filter(|e| {
@@ -116,8 +125,14 @@ pub async fn publish_event(deps: &Deps, mut event: Event) -> Result<Published, S
         })
         .map(|e| e.id)
         .collect();
+    Ok((targets.len() <= INLINE_FAN_OUT).then_some(targets))
+}
+
+/// Fans out and records an event already validated (operational events and test pings come
+/// through here too, without an idempotency key).
+pub async fn publish_event(deps: &Deps, mut event: Event) -> Result<Published, ServiceError> {
     let mut delivery_ids = Vec::new();
-    if more.is_none() && targets.len() <= INLINE_FAN_OUT {
+    if let Some(targets) = inline_targets(deps, &event).await? {
         let max_attempts = deps.policy.retry.max_attempts();
         let messages: Vec<_> = targets
             .iter()
@@ -169,6 +184,8 @@ pub async fn publish_event(deps: &Deps, mut event: Event) -> Result<Published, S
         delivery_ids,
     })
 }
+
+pub mod large_orgs;
 
 #[cfg(test)]
 mod tests;

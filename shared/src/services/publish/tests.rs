@@ -106,6 +106,49 @@ async fn more_than_ten_matching_endpoints_go_to_the_fan_out_consumer() {
 }
 
 #[tokio::test]
+async fn an_organization_seen_with_more_than_a_page_goes_to_the_consumer_until_the_hint_lapses() {
+    let w = world();
+    let ids = subscribers(&w, INLINE_SCAN + 1).await;
+    let t0 = time::now();
+    let first = publish(&w.deps, ORG, &request(None, "{}"), t0)
+        .await
+        .expect("publish");
+    assert_eq!(first.event.fan_out.state, FanOutState::Pending);
+    // Down to one endpoint: a publish inside the hint still goes to the consumer, which
+    // reads the endpoints afresh; the request did not read them.
+    for id in &ids[1..] {
+        assert!(w.deps.endpoints.delete(ORG, *id).await.expect("delete"));
+    }
+    w.stores.queue.take_fan_outs();
+    let hinted = publish(
+        &w.deps,
+        ORG,
+        &request(None, "{}"),
+        t0 + chrono::TimeDelta::seconds(59),
+    )
+    .await
+    .expect("publish");
+    assert_eq!(hinted.event.fan_out.state, FanOutState::Pending);
+    assert!(hinted.delivery_ids.is_empty());
+    assert_eq!(w.stores.queue.take_fan_outs().len(), 1);
+    // Once the hint lapses the request reads the page again and fans out inline.
+    let after = publish(
+        &w.deps,
+        ORG,
+        &request(None, "{}"),
+        t0 + large_orgs::LARGE_ORG_HINT,
+    )
+    .await
+    .expect("publish");
+    assert_eq!(after.event.fan_out.state, FanOutState::Done);
+    assert_eq!(
+        after.delivery_ids,
+        [DeliveryId::for_event(after.event.id, ids[0])]
+    );
+    assert!(w.stores.queue.take_fan_outs().is_empty());
+}
+
+#[tokio::test]
 async fn an_event_with_no_matching_endpoint_is_still_recorded() {
     let w = world();
     let p = publish(&w.deps, ORG, &request(None, "{}"), time::now())
