@@ -20,7 +20,7 @@ use capy_shared::domain::endpoint::{
     DeliveryStats, Endpoint, Outcome, PreviousSecret, SealedSecret,
 };
 use capy_shared::domain::event::{Event, FanOutPage, FanOutState};
-use capy_shared::domain::ids::{DeliveryId, EndpointId, EventId, PortalSessionId};
+use capy_shared::domain::ids::{DeliveryId, EndpointId, EventId, JobId, PortalSessionId};
 use capy_shared::domain::job::{Job, JobState, ReplayParams};
 use capy_shared::domain::portal_session::{Capability, PortalSessionRecord};
 use capy_shared::domain::time::{self, Timestamp};
@@ -65,7 +65,7 @@ fn memory(retention: Duration) -> Stores {
     }
 }
 
-async fn dynamodb(retention: Duration) -> Stores {
+fn moto_client() -> aws_sdk_dynamodb::Client {
     let conf = aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .endpoint_url(&capy_tests::moto().endpoint)
@@ -78,9 +78,12 @@ async fn dynamodb(retention: Duration) -> Stores {
             "conformance",
         ))
         .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
+}
+
+async fn dynamodb(retention: Duration) -> Stores {
     let name = format!("conformance-{:016x}", rand::random::<u64>());
-    let table =
-        Table::new(aws_sdk_dynamodb::Client::from_conf(conf), name).with_retention(retention);
+    let table = Table::new(moto_client(), name).with_retention(retention);
     table.ensure().await.expect("create the table");
     let table = Arc::new(table);
     Stores {
@@ -1460,7 +1463,19 @@ async fn jobs_hold_their_endpoint_slot_and_save_by_version(s: &Stores) {
     let ep = EndpointId::new();
     let first = Job::replay(ORG, ep, params.clone(), 3, now);
     jobs.create(&first).await.expect("create");
-    assert!(is_conflict(jobs.create(&first).await), "the id exists");
+    jobs.create(&first)
+        .await
+        .expect("the same job again (an SDK retry) changes nothing");
+    assert!(
+        is_conflict(
+            jobs.create(&Job {
+                matched: 9,
+                ..first.clone()
+            })
+            .await
+        ),
+        "another job under an existing id"
+    );
     let second = Job::replay(ORG, ep, params.clone(), 0, now);
     assert!(
         is_conflict(jobs.create(&second).await),
@@ -1566,4 +1581,78 @@ async fn jobs_hold_their_endpoint_slot_and_save_by_version(s: &Stores) {
         assert!(listed.len() <= ids.len(), "the cursor does not move");
     }
     assert_eq!(listed, ids, "newest first, this organization's only");
+}
+
+// ---- DynamoDB only: what a crash leaves behind, written by hand ----
+
+/// A replay slot is taken and freed by single writes around the job's; a crash between them
+/// leaves a slot naming a job that ended or was never written, and the next replay of the
+/// endpoint takes it over (once a creation under way has had `SLOT_SETTLING`).
+#[tokio::test]
+async fn a_replay_slot_left_behind_by_a_crash_is_taken_over() {
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    let client = moto_client();
+    let name = format!("conformance-{:016x}", rand::random::<u64>());
+    let table = Table::new(client.clone(), name.clone()).with_retention(RETENTION);
+    table.ensure().await.expect("create the table");
+    let now = time::now();
+    let params = ReplayParams {
+        since: now - TimeDelta::hours(1),
+        until: now,
+        states: vec![DeliveryState::Failed],
+        event_types: Vec::new(),
+    };
+    let leave_slot = |ep: EndpointId, job: JobId, taken_at: Option<Timestamp>| {
+        let put = client
+            .put_item()
+            .table_name(&name)
+            .item("pk", S(format!("ORG#{ORG}#JOB")))
+            .item("sk", S(format!("SLOT#{ep}")))
+            .item("job_id", S(job.to_string()));
+        let put = match taken_at {
+            Some(at) => put.item("taken_at", S(time::format(&at))),
+            None => put,
+        };
+        async move { put.send().await.expect("put a slot by hand") }
+    };
+    let jobs: &dyn JobStore = &table;
+
+    // A creation that died after taking the slot: refused while it may still be under way…
+    let ep = EndpointId::new();
+    leave_slot(ep, JobId::new(), Some(now)).await;
+    let job = Job::replay(ORG, ep, params.clone(), 0, now);
+    assert!(is_conflict(jobs.create(&job).await), "a creation under way");
+    // …taken over once it has settled, and then held by the new job.
+    leave_slot(ep, JobId::new(), Some(now - TimeDelta::seconds(31))).await;
+    jobs.create(&job)
+        .await
+        .expect("the settled slot is taken over");
+    assert!(
+        is_conflict(
+            jobs.create(&Job::replay(ORG, ep, params.clone(), 0, now))
+                .await
+        ),
+        "the slot is the new job's"
+    );
+
+    // A job that ended but whose slot was never given back.
+    let ended = Job {
+        state: JobState::Succeeded,
+        finished_at: Some(now),
+        version: 1,
+        ..job.clone()
+    };
+    jobs.save(&ended).await.expect("end the job");
+    leave_slot(ep, job.id, Some(now)).await;
+    let next = Job::replay(ORG, ep, params.clone(), 0, now);
+    jobs.create(&next)
+        .await
+        .expect("an ended job's slot is taken over");
+
+    // A slot from before `taken_at` was written, naming a job that does not exist.
+    let old = EndpointId::new();
+    leave_slot(old, JobId::new(), None).await;
+    jobs.create(&Job::replay(ORG, old, params, 0, now))
+        .await
+        .expect("an old slot of no job is taken over");
 }

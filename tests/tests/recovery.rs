@@ -544,6 +544,52 @@ async fn a_concurrent_replay_is_409_cancel_stops_the_job_and_jobs_are_per_organi
     assert!(page2["next_cursor"].is_null());
 }
 
+/// Replays of one endpoint requested at once: one job runs, the others are 409 and leave
+/// no job behind (a transaction rolled back by moto once left jobs stuck in `queued`).
+#[tokio::test]
+async fn replays_requested_at_once_start_one_job_and_leave_no_other() {
+    let stack = Stack::start_with(paced("2", "1s")).await;
+    let org = Org::new(&stack, "org_race");
+    let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
+    let (endpoint, _) = stack
+        .create_endpoint(&org.id, &org.key, json!({ "url": receiver.url }))
+        .await;
+    let window_start = since(1);
+    let ids = publish(&stack, &org, &endpoint, "order.created", 6).await;
+    all_in(&stack, &org, &endpoint, &ids, "failed").await;
+    receiver.answer(Reply::Status(200));
+
+    let replay = format!("/webhook-endpoints/{endpoint}/replay");
+    let body = json!({ "since": window_start });
+    let answers = futures::future::join_all(
+        (0..6).map(|_| call(&stack, &org, "POST", &replay, Some(body.clone()))),
+    )
+    .await;
+    let mut started = Vec::new();
+    for (status, out) in &answers {
+        match status {
+            202 => started.push(out["job"]["id"].as_str().expect("id").to_owned()),
+            409 => assert!(out["error"].is_string(), "{out}"),
+            _ => panic!("{status}: {out}"),
+        }
+    }
+    assert_eq!(started.len(), 1, "one job at a time: {answers:?}");
+    let (_, listed) = call(&stack, &org, "GET", "/jobs", None).await;
+    let listed: Vec<&str> = listed["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| j["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(listed, started, "the refused requests left no job");
+    let done = job_ends(&stack, &org, &started[0]).await;
+    assert_eq!(
+        (done["state"].clone(), done["processed"].as_u64()),
+        (json!("succeeded"), Some(6))
+    );
+    all_in(&stack, &org, &endpoint, &ids, "delivered").await;
+}
+
 #[tokio::test]
 async fn resend_to_a_new_endpoint_and_test_events() {
     let stack = Stack::start_with(opts()).await;

@@ -1,18 +1,28 @@
 //! Jobs: `ORG#{org}#JOB` / `JOB#{id}` (newest first by Query), and each endpoint's replay
-//! slot `ORG#{org}#JOB` / `SLOT#{endpoint}`, taken with the job's creation in one
-//! transaction and given back by the write that ends the job.
+//! slot `ORG#{org}#JOB` / `SLOT#{endpoint}`, naming the job that holds it.
+//!
+//! The slot is taken before the job is written and given back after the write that ends the
+//! job, each a single conditional write, not a transaction: a slot left behind by a crash
+//! (its job ended, or never written) is taken over by the next replay ([`SLOT_SETTLING`]),
+//! and a failed transaction on moto rolls back its whole table snapshot, undoing every
+//! write other requests made meanwhile (seen as two replays of one endpoint running and
+//! jobs stuck in `queued`). Two single writes also cost half a transaction's units.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use serde::{Deserialize, Serialize};
 
-use super::{Item, Table, from_item, key, s, store_error, to_av, to_item};
+use super::{Item, Table, from_item, is_own_write, key, s, store_error, to_av, to_item};
 use crate::domain::ids::{EndpointId, JobId};
 use crate::domain::job::Job;
-use crate::domain::time;
+use crate::domain::time::{self, Timestamp};
 use crate::ports::{JobStore, StoreError};
+
+/// How long a slot whose job does not exist yet counts as a creation under way; after
+/// that, the creation died between the two writes and the slot is free.
+pub const SLOT_SETTLING: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
 fn jobs_pk(org: &str) -> String {
     format!("ORG#{org}#JOB")
@@ -40,26 +50,91 @@ struct SlotItem {
     pk: String,
     sk: String,
     job_id: JobId,
-}
-
-/// A cancelled transaction whose reason is a failed condition is a lost race: `Conflict`.
-fn transact_error<R>(e: SdkError<TransactWriteItemsError, R>) -> StoreError
-where
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    if let Some(TransactWriteItemsError::TransactionCanceledException(t)) = e.as_service_error() {
-        let lost = t
-            .cancellation_reasons()
-            .iter()
-            .any(|r| r.code() == Some("ConditionalCheckFailed"));
-        if lost || t.cancellation_reasons().is_empty() {
-            return StoreError::Conflict;
-        }
-    }
-    store_error(e)
+    /// When it was taken (slots written before this field: long ago).
+    #[serde(default, with = "time::rfc3339::option")]
+    taken_at: Option<Timestamp>,
 }
 
 impl Table {
+    /// Takes the endpoint's replay slot for `job`: `Conflict` while another job that is
+    /// queued or running (or being created) holds it.
+    async fn take_slot(&self, job: &Job) -> Result<(), StoreError> {
+        let mut stale: Option<JobId> = None;
+        for _ in 0..3 {
+            let now = time::now();
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.name)
+                .set_item(Some(to_item(&SlotItem {
+                    pk: jobs_pk(&job.organization_id),
+                    sk: slot_sk(job.endpoint_id),
+                    job_id: job.id,
+                    taken_at: Some(now),
+                })?))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+            let put = match stale {
+                None => put.condition_expression("attribute_not_exists(pk)"),
+                Some(holder) => put
+                    .condition_expression("job_id = :holder")
+                    .expression_attribute_values(":holder", s(holder.to_string())),
+            };
+            let held = match put.send().await {
+                Ok(_) => return Ok(()),
+                Err(SdkError::ServiceError(se))
+                    if se.err().is_conditional_check_failed_exception() =>
+                {
+                    match se.into_err() {
+                        PutItemError::ConditionalCheckFailedException(c) => c.item,
+                        _ => None,
+                    }
+                }
+                Err(e) => return Err(store_error(e)),
+            };
+            // Freed (or taken over) meanwhile: try again from scratch.
+            let Some(held) = held else {
+                stale = None;
+                continue;
+            };
+            let held: SlotItem = from_item(held)?;
+            if held.job_id == job.id {
+                return Ok(());
+            }
+            let holder = self.get(&job.organization_id, held.job_id).await?;
+            let settling = held.taken_at.is_some_and(|at| now - at < SLOT_SETTLING);
+            match holder {
+                Some(h) if h.state.is_active() => return Err(StoreError::Conflict),
+                None if settling => return Err(StoreError::Conflict),
+                _ => stale = Some(held.job_id),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// Gives the endpoint's slot back if `job` holds it.
+    async fn free_slot(&self, job: &Job) -> Result<(), StoreError> {
+        let freed = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(key(
+                jobs_pk(&job.organization_id),
+                slot_sk(job.endpoint_id),
+            )))
+            .condition_expression("job_id = :job")
+            .expression_attribute_values(":job", s(job.id.to_string()))
+            .send()
+            .await
+            .map_err(store_error);
+        match freed {
+            // Held by a later job, or already gone.
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     fn job_item(&self, job: &Job) -> Result<Item, StoreError> {
         to_item(&JobItem {
             pk: jobs_pk(&job.organization_id),
@@ -74,30 +149,30 @@ impl Table {
 #[async_trait]
 impl JobStore for Table {
     async fn create(&self, job: &Job) -> Result<(), StoreError> {
-        let put_job = Put::builder()
+        self.take_slot(job).await?;
+        let item = self.job_item(job)?;
+        let put = self
+            .client
+            .put_item()
             .table_name(&self.name)
-            .set_item(Some(self.job_item(job)?))
+            .set_item(Some(item.clone()))
             .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let put_slot = Put::builder()
-            .table_name(&self.name)
-            .set_item(Some(to_item(&SlotItem {
-                pk: jobs_pk(&job.organization_id),
-                sk: slot_sk(job.endpoint_id),
-                job_id: job.id,
-            })?))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put_job).build())
-            .transact_items(TransactWriteItem::builder().put(put_slot).build())
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await
-            .map_err(transact_error)?;
-        Ok(())
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            // This very job: a retry of a write that landed, or the same job created again.
+            Err(e) if is_own_write(&e, &item) => Ok(()),
+            Err(e) => {
+                let e = store_error(e);
+                if !matches!(e, StoreError::Conflict) {
+                    // Best effort; a slot left behind settles in SLOT_SETTLING.
+                    let _ = self.free_slot(job).await;
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn get(&self, org: &str, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -156,54 +231,21 @@ impl JobStore for Table {
 
     async fn save(&self, job: &Job) -> Result<(), StoreError> {
         let expected = job.version.checked_sub(1).ok_or(StoreError::Conflict)?;
-        let item = self.job_item(job)?;
-        let put_alone = || async {
-            self.client
-                .put_item()
-                .table_name(&self.name)
-                .set_item(Some(item.clone()))
-                .condition_expression("version = :v")
-                .expression_attribute_values(":v", to_av(&expected)?)
-                .send()
-                .await
-                .map_err(store_error)?;
-            Ok::<(), StoreError>(())
-        };
-        if job.state.is_active() {
-            return put_alone().await;
-        }
-        let put = Put::builder()
+        self.client
+            .put_item()
             .table_name(&self.name)
-            .set_item(Some(item.clone()))
+            .set_item(Some(self.job_item(job)?))
             .condition_expression("version = :v")
             .expression_attribute_values(":v", to_av(&expected)?)
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        // Ending the job frees its endpoint's slot, in the same write.
-        let free = Delete::builder()
-            .table_name(&self.name)
-            .set_key(Some(key(
-                jobs_pk(&job.organization_id),
-                slot_sk(job.endpoint_id),
-            )))
-            .condition_expression("attribute_not_exists(pk) OR job_id = :job")
-            .expression_attribute_values(":job", s(job.id.to_string()))
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        match self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().delete(free).build())
             .send()
             .await
-            .map_err(transact_error)
-        {
-            Ok(_) => Ok(()),
-            // The version, or the slot: a later job of the endpoint holds it (this job's end
-            // freed it earlier; this is a later write of the ended job). The job alone, then.
-            Err(StoreError::Conflict) => put_alone().await,
-            Err(e) => Err(e),
+            .map_err(store_error)?;
+        if !job.state.is_active() {
+            // Left behind if this fails: the next replay of the endpoint takes it over.
+            if let Err(e) = self.free_slot(job).await {
+                tracing::warn!(job_id = %job.id, error = %e, "the replay slot of an ended job was not freed");
+            }
         }
+        Ok(())
     }
 }

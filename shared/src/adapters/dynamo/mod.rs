@@ -115,8 +115,6 @@ fn org_pk(org: &str) -> String {
     format!("ORG#{org}")
 }
 
-/// The one mapping from SDK errors to store errors, by the error's code and kind (never its
-/// text): a lost condition is a `Conflict`; throttling, timeouts and 5xx are `Transient`.
 /// Whether a conditional put failed only because the stored item is exactly `item`: the
 /// put landed, its answer was lost and the SDK sent it again (the request must ask for
 /// `ReturnValuesOnConditionCheckFailure::AllOld`).
@@ -128,6 +126,8 @@ fn is_own_write<R>(e: &SdkError<PutItemError, R>, item: &Item) -> bool {
     )
 }
 
+/// The one mapping from SDK errors to store errors, by the error's code and kind (never its
+/// text): a lost condition is a `Conflict`; throttling, timeouts and 5xx are `Transient`.
 fn store_error<E, R>(e: SdkError<E, R>) -> StoreError
 where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,

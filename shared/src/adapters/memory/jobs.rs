@@ -27,8 +27,17 @@ impl JobStore for MemoryJobs {
     async fn create(&self, job: &Job) -> Result<(), StoreError> {
         let mut jobs = lock(&self.jobs);
         let mut slots = lock(&self.slots);
-        if jobs.contains_key(&job.id) || slots.contains_key(&job.endpoint_id) {
+        let held_by_another = slots.get(&job.endpoint_id).is_some_and(|holder| {
+            *holder != job.id && jobs.get(holder).is_some_and(|h| h.state.is_active())
+        });
+        if held_by_another {
             return Err(StoreError::Conflict);
+        }
+        // The same job again is a no-op (as an SDK retry of the write is on DynamoDB).
+        match jobs.get(&job.id) {
+            Some(stored) if stored == job => return Ok(()),
+            Some(_) => return Err(StoreError::Conflict),
+            None => {}
         }
         slots.insert(job.endpoint_id, job.id);
         jobs.insert(job.id, job.clone());
