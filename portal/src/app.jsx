@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { createApi } from './api.js';
-import { takeToken } from './session.js';
+import { forgetToken, takeToken } from './session.js';
 import { matchRoute, paths, usePath } from './router.js';
 import { ErrorBox, Link, Loading, SessionContext, useSession } from './ui.jsx';
 import { EndpointsView } from './views/endpoints.jsx';
@@ -16,6 +16,10 @@ export function App() {
   const [error, setError] = useState(null);
   const [attempt, setAttempt] = useState(0);
   const api = useMemo(() => (token ? createApi({ token, onEnded: () => setPhase('ended') }) : null), [token]);
+  // An ended session's token is of no use to anyone: it leaves the tab's storage.
+  useEffect(() => {
+    if (phase === 'ended') forgetToken();
+  }, [phase]);
 
   useEffect(() => {
     if (!api) return;
@@ -65,10 +69,24 @@ export function App() {
       </main>
     );
   }
+  if (!ctx.can('read')) return <NoRead />;
   return (
     <SessionContext.Provider value={ctx}>
       <Shell />
     </SessionContext.Provider>
+  );
+}
+
+/** Every screen reads before it changes anything; a session without `read` has none to show. */
+function NoRead() {
+  return (
+    <main id="main" class="center ended" data-testid="no-read">
+      <h1>This portal link cannot show your webhooks</h1>
+      <p>
+        It was issued without the "read" capability, which every page of the portal needs. Ask your application for a
+        portal link that includes it.
+      </p>
+    </main>
   );
 }
 

@@ -12,9 +12,15 @@ export const useSession = () => useContext(SessionContext);
 export function useLoad(fn, deps) {
   const [state, setState] = useState({ loading: true, data: undefined, error: null });
   const [tick, reload] = useReducer((x) => x + 1, 0);
+  const lastDeps = useRef(null);
   useEffect(() => {
     let live = true;
-    setState((s) => ({ loading: true, data: s.data, error: null }));
+    // A reload keeps showing what it has; other inputs (a filter, a page) drop it, so an
+    // error never sits above rows that answered a different question.
+    const key = JSON.stringify(deps);
+    const same = lastDeps.current === key;
+    lastDeps.current = key;
+    setState((s) => ({ loading: true, data: same ? s.data : undefined, error: null }));
     fn().then(
       (data) => live && setState({ loading: false, data, error: null }),
       (error) => live && setState((s) => ({ loading: false, data: s.data, error })),
@@ -70,6 +76,20 @@ export function useAction(fn) {
     [fn],
   );
   return [run, busy, error, setError];
+}
+
+/**
+ * Moves the focus to the page's heading when its content replaces a loading screen and the
+ * focus was on the loading heading or lost with it (the router focused that heading).
+ */
+export function useFocusHeadingWhenLoaded(loaded) {
+  useEffect(() => {
+    if (!loaded) return;
+    const active = document.activeElement;
+    if (!active || active === document.body || !active.isConnected) {
+      document.querySelector('main h1')?.focus();
+    }
+  }, [loaded]);
 }
 
 export function Link({ to, children, ...rest }) {
@@ -208,9 +228,11 @@ export function ConfirmButton({ label, question, confirmLabel, onConfirm, danger
   const [asking, setAsking] = useState(false);
   const [run, busy, error] = useAction(onConfirm);
   const yes = useRef(null);
+  const no = useRef(null);
   const opener = useRef(null);
   useEffect(() => {
-    if (asking) yes.current?.focus();
+    // A destructive question starts on Cancel: Enter twice must not delete.
+    if (asking) (danger ? no : yes).current?.focus();
   }, [asking]);
   const cancel = () => {
     setAsking(false);
@@ -257,7 +279,7 @@ export function ConfirmButton({ label, question, confirmLabel, onConfirm, danger
       >
         {busy ? 'Working…' : confirmLabel || label}
       </button>
-      <button type="button" class="secondary" onClick={cancel} disabled={busy}>
+      <button ref={no} type="button" class="secondary" onClick={cancel} disabled={busy}>
         Cancel
       </button>
       {error ? (

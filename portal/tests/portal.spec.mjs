@@ -200,11 +200,15 @@ test('enable/disable and delete with confirmation', async ({ page }) => {
   await expect(sw).toHaveAttribute('aria-checked', 'true');
 
   await row.getByRole('button', { name: 'Delete' }).click();
-  await row.getByRole('button', { name: 'Cancel' }).click();
+  // A destructive question starts on Cancel, so Enter twice does not delete.
+  await expect(row.getByRole('button', { name: 'Cancel' })).toBeFocused();
+  await page.keyboard.press('Enter');
   await expect(row).toBeVisible();
+  await expect(row.getByRole('button', { name: 'Delete' })).toBeFocused();
   await row.getByRole('button', { name: 'Delete' }).click();
   await row.getByRole('button', { name: 'Yes, delete' }).click();
   await expect(row).toHaveCount(0);
+  await expect(page.getByRole('heading', { name: 'Endpoints', level: 1 })).toBeFocused();
   const gone = (await ok('GET', orgPath('/webhook-endpoints'), undefined, 200)).webhook_endpoints;
   expect(gone.some((e) => e.id === ep.id)).toBe(false);
 });
@@ -485,6 +489,7 @@ test('a revoked session shows a clear "session ended" screen', async ({ page }) 
   await link.click();
   await expect(page.getByRole('heading', { name: 'Your session has ended' })).toBeVisible();
   await expect(page.getByRole('link', { name: 'Endpoints' })).toHaveCount(0);
+  await expect.poll(() => page.evaluate(() => sessionStorage.getItem('capy_portal_token'))).toBeNull();
   await shot(page, 'session-ended', false);
   // And so does a fresh load of the same link.
   await page.goto(s.open);
@@ -504,7 +509,13 @@ test('keyboard only: add an endpoint', async ({ page }) => {
   for (let i = 0; i < 6 && !(await add.evaluate((el) => el === document.activeElement)); i++) await page.keyboard.press('Tab');
   await expect(add).toBeFocused();
   await page.keyboard.press('Enter');
-  await page.getByLabel('URL').focus();
+  await expect(page.getByLabel('URL')).toBeFocused();
+  // Escape closes the form and gives the focus back to the button; it opens again.
+  await page.keyboard.press('Escape');
+  await expect(page.getByLabel('URL')).toHaveCount(0);
+  await expect(add).toBeFocused();
+  await page.keyboard.press('Enter');
+  await expect(page.getByLabel('URL')).toBeFocused();
   await page.keyboard.type(OK_URL);
   await page.keyboard.press('Tab');
   const desc = `keyboard ${uniq()}`;
@@ -514,6 +525,52 @@ test('keyboard only: add an endpoint', async ({ page }) => {
   await page.keyboard.press('Tab');
   await expect(page.getByRole('button', { name: 'Copy' })).toBeFocused();
   await expect(page.locator('li.endpoint-row', { hasText: desc })).toBeVisible();
+});
+
+test('keyboard only: the time range is one radio group moved by the arrow keys', async ({ page }) => {
+  needs('stats');
+  const ep = await createEndpoint({ url: OK_URL, description: `range ${uniq()}` });
+  await openPortal(page, full, `/portal/endpoints/${ep.id}`);
+  const group = page.getByRole('radiogroup', { name: 'Time range' });
+  const radio = (name) => group.getByRole('radio', { name });
+  await expect(radio('24 h')).toHaveAttribute('aria-checked', 'true');
+  await expect(radio('7 d')).toHaveAttribute('tabindex', '-1');
+  await radio('24 h').focus();
+  await page.keyboard.press('ArrowRight');
+  await expect(radio('7 d')).toBeFocused();
+  await expect(radio('7 d')).toHaveAttribute('aria-checked', 'true');
+  await expect(radio('24 h')).toHaveAttribute('tabindex', '-1');
+  await page.keyboard.press('ArrowLeft');
+  await page.keyboard.press('ArrowLeft');
+  await expect(radio('30 d')).toBeFocused();
+  await expect(radio('30 d')).toHaveAttribute('aria-checked', 'true');
+});
+
+test('a disabled endpoint offers no test event or replay, and is not offered as a target', async ({ page }) => {
+  needs('test', 'replay', 'events', 'send_event');
+  const desc = `off ${uniq()}`;
+  const ep = await createEndpoint({ url: OK_URL, description: desc });
+  await createEndpoint({ url: OK_URL, description: `on ${uniq()}` });
+  const published = await publish('order.created', { n: 1 });
+  await ok('PATCH', orgPath(`/webhook-endpoints/${ep.id}`), { is_active: false }, 200);
+  await openPortal(page, full, `/portal/endpoints/${ep.id}`);
+  await expect(page.getByTestId('disabled-note')).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Send test event' })).toHaveCount(0);
+  await expect(page.getByRole('heading', { name: 'Send a test event' })).toHaveCount(0);
+  await expect(page.getByRole('button', { name: 'Enable' })).toBeVisible();
+  await openPortal(page, full, `/portal/events/${published.event_id}`);
+  const select = page.getByLabel('Send to endpoint');
+  await expect(select).toBeVisible();
+  await expect(select.locator(`option[value="${ep.id}"]`)).toHaveCount(0);
+});
+
+test('a session without "read" says so instead of failing on every screen', async ({ page }) => {
+  test.skip(SHIM, 'portal sessions come from the session shim, not the API');
+  const s = await mintSession(['manage_endpoints']);
+  await openPortal(page, s);
+  await expect(page.getByTestId('no-read')).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Add endpoint' })).toHaveCount(0);
+  await expect(page.getByRole('button', { name: 'Try again' })).toHaveCount(0);
 });
 
 test('works at 390 px wide', async ({ browser }) => {

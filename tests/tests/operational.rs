@@ -619,7 +619,11 @@ async fn disable_scheduled_goes_out_the_lead_before_disable_at_once_per_streak()
     let after = endpoint_view(&stack, &org, &key, &down_id).await;
     assert_eq!(after["is_active"], false);
     assert_eq!(after["health"], "disabled");
-    assert_eq!(after["failing_since"], Value::Null);
+    assert_eq!(
+        time(&after["failing_since"]),
+        since,
+        "the streak that disabled it"
+    );
     assert_eq!(after["disable_at"], Value::Null);
 }
 

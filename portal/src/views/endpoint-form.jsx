@@ -1,4 +1,4 @@
-import { useRef, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { describedBy, Field } from '../ui.jsx';
 import { fieldForError, parseEventTypes } from '../fields.js';
 
@@ -13,6 +13,8 @@ export function EndpointForm({ initial = {}, submitLabel, onSubmit, onCancel, pa
   const [errors, setErrors] = useState({});
   const [busy, setBusy] = useState(false);
   const refs = { url: useRef(null), description: useRef(null), event_types: useRef(null) };
+  // The form opens where typing starts.
+  useEffect(() => refs.url.current?.focus(), []);
 
   const submit = async (e) => {
     e.preventDefault();
@@ -42,7 +44,14 @@ export function EndpointForm({ initial = {}, submitLabel, onSubmit, onCancel, pa
 
   const hintTypes = 'Comma-separated, e.g. invoice.paid, customer.*. Leave empty for every event.';
   return (
-    <form class="form" onSubmit={submit} noValidate>
+    <form
+      class="form"
+      onSubmit={submit}
+      noValidate
+      onKeyDown={(e) => {
+        if (e.key === 'Escape' && onCancel && !busy) onCancel();
+      }}
+    >
       <Field id="ep-url" label="URL" error={errors.url}>
         <input
           id="ep-url"

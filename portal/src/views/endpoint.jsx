@@ -2,6 +2,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import {
   ConfirmButton,
   Empty,
+  useFocusHeadingWhenLoaded,
   ErrorBox,
   HealthBadge,
   Link,
@@ -43,6 +44,7 @@ export function EndpointView({ endpointId }) {
   const refreshDeliveries = () => setDeliveriesTick((t) => t + 1);
   const manage = can('manage_endpoints');
   const ep = state.data;
+  useFocusHeadingWhenLoaded(Boolean(ep));
 
   const [toggle, toggling, toggleError] = useAction(async () => {
     await api.updateEndpoint(ep.id, { is_active: !ep.is_active });
@@ -169,8 +171,13 @@ export function EndpointView({ endpointId }) {
 
       <StatsPanel endpointId={ep.id} tick={deliveriesTick} />
 
-      {manage ? <TestEventPanel endpointId={ep.id} onSent={refreshDeliveries} /> : null}
-      {can('replay') ? <ReplayPanel endpointId={ep.id} onStarted={refreshDeliveries} /> : null}
+      {ep.is_active && manage ? <TestEventPanel endpointId={ep.id} onSent={refreshDeliveries} /> : null}
+      {ep.is_active && can('replay') ? <ReplayPanel endpointId={ep.id} onStarted={refreshDeliveries} /> : null}
+      {!ep.is_active && (manage || can('replay')) ? (
+        <p class="empty" data-testid="disabled-note">
+          This endpoint is disabled, so nothing is sent to it: {manage ? 'enable it to send a test event or replay.' : 'it must be enabled before a replay.'}
+        </p>
+      ) : null}
 
       <DeliveriesPanel endpointId={ep.id} tick={deliveriesTick} />
     </>
@@ -186,6 +193,16 @@ const RANGES = [
 function StatsPanel({ endpointId, tick }) {
   const { api } = useSession();
   const [range, setRange] = useState('24h');
+  // A radio group is one Tab stop; the arrow keys move the choice (and the focus) along it.
+  const onRangeKey = (e) => {
+    const step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[e.key];
+    if (!step) return;
+    e.preventDefault();
+    const i = RANGES.findIndex(([k]) => k === range);
+    const next = RANGES[(i + step + RANGES.length) % RANGES.length][0];
+    setRange(next);
+    e.currentTarget.querySelector(`[data-range="${next}"]`)?.focus();
+  };
   const [state, reload] = useLoad(async () => {
     const win = statsWindow(range);
     const stats = await api.stats(endpointId, { since: win.since, until: win.until, period: win.period });
@@ -195,13 +212,15 @@ function StatsPanel({ endpointId, tick }) {
     <section class="card" aria-labelledby="stats-title">
       <div class="section-head">
         <h2 id="stats-title">Deliveries and latency</h2>
-        <div class="segmented" role="radiogroup" aria-label="Time range">
+        <div class="segmented" role="radiogroup" aria-label="Time range" onKeyDown={onRangeKey}>
           {RANGES.map(([k, label]) => (
             <button
               key={k}
               type="button"
               role="radio"
               aria-checked={range === k ? 'true' : 'false'}
+              tabIndex={range === k ? 0 : -1}
+              data-range={k}
               class={range === k ? 'on' : ''}
               onClick={() => setRange(k)}
             >
@@ -257,7 +276,7 @@ function TestEventPanel({ endpointId, onSent }) {
         <input
           id="test-type"
           type="text"
-          placeholder="capy.test"
+          placeholder="capy.ping"
           spellcheck={false}
           value={eventType}
           onInput={(e) => setEventType(e.currentTarget.value)}
@@ -286,7 +305,9 @@ export function SentDelivery({ endpointId, initial, onSettled }) {
       Delivery <Link to={paths.delivery(endpointId, d.id)} class="mono">{d.id}</Link>: <StateBadge state={d.state} />
       {d.state === 'pending' ? <span class="muted"> waiting for the endpoint…</span> : null}
       {d.response_status ? <span class="muted"> HTTP {d.response_status}</span> : null}
-      {d.last_error && d.state !== 'delivered' ? <span class="muted"> {d.last_error}</span> : null}
+      {d.last_error && d.state !== 'delivered' && d.last_error !== `HTTP ${d.response_status}` ? (
+        <span class="muted"> {d.last_error}</span>
+      ) : null}
     </p>
   );
 }

@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import {
   ConfirmButton,
   Empty,
@@ -22,13 +22,20 @@ export function EndpointsView() {
   const [adding, setAdding] = useState(false);
   const [created, setCreated] = useState(null);
   const manage = can('manage_endpoints');
+  const addButton = useRef(null);
+  const wasAdding = useRef(false);
+  // Closing the form (Cancel, Escape) gives the focus back to the button that opened it.
+  useEffect(() => {
+    if (wasAdding.current && !adding && !created) addButton.current?.focus();
+    wasAdding.current = adding;
+  }, [adding]);
 
   return (
     <>
       <div class="page-head">
         <h1 tabIndex={-1}>Endpoints</h1>
         {manage && !adding ? (
-          <button type="button" onClick={() => setAdding(true)}>
+          <button ref={addButton} type="button" onClick={() => setAdding(true)}>
             Add endpoint
           </button>
         ) : null}
@@ -120,6 +127,8 @@ function EndpointRow({ ep, manage, onChanged }) {
             onConfirm={async () => {
               await api.deleteEndpoint(ep.id);
               onChanged();
+              // The row and its buttons go: the focus goes to the page's heading.
+              document.querySelector('main h1')?.focus();
               return true;
             }}
           />

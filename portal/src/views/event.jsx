@@ -109,7 +109,10 @@ export function EventView({ eventId }) {
                 </table>
               </div>
             )}
-            {can('replay') ? <SendToEndpoint eventId={eventId} endpoints={data.endpoints} onSent={reload} /> : null}
+            {can('replay') ? (
+              // A disabled endpoint is sent nothing: it is not offered.
+              <SendToEndpoint eventId={eventId} endpoints={data.endpoints.filter((ep) => ep.is_active)} onSent={reload} />
+            ) : null}
           </section>
           <section class="card" aria-labelledby="ev-payload-title">
             <h2 id="ev-payload-title">Payload</h2>

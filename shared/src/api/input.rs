@@ -50,9 +50,7 @@ pub fn json_object<T: for<'de> Deserialize<'de>>(
     };
     for field in no_null {
         if map.get(*field).is_some_and(Value::is_null) {
-            return Err(ApiError::BadRequest(format!(
-                "`{field}` must not be null; omit it instead"
-            )));
+            return Err(ApiError::BadRequest(format!("`{field}` must not be null")));
         }
     }
     serde_json::from_value(Value::Object(map))
@@ -112,6 +110,13 @@ pub fn check_event_type_name(name: &str, what: &str, wildcard: bool) -> Result<(
         };
         return Err(ApiError::BadRequest(format!(
             "{what} {name:?} may contain only {allowed}"
+        )));
+    }
+    // The only wildcards that can match: `*` alone, or a trailing `.*` (`invoice.*`).
+    let body = name.strip_suffix(".*").unwrap_or(name);
+    if wildcard && name != "*" && body.contains('*') {
+        return Err(ApiError::BadRequest(format!(
+            "{what} {name:?}: a wildcard is \"*\" alone or a trailing \".*\" (\"invoice.*\")"
         )));
     }
     Ok(())
@@ -196,6 +201,20 @@ pub fn parse_time(name: &str, v: &str) -> Result<crate::domain::time::Timestamp,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wildcards_are_whole_or_trailing() {
+        for ok in ["*", "invoice.*", "invoice.line.*", "invoice.paid"] {
+            assert!(check_event_type_name(ok, "pattern", true).is_ok(), "{ok}");
+        }
+        for bad in ["*.paid", "inv*", "invoice.*.paid", "*.*", "invoice*"] {
+            assert!(
+                check_event_type_name(bad, "pattern", true).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(check_event_type_name("invoice.*", "event_type", false).is_err());
+    }
 
     #[test]
     fn strict_bodies() {

@@ -49,9 +49,10 @@ pub fn should_disable_after(e: &Endpoint, now: Timestamp, disable_after: TimeDel
     matches!(e.stats.failing_since, Some(since) if now - since.max(e.updated_at) >= disable_after)
 }
 
-/// When the current failure streak started, if one is open on an active endpoint.
+/// When the current failure streak started, if one is open; a disabled endpoint keeps the
+/// streak that disabled it (as its `capy.endpoint.disabled` event says) until it succeeds.
 pub fn failing_since(e: &Endpoint) -> Option<Timestamp> {
-    e.stats.failing_since.filter(|_| e.is_active)
+    e.stats.failing_since
 }
 
 /// When the open failure streak will disable the endpoint if nothing succeeds before: the
@@ -63,7 +64,9 @@ pub fn disable_at(e: &Endpoint) -> Option<Timestamp> {
 /// [`disable_at`] with the streak length from the policy: the same clock as
 /// [`should_disable_after`].
 pub fn disable_at_after(e: &Endpoint, disable_after: TimeDelta) -> Option<Timestamp> {
-    failing_since(e).map(|since| since.max(e.updated_at) + disable_after)
+    failing_since(e)
+        .filter(|_| e.is_active)
+        .map(|since| since.max(e.updated_at) + disable_after)
 }
 
 #[cfg(test)]
@@ -134,6 +137,13 @@ mod tests {
         assert!(should_disable(&e, at));
         assert!(!should_disable(&e, at - TimeDelta::milliseconds(1)));
         assert_eq!(disable_at(&endpoint(DeliveryStats::default(), true)), None);
+        // Disabled: the streak stays on record, nothing is forecast.
+        let disabled = Endpoint {
+            is_active: false,
+            ..e.clone()
+        };
+        assert_eq!(failing_since(&disabled), e.stats.failing_since);
+        assert_eq!(disable_at(&disabled), None);
 
         // A shorter streak from the policy moves both on the same clock.
         let short = TimeDelta::seconds(30);

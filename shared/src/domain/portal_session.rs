@@ -106,18 +106,20 @@ pub fn grants(capabilities: &[Capability], access: PortalAccess) -> bool {
     }
 }
 
-/// The capabilities a caller asked for, sorted and deduplicated; an error names an unknown
-/// one, or an empty list.
+/// The capabilities a caller asked for, sorted; an error names an unknown or repeated one,
+/// or an empty list.
 pub fn normalize(names: &[String]) -> Result<Vec<Capability>, String> {
     let mut out = Vec::with_capacity(names.len());
     for n in names {
         let c = Capability::parse(n).ok_or_else(|| {
             format!("unknown capability {n:?}: use \"read\", \"manage_endpoints\" or \"replay\"")
         })?;
+        if out.contains(&c) {
+            return Err(format!("capabilities lists {n:?} twice"));
+        }
         out.push(c);
     }
     out.sort();
-    out.dedup();
     if out.is_empty() {
         return Err("capabilities must name at least one capability".into());
     }
@@ -138,8 +140,13 @@ mod tests {
             );
         }
         assert_eq!(
-            normalize(&["replay".into(), "read".into(), "replay".into()]),
+            normalize(&["replay".into(), "read".into()]),
             Ok(vec![Capability::Read, Capability::Replay])
+        );
+        assert_eq!(
+            normalize(&["replay".into(), "read".into(), "replay".into()]),
+            Err("capabilities lists \"replay\" twice".into()),
+            "the schema's uniqueItems"
         );
         assert!(normalize(&[]).is_err());
         assert!(normalize(&["admin".into()]).is_err());

@@ -81,10 +81,32 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(secs))
 }
 
+/// A duration as a person reads it, in its largest whole unit: `5 days`, `90 seconds`.
+pub fn spelled(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let (n, unit) = match s {
+        0 => (d.as_millis() as u64, "millisecond"),
+        s if s % 86_400 == 0 => (s / 86_400, "day"),
+        s if s % 3600 == 0 => (s / 3600, "hour"),
+        s if s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn durations_are_spelled_for_people() {
+        assert_eq!(spelled(Duration::from_secs(5 * 86_400)), "5 days");
+        assert_eq!(spelled(Duration::from_secs(3600)), "1 hour");
+        assert_eq!(spelled(Duration::from_secs(90)), "90 seconds");
+        assert_eq!(spelled(Duration::from_secs(120)), "2 minutes");
+        assert_eq!(spelled(Duration::from_millis(500)), "500 milliseconds");
+    }
 
     #[test]
     fn parses_operator_durations() {

@@ -88,20 +88,8 @@ pub fn disable_after(deps: &Deps) -> TimeDelta {
 pub fn streak_reason(deps: &Deps) -> String {
     format!(
         "every attempt failed for {}",
-        spelled(deps.policy.disable_after)
+        time::spelled(deps.policy.disable_after)
     )
-}
-
-fn spelled(d: Duration) -> String {
-    let s = d.as_secs();
-    let (n, unit) = match s {
-        0 => (d.as_millis() as u64, "millisecond"),
-        s if s % 86_400 == 0 => (s / 86_400, "day"),
-        s if s % 3600 == 0 => (s / 3600, "hour"),
-        s if s % 60 == 0 => (s / 60, "minute"),
-        s => (s, "second"),
-    };
-    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 fn lead(deps: &Deps) -> TimeDelta {

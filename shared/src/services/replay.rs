@@ -77,8 +77,8 @@ pub fn check_window(
     let horizon = now - chrono::TimeDelta::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
     if since < horizon {
         return Err(ServiceError::Invalid(format!(
-            "since is older than the retention ({} days): deliveries before {} are no longer kept",
-            retention.as_secs() / 86_400,
+            "since is older than the retention ({}): deliveries before {} are no longer kept",
+            time::spelled(retention),
             time::format(&horizon)
         )));
     }

@@ -93,14 +93,14 @@ impl Window {
         let retention_delta = TimeDelta::from_std(retention).unwrap_or(TimeDelta::MAX);
         if until < now - retention_delta {
             return Err(ServiceError::Invalid(format!(
-                "the window ends before the retention period ({} days): those deliveries are gone",
-                retention.as_secs() / 86_400
+                "the window ends before the retention period ({}): those deliveries are gone",
+                crate::domain::time::spelled(retention)
             )));
         }
         if until - since > retention_delta {
             return Err(ServiceError::Invalid(format!(
-                "the window may span at most the retention period ({} days)",
-                retention.as_secs() / 86_400
+                "the window may span at most the retention period ({})",
+                crate::domain::time::spelled(retention)
             )));
         }
         Ok(Self {

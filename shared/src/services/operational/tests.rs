@@ -75,15 +75,6 @@ async fn a_dead_letter_reaches_the_operator_bus_and_raises_exhausted() {
     assert_eq!(raised[0].subject_endpoint, Some(dead.id));
 }
 
-#[test]
-fn durations_are_spelled_for_people() {
-    assert_eq!(spelled(Duration::from_secs(5 * 86_400)), "5 days");
-    assert_eq!(spelled(Duration::from_secs(3600)), "1 hour");
-    assert_eq!(spelled(Duration::from_secs(90)), "90 seconds");
-    assert_eq!(spelled(Duration::from_secs(120)), "2 minutes");
-    assert_eq!(spelled(Duration::from_millis(500)), "500 milliseconds");
-}
-
 /// Transitions whose store update may be a retry of a write whose answer was lost: the
 /// event is raised once, neither lost nor doubled.
 #[tokio::test]
