@@ -57,6 +57,9 @@ pub enum JobsCommand {
         api: Api,
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Start after this page (the `next_cursor` a previous list printed).
+        #[arg(long)]
+        cursor: Option<String>,
     },
     /// One job as JSON.
     Show {
@@ -233,11 +236,16 @@ pub async fn replay(args: ReplayArgs) -> Result<(), String> {
 
 pub async fn jobs(command: JobsCommand) -> Result<(), String> {
     match command {
-        JobsCommand::List { api, limit } => {
+        JobsCommand::List { api, limit, cursor } => {
             let http = Http::new(api);
-            let out = http
-                .call("GET", &format!("/jobs?limit={limit}"), None)
-                .await?;
+            let mut path = format!("/jobs?limit={limit}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!(
+                    "&cursor={}",
+                    url::form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()
+                ));
+            }
+            let out = http.call("GET", &path, None).await?;
             for j in out["jobs"].as_array().into_iter().flatten() {
                 println!(
                     "{}  {:<9}  {}/{}  {}  {}",
@@ -248,6 +256,9 @@ pub async fn jobs(command: JobsCommand) -> Result<(), String> {
                     j["endpoint_id"].as_str().unwrap_or(""),
                     j["created_at"].as_str().unwrap_or(""),
                 );
+            }
+            if let Some(next) = out["next_cursor"].as_str() {
+                eprintln!("more: capy jobs list --limit {limit} --cursor {next}");
             }
             Ok(())
         }

@@ -898,6 +898,31 @@ async fn capy_replay_prints_the_count_follows_the_job_and_capy_jobs_shows_it() {
     let (ok, out, err) = capy(&stack, &list).await;
     assert!(ok, "{err}");
     assert!(out.contains(&job_id) && out.contains("succeeded"), "{out}");
+    // A second job (nothing failed is left: it matches none), then the list a page at a time.
+    let (ok, out, err) = capy(&stack, &replay(&[])).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.starts_with(
+            "matched: 0
+"
+        ),
+        "{out}"
+    );
+    let mut paged = list.clone();
+    paged.extend(["--limit", "1"]);
+    let (ok, first_page, err) = capy(&stack, &paged).await;
+    assert!(ok, "{err}");
+    assert_eq!(first_page.lines().count(), 1, "{first_page}");
+    assert!(!first_page.contains(&job_id), "newest first: {first_page}");
+    let cursor = err
+        .lines()
+        .find_map(|l| l.split_once("--cursor ").map(|(_, c)| c.trim().to_owned()))
+        .unwrap_or_else(|| panic!("the next page's command: {err}"));
+    paged.extend(["--cursor", cursor.as_str()]);
+    let (ok, second_page, err) = capy(&stack, &paged).await;
+    assert!(ok, "{err}");
+    assert!(second_page.starts_with(&job_id), "{second_page}");
+    assert!(!err.contains("--cursor"), "the last page: {err}");
     let mut show = vec!["jobs", "show"];
     show.extend(api);
     show.push(&job_id);
