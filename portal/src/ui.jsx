@@ -8,15 +8,19 @@ export const SessionContext = createContext(null);
 /** { api, session, can(capability) } */
 export const useSession = () => useContext(SessionContext);
 
-/** Loads data with `fn`, again whenever `deps` change or `reload()` is called. */
-export function useLoad(fn, deps) {
+/**
+ * Loads data with `fn`, again whenever `deps` or `refresh` change or `reload()` is called. A
+ * change of `deps` asks a new question and drops what was shown; `refresh` and `reload()`
+ * ask the same one again and keep showing the last answer meanwhile.
+ */
+export function useLoad(fn, deps, refresh = []) {
   const [state, setState] = useState({ loading: true, data: undefined, error: null });
   const [tick, reload] = useReducer((x) => x + 1, 0);
   const lastDeps = useRef(null);
   useEffect(() => {
     let live = true;
-    // A reload keeps showing what it has; other inputs (a filter, a page) drop it, so an
-    // error never sits above rows that answered a different question.
+    // A new question (a filter, a page) drops the old rows, so an error never sits above
+    // rows that answered a different one.
     const key = JSON.stringify(deps);
     const same = lastDeps.current === key;
     lastDeps.current = key;
@@ -29,7 +33,7 @@ export function useLoad(fn, deps) {
       live = false;
     };
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [...deps, tick]);
+  }, [...deps, ...refresh, tick]);
   return [state, reload];
 }
 

@@ -1495,9 +1495,18 @@ async fn jobs_hold_their_endpoint_slot_and_save_by_version(s: &Stores) {
         ..first.clone()
     };
     jobs.save(&running).await.expect("save");
+    jobs.save(&running)
+        .await
+        .expect("the same write again (an SDK retry) changes nothing");
     assert!(
-        is_conflict(jobs.save(&running).await),
-        "a write that read version 0 again"
+        is_conflict(
+            jobs.save(&Job {
+                processed: 2,
+                ..running.clone()
+            })
+            .await
+        ),
+        "another write that read version 0"
     );
     assert!(
         is_conflict(
@@ -1652,7 +1661,38 @@ async fn a_replay_slot_left_behind_by_a_crash_is_taken_over() {
     // A slot from before `taken_at` was written, naming a job that does not exist.
     let old = EndpointId::new();
     leave_slot(old, JobId::new(), None).await;
-    jobs.create(&Job::replay(ORG, old, params, 0, now))
+    let taker = Job::replay(ORG, old, params.clone(), 0, now);
+    jobs.create(&taker)
         .await
         .expect("an old slot of no job is taken over");
+    // …and one naming a job that is still queued holds.
+    leave_slot(old, taker.id, None).await;
+    assert!(
+        is_conflict(
+            jobs.create(&Job::replay(ORG, old, params.clone(), 0, now))
+                .await
+        ),
+        "an old slot of an active job"
+    );
+
+    // Ending a job deletes its slot (not only lets the next job take it over).
+    let slot_of = |ep: EndpointId| {
+        let get = client
+            .get_item()
+            .table_name(&name)
+            .key("pk", S(format!("ORG#{ORG}#JOB")))
+            .key("sk", S(format!("SLOT#{ep}")))
+            .consistent_read(true);
+        async move { get.send().await.expect("get the slot").item }
+    };
+    assert!(slot_of(old).await.is_some());
+    jobs.save(&Job {
+        state: JobState::Canceled,
+        finished_at: Some(now),
+        version: 1,
+        ..taker
+    })
+    .await
+    .expect("end it");
+    assert_eq!(slot_of(old).await, None, "freed by the job's end");
 }

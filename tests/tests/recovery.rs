@@ -548,7 +548,8 @@ async fn a_concurrent_replay_is_409_cancel_stops_the_job_and_jobs_are_per_organi
 /// no job behind (a transaction rolled back by moto once left jobs stuck in `queued`).
 #[tokio::test]
 async fn replays_requested_at_once_start_one_job_and_leave_no_other() {
-    let stack = Stack::start_with(paced("2", "1s")).await;
+    // One delivery a page, a second between pages: the job outlasts the requests by seconds.
+    let stack = Stack::start_with(paced("1", "1s")).await;
     let org = Org::new(&stack, "org_race");
     let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
     let (endpoint, _) = stack

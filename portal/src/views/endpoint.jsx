@@ -207,7 +207,7 @@ function StatsPanel({ endpointId, tick }) {
     const win = statsWindow(range);
     const stats = await api.stats(endpointId, { since: win.since, until: win.until, period: win.period });
     return { stats, win };
-  }, [endpointId, range, tick]);
+  }, [endpointId, range], [tick]);
   return (
     <section class="card" aria-labelledby="stats-title">
       <div class="section-head">
@@ -325,7 +325,8 @@ function DeliveriesPanel({ endpointId, tick }) {
   const pages = useCursorPages(`${endpointId}|${filter}`);
   const [state, reload] = useLoad(
     () => api.deliveries(endpointId, { limit: 20, cursor: pages.cursor, state: filter }),
-    [endpointId, filter, pages.cursor, tick],
+    [endpointId, filter, pages.cursor],
+    [tick],
   );
   const list = state.data?.deliveries;
   const pendingShown = Boolean(list && list.some((d) => d.state === 'pending'));

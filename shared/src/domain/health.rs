@@ -50,7 +50,7 @@ pub fn should_disable_after(e: &Endpoint, now: Timestamp, disable_after: TimeDel
 }
 
 /// When the current failure streak started, if one is open; a disabled endpoint keeps the
-/// streak that disabled it (as its `capy.endpoint.disabled` event says) until it succeeds.
+/// streak open when it was disabled (as its `capy.endpoint.disabled` event says).
 pub fn failing_since(e: &Endpoint) -> Option<Timestamp> {
     e.stats.failing_since
 }

@@ -6,7 +6,7 @@
 //! holds every endpoint of the organization, is done right here (the deliveries' messages
 //! go straight to the delivery queue); anything larger goes to the fan-out consumer. An
 //! organization this process saw with more than a page of endpoints skips the read for
-//! [`large_orgs::LARGE_ORG_HINT`]: its publishes go to the consumer without it (4 calls).
+//! [`large_orgs::LARGE_ORG_HINT`]: its publishes go to the consumer without it (3 calls).
 //!
 //! Messages are sent *before* the event is written: a crash in between leaves messages whose
 //! event never appears (their consumers drop them after [`ORPHAN_AFTER`]), never an event

@@ -113,6 +113,27 @@ impl Table {
         Err(StoreError::Conflict)
     }
 
+    /// After the job's write: a write that took longer than [`SLOT_SETTLING`] may find the
+    /// slot taken over by a replay that saw no job. Then this job never runs: it is ended
+    /// and the request is a conflict, so one replay of the endpoint runs at a time.
+    async fn still_holds_slot(&self, job: &Job) -> Result<(), StoreError> {
+        let slot: Option<SlotItem> = self
+            .get_item(jobs_pk(&job.organization_id), slot_sk(job.endpoint_id))
+            .await?;
+        if slot.is_some_and(|s| s.job_id == job.id) {
+            return Ok(());
+        }
+        let mut ended = job.clone();
+        ended.version += 1;
+        ended.finish(
+            crate::domain::job::JobState::Failed,
+            Some("another replay of this endpoint started while this one was being created".into()),
+            time::now(),
+        );
+        self.save(&ended).await?;
+        Err(StoreError::Conflict)
+    }
+
     /// Gives the endpoint's slot back if `job` holds it.
     async fn free_slot(&self, job: &Job) -> Result<(), StoreError> {
         let freed = self
@@ -161,18 +182,22 @@ impl JobStore for Table {
             .send()
             .await;
         match put {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             // This very job: a retry of a write that landed, or the same job created again.
-            Err(e) if is_own_write(&e, &item) => Ok(()),
-            Err(e) => {
-                let e = store_error(e);
-                if !matches!(e, StoreError::Conflict) {
-                    // Best effort; a slot left behind settles in SLOT_SETTLING.
+            Err(e) if is_own_write(&e, &item) => {}
+            Err(e) => match store_error(e) {
+                StoreError::Conflict => return Err(StoreError::Conflict),
+                // Timed out, maybe after it landed: only a job that is not there lets go.
+                e => {
+                    if self.get(&job.organization_id, job.id).await? == Some(job.clone()) {
+                        return self.still_holds_slot(job).await;
+                    }
                     let _ = self.free_slot(job).await;
+                    return Err(e);
                 }
-                Err(e)
-            }
+            },
         }
+        self.still_holds_slot(job).await
     }
 
     async fn get(&self, org: &str, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -231,15 +256,23 @@ impl JobStore for Table {
 
     async fn save(&self, job: &Job) -> Result<(), StoreError> {
         let expected = job.version.checked_sub(1).ok_or(StoreError::Conflict)?;
-        self.client
+        let item = self.job_item(job)?;
+        let put = self
+            .client
             .put_item()
             .table_name(&self.name)
-            .set_item(Some(self.job_item(job)?))
+            .set_item(Some(item.clone()))
             .condition_expression("version = :v")
             .expression_attribute_values(":v", to_av(&expected)?)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await
-            .map_err(store_error)?;
+            .await;
+        match put {
+            Ok(_) => {}
+            // The SDK's retry of a write that landed: done, and the slot still to free.
+            Err(e) if is_own_write(&e, &item) => {}
+            Err(e) => return Err(store_error(e)),
+        }
         if !job.state.is_active() {
             // Left behind if this fails: the next replay of the endpoint takes it over.
             if let Err(e) = self.free_slot(job).await {
