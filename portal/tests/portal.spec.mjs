@@ -530,7 +530,11 @@ test('keyboard only: add an endpoint', async ({ page }) => {
 test('keyboard only: the time range is one radio group moved by the arrow keys', async ({ page }) => {
   needs('stats');
   const ep = await createEndpoint({ url: OK_URL, description: `range ${uniq()}` });
-  await openPortal(page, full, `/portal/endpoints/${ep.id}`);
+  await openPortal(page);
+  // From the list by keyboard: the loaded page's heading has the focus, not the document.
+  await page.locator(`li[data-endpoint-id="${ep.id}"] a.ep-url`).focus();
+  await page.keyboard.press('Enter');
+  await expect(page.getByRole('heading', { level: 1, name: ep.url })).toBeFocused();
   const group = page.getByRole('radiogroup', { name: 'Time range' });
   const radio = (name) => group.getByRole('radio', { name });
   await expect(radio('24 h')).toHaveAttribute('aria-checked', 'true');
