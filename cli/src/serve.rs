@@ -197,6 +197,7 @@ pub async fn run(addr: SocketAddr, dev_key_org: Option<String>) -> Result<(), St
                 delivery_queue: true,
                 fan_out_queue: true,
                 operator_bus: Some(wiring::eventbridge_bus),
+                sdk: Some(wiring::any_environment),
             },
         )
         .await?,

@@ -56,6 +56,7 @@ fn requires(route: Route) -> Requires {
         delivery_queue: route.enqueues(),
         fan_out_queue: route == Route::PublishEvent,
         operator_bus: None,
+        sdk: None,
     }
 }
 
@@ -145,11 +146,13 @@ async fn run_sqs(consumer: SqsConsumer) -> Result<(), Error> {
             delivery_queue: true,
             fan_out_queue: false,
             operator_bus: Some(wiring::eventbridge_bus),
+            sdk: None,
         },
         SqsConsumer::FanOut => Requires {
             delivery_queue: true,
             fan_out_queue: true,
             operator_bus: Some(wiring::eventbridge_bus),
+            sdk: None,
         },
         SqsConsumer::DeadLetter => Requires {
             operator_bus: Some(wiring::eventbridge_bus),

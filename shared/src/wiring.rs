@@ -8,6 +8,8 @@
 //! cold start each, `make coldstart-phases`). Configuration is still checked here, so a bad
 //! setting fails the cold start, not a request.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -35,6 +37,18 @@ pub struct Requires {
     /// `None`: the function puts none there (the setting is ignored) and its binary links no
     /// EventBridge client — the API's, which has to stay under the artifact budget.
     pub operator_bus: Option<OperatorBusFactory>,
+    /// Where the SDK's config comes from: `None`, the Lambda environment alone (the functions:
+    /// their binaries link no default credential chain); [`any_environment`] for `capy serve`
+    /// and the benchmarks.
+    pub sdk: Option<SdkLoader>,
+}
+
+pub type SdkLoader = fn() -> Pin<Box<dyn Future<Output = aws_config::SdkConfig> + Send>>;
+
+/// The SDK's config wherever the process runs: the Lambda environment, or the default
+/// loader's chains (profiles, SSO, IMDS) and `AWS_ENDPOINT_URL` for an emulator.
+pub fn any_environment() -> Pin<Box<dyn Future<Output = aws_config::SdkConfig> + Send>> {
+    Box::pin(config::aws_config())
 }
 
 pub type OperatorBusFactory = fn(&aws_config::SdkConfig, &str) -> Arc<dyn OperatorBus>;
@@ -61,7 +75,10 @@ pub fn policy(settings: &Settings) -> Policy {
 
 /// Every port on AWS (or an emulator through `AWS_ENDPOINT_URL`).
 pub async fn aws(settings: &Settings, requires: Requires) -> Result<Deps, String> {
-    let sdk = config::aws_config().await;
+    let sdk = match requires.sdk {
+        Some(load) => load().await,
+        None => config::lambda_aws_config()?,
+    };
     let table = config::table(settings, &sdk);
     let delivery = lazy_queue(settings, &sdk, requires.delivery_queue, config::queue)?;
     let fan_out = lazy_queue(

@@ -261,6 +261,7 @@ async fn child() {
         &settings,
         Requires {
             delivery_queue: true,
+            sdk: Some(wiring::any_environment),
             ..Requires::default()
         },
     )
