@@ -84,6 +84,35 @@ async fn publish(
     ids
 }
 
+/// An endpoint whose receiver was down for `n` `order.created` deliveries, all failed now,
+/// and is back up (answering 200): what a replay recovers.
+struct Outage {
+    receiver: Receiver,
+    endpoint: String,
+    secret: String,
+    /// A minute before the first of them: a replay window's start.
+    since: String,
+    ids: Vec<String>,
+}
+
+async fn outage(stack: &Stack, org: &Org, n: usize) -> Outage {
+    let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
+    let (endpoint, secret) = stack
+        .create_endpoint(&org.id, &org.key, json!({ "url": receiver.url }))
+        .await;
+    let window_start = since(1);
+    let ids = publish(stack, org, &endpoint, "order.created", n).await;
+    all_in(stack, org, &endpoint, &ids, "failed").await;
+    receiver.answer(Reply::Status(200));
+    Outage {
+        receiver,
+        endpoint,
+        secret,
+        since: window_start,
+        ids,
+    }
+}
+
 /// Waits until every one of `ids` is in `state`.
 async fn all_in(stack: &Stack, org: &Org, endpoint: &str, ids: &[String], state: &str) {
     eventually(
@@ -393,14 +422,13 @@ fn paced(page: &str, pause: &str) -> StackOptions {
 async fn a_job_killed_mid_way_resumes_and_sends_no_delivery_twice() {
     let mut stack = Stack::start_with(paced("3", "300ms")).await;
     let org = Org::new(&stack, "org_kill");
-    let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
-    let (endpoint, secret) = stack
-        .create_endpoint(&org.id, &org.key, json!({ "url": receiver.url }))
-        .await;
-    let window_start = since(1);
-    let ids = publish(&stack, &org, &endpoint, "order.created", 15).await;
-    all_in(&stack, &org, &endpoint, &ids, "failed").await;
-    receiver.answer(Reply::Status(200));
+    let Outage {
+        receiver,
+        endpoint,
+        secret,
+        since: window_start,
+        ids,
+    } = outage(&stack, &org, 15).await;
     let before = receiver.count();
 
     let (status, started) = call(
@@ -449,14 +477,14 @@ async fn a_concurrent_replay_is_409_cancel_stops_the_job_and_jobs_are_per_organi
     let stack = Stack::start_with(paced("2", "1s")).await;
     let org = Org::new(&stack, "org_cancel");
     let other = Org::new(&stack, "org_other");
-    let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
-    let (endpoint, _) = stack
-        .create_endpoint(&org.id, &org.key, json!({ "url": receiver.url }))
-        .await;
-    let window_start = since(1);
-    let ids = publish(&stack, &org, &endpoint, "order.created", 10).await;
-    all_in(&stack, &org, &endpoint, &ids, "failed").await;
-    receiver.answer(Reply::Status(200));
+    let Outage {
+        // Kept alive: the replay's sends reach it.
+        receiver: _receiver,
+        endpoint,
+        secret: _,
+        since: window_start,
+        ids,
+    } = outage(&stack, &org, 10).await;
 
     let replay = format!("/webhook-endpoints/{endpoint}/replay");
     let body = json!({ "since": window_start });
@@ -551,14 +579,14 @@ async fn replays_requested_at_once_start_one_job_and_leave_no_other() {
     // One delivery a page, a second between pages: the job outlasts the requests by seconds.
     let stack = Stack::start_with(paced("1", "1s")).await;
     let org = Org::new(&stack, "org_race");
-    let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
-    let (endpoint, _) = stack
-        .create_endpoint(&org.id, &org.key, json!({ "url": receiver.url }))
-        .await;
-    let window_start = since(1);
-    let ids = publish(&stack, &org, &endpoint, "order.created", 6).await;
-    all_in(&stack, &org, &endpoint, &ids, "failed").await;
-    receiver.answer(Reply::Status(200));
+    let Outage {
+        // Kept alive: the replay's sends reach it.
+        receiver: _receiver,
+        endpoint,
+        secret: _,
+        since: window_start,
+        ids,
+    } = outage(&stack, &org, 6).await;
 
     let replay = format!("/webhook-endpoints/{endpoint}/replay");
     let body = json!({ "since": window_start });
@@ -847,13 +875,14 @@ async fn capy(stack: &Stack, args: &[&str]) -> (bool, String, String) {
 async fn capy_replay_prints_the_count_follows_the_job_and_capy_jobs_shows_it() {
     let stack = Stack::start_with(opts()).await;
     let org = Org::new(&stack, "org_cli");
-    let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
-    let (endpoint, _) = stack
-        .create_endpoint(&org.id, &org.key, json!({ "url": receiver.url }))
-        .await;
-    let ids = publish(&stack, &org, &endpoint, "order.created", 3).await;
-    all_in(&stack, &org, &endpoint, &ids, "failed").await;
-    receiver.answer(Reply::Status(200));
+    let Outage {
+        // Kept alive: the replay's sends reach it.
+        receiver: _receiver,
+        endpoint,
+        secret: _,
+        since: _,
+        ids,
+    } = outage(&stack, &org, 3).await;
     let api = [
         "--api-url",
         stack.base.as_str(),
