@@ -259,7 +259,7 @@ async fn endpoint_save_settings_writes_the_owner_fields_and_never_the_stats(s: &
     s.endpoints.create(&before).await.expect("create");
     let failed_at = time::now();
     s.endpoints
-        .record_outcome(ORG, before.id, Outcome::Failure { at: failed_at })
+        .record_outcome(ORG, before.id, Outcome::failure(failed_at))
         .await
         .expect("outcome");
     let counted = s
@@ -358,7 +358,7 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             .expect("the endpoint as it was before")
     };
     assert_eq!(
-        record(Outcome::Failure { at: t1 }).await,
+        record(Outcome::failure(t1)).await,
         e,
         "returns the endpoint before"
     );
@@ -373,13 +373,7 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             disabled_at: None,
         }
     );
-    assert_eq!(
-        record(Outcome::Failure { at: t2 })
-            .await
-            .stats
-            .failure_streak,
-        1
-    );
+    assert_eq!(record(Outcome::failure(t2)).await.stats.failure_streak, 1);
     assert_eq!(
         get().await.stats,
         DeliveryStats {
@@ -441,8 +435,22 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             disabled_at: None,
         }
     );
-    let _ = record(Outcome::Failure { at: t3 }).await;
-    assert_eq!(get().await.stats.failing_since, Some(t3));
+    // A consumer batch counts its failures to the endpoint in one write.
+    let _ = record(Outcome::Failures {
+        count: 4,
+        first_at: t3,
+        last_at: t3 + ms(5),
+    })
+    .await;
+    let stats = get().await.stats;
+    assert_eq!(
+        (
+            stats.failure_streak,
+            stats.failing_since,
+            stats.last_failure_at
+        ),
+        (4, Some(t3), Some(t3 + ms(5)))
+    );
     assert!(
         record(Outcome::Disable {
             reason: "the receiver answered 410 Gone".into(),
@@ -486,7 +494,7 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
     let ghost = EndpointId::new();
     assert_eq!(
         s.endpoints
-            .record_outcome(ORG, ghost, Outcome::Failure { at: t1 })
+            .record_outcome(ORG, ghost, Outcome::failure(t1))
             .await
             .expect("outcome on a missing endpoint"),
         None

@@ -4,21 +4,26 @@
 //! A delivery's first write is its first attempt (the fan-out only sends messages), so the
 //! happy path costs one write per delivery. Retries wait as in-flight messages only up to
 //! `PARK_AFTER`; longer waits are parked in the sweep index and the message acknowledged.
+//!
+//! A batch runs in three steps: every record up to its send, concurrently; then one write
+//! per endpoint counting the batch's failed attempts to it (`attempt::count_failures`: a
+//! dead endpoint's item takes one write per batch, not one per attempt, so thousands of
+//! failures a second stay under a partition's 1,000 writes); then every record's own write.
 
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use futures::future::join_all;
-use rand::Rng;
 use tracing::Instrument;
 
+mod attempt;
 mod follow_ups;
 mod send;
 
 use send::{live_secrets, send};
 
 use super::{Disposition, batch_response, parse, receipt, sent_at};
-use crate::domain::delivery::{Attempt, Delivery, DeliveryMessage, DeliveryState, Expected};
+use crate::domain::delivery::{Delivery, DeliveryMessage, DeliveryState, Expected};
 use crate::domain::endpoint::{Endpoint, Outcome};
 use crate::domain::health::should_disable_after;
 use crate::domain::time::{self, Timestamp};
@@ -28,8 +33,6 @@ use crate::ports::{CipherError, Loaded, StoreError};
 use crate::services::publish::ORPHAN_AFTER;
 use crate::services::{Deps, ServiceError, operational};
 
-/// The attempt log keeps this many most recent attempts.
-const MAX_LOGGED_ATTEMPTS: usize = 50;
 /// A message may arrive this early and still count as due.
 const DUE_SLACK: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 /// How long a message whose event is not visible yet waits before it is read again.
@@ -82,42 +85,85 @@ pub async fn deliver_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
         }
     }
     let loaded = &loaded;
-    let work = records.into_iter().map(|r| {
-        let span = tracing::info_span!(
-            "deliver",
-            message_id = %r.id,
-            delivery_id = tracing::field::Empty,
-            endpoint_id = tracing::field::Empty,
-            event_id = tracing::field::Empty,
-            organization_id = tracing::field::Empty,
-        );
+    let spans: Vec<tracing::Span> = records.iter().map(span_of).collect();
+    let steps = join_all(records.iter().zip(&spans).map(|(r, span)| {
         async move {
-            let d = match &r.msg {
+            match &r.msg {
                 Err(e) => {
                     // Left to fail until it reaches the DLQ, where it is logged and dropped.
                     tracing::error!(error = %e, "unreadable message");
-                    Disposition::Retry
+                    Step::Done(Disposition::Retry)
                 }
-                Ok(msg) => {
-                    let span = tracing::Span::current();
-                    span.record("delivery_id", tracing::field::display(msg.delivery_id));
-                    span.record("endpoint_id", tracing::field::display(msg.endpoint_id));
-                    span.record("event_id", tracing::field::display(msg.event_id));
-                    span.record("organization_id", msg.organization_id.as_str());
-                    match process(deps, loaded, msg, &r.receipt, r.sent_at).await {
-                        Ok(d) => d,
-                        Err(e) => {
-                            tracing::error!(error = %e, "delivery processing failed; the message will be retried");
-                            Disposition::Retry
-                        }
-                    }
-                }
-            };
-            (r.id, d)
+                Ok(msg) => process(deps, loaded, msg, &r.receipt, r.sent_at)
+                    .await
+                    .unwrap_or_else(|e| Step::Done(retry_after(e))),
+            }
         }
-        .instrument(span)
-    });
-    batch_response(join_all(work).await)
+        .instrument(span.clone())
+    }))
+    .await;
+    let counted = attempt::count_failures(deps, &steps).await;
+    let counted = &counted;
+    let done = join_all(
+        records
+            .into_iter()
+            .zip(steps)
+            .zip(spans)
+            .map(|((r, step), span)| {
+                async move {
+                    let d = match step {
+                        Step::Done(d) => d,
+                        Step::Sent(sent) => attempt::record(deps, sent, counted, &r.receipt)
+                            .await
+                            .unwrap_or_else(retry_after),
+                    };
+                    (r.id, d)
+                }
+                .instrument(span)
+            }),
+    )
+    .await;
+    batch_response(done)
+}
+
+/// A record's span, with the ids its message names.
+fn span_of(r: &Record) -> tracing::Span {
+    let span = tracing::info_span!(
+        "deliver",
+        message_id = %r.id,
+        delivery_id = tracing::field::Empty,
+        endpoint_id = tracing::field::Empty,
+        event_id = tracing::field::Empty,
+        organization_id = tracing::field::Empty,
+    );
+    if let Ok(msg) = &r.msg {
+        span.record("delivery_id", tracing::field::display(msg.delivery_id));
+        span.record("endpoint_id", tracing::field::display(msg.endpoint_id));
+        span.record("event_id", tracing::field::display(msg.event_id));
+        span.record("organization_id", msg.organization_id.as_str());
+    }
+    span
+}
+
+fn retry_after(e: ProcessError) -> Disposition {
+    tracing::error!(error = %e, "delivery processing failed; the message will be retried");
+    Disposition::Retry
+}
+
+/// Where a record stands after the first step.
+enum Step<'a> {
+    Done(Disposition),
+    /// Sent: its outcome is recorded in the third step.
+    Sent(Box<Sent<'a>>),
+}
+
+struct Sent<'a> {
+    cur: Current,
+    endpoint: &'a Endpoint,
+    outcome: SendOutcome,
+    started_at: Timestamp,
+    /// When the send ended: the attempt's time.
+    at: Timestamp,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,19 +182,19 @@ struct Current {
     stored: bool,
 }
 
-async fn process(
+async fn process<'a>(
     deps: &Deps,
-    loaded: &Loaded,
+    loaded: &'a Loaded,
     msg: &DeliveryMessage,
     receipt: &str,
     sent: Option<Timestamp>,
-) -> Result<Disposition, ProcessError> {
+) -> Result<Step<'a>, ProcessError> {
     let now = time::now();
     let stored = loaded.deliveries.get(&msg.delivery_id);
     if let Some(d) = stored.filter(|d| d.state.is_terminal()) {
         // A crash (or a failed publish) may have come between its save and its follow-ups.
         follow_ups::again(deps, loaded, d, now).await?;
-        return Ok(Disposition::Ack);
+        return Ok(Step::Done(Disposition::Ack));
     }
     let Some(event) = loaded
         .events
@@ -159,10 +205,10 @@ async fn process(
             tracing::warn!(
                 "the delivery's event does not exist (its publish died, or it expired); dropping the message"
             );
-            return Ok(Disposition::Ack);
+            return Ok(Step::Done(Disposition::Ack));
         }
         postpone(deps, receipt, EVENT_NOT_YET).await;
-        return Ok(Disposition::Retry);
+        return Ok(Step::Done(Disposition::Retry));
     };
     let cur = match stored {
         Some(d) => Current {
@@ -183,17 +229,17 @@ async fn process(
                 parked.sweep_at = Some(due);
                 saved(deps, &parked, &cur).await?;
             }
-            return Ok(Disposition::Ack);
+            return Ok(Step::Done(Disposition::Ack));
         }
         postpone(deps, receipt, wait).await;
-        return Ok(Disposition::Retry);
+        return Ok(Step::Done(Disposition::Retry));
     }
     let endpoint = loaded
         .endpoints
         .get(&msg.endpoint_id)
         .filter(|e| e.organization_id == cur.d.organization_id);
     let endpoint = match endpoint {
-        None => return finish_without_sending(deps, &cur, "endpoint deleted").await,
+        None => return done(finish_without_sending(deps, &cur, "endpoint deleted").await),
         Some(e) if !e.is_active => {
             // Its disabler may have died before publishing `capy.endpoint.disabled`.
             operational::disabled_follow_up(deps, e, now).await?;
@@ -201,7 +247,7 @@ async fn process(
                 Some(r) => format!("endpoint disabled ({r})"),
                 None => "endpoint disabled".to_owned(),
             };
-            return finish_without_sending(deps, &cur, &why).await;
+            return done(finish_without_sending(deps, &cur, &why).await);
         }
         Some(e) if should_disable_after(e, now, operational::disable_after(deps)) => {
             let reason = operational::streak_reason(deps);
@@ -219,15 +265,25 @@ async fn process(
             if let Some(before) = before {
                 operational::endpoint_disabled(deps, &before, &reason, now).await?;
             }
-            return finish_without_sending(deps, &cur, &format!("endpoint disabled ({reason})"))
-                .await;
+            let why = format!("endpoint disabled ({reason})");
+            return done(finish_without_sending(deps, &cur, &why).await);
         }
         Some(e) => e,
     };
 
     let secrets = live_secrets(deps, endpoint, now).await?;
-    let outcome = send(deps, event, &cur.d, endpoint, &secrets).await;
-    record_attempt(deps, cur, endpoint, outcome, receipt).await
+    let (outcome, started_at) = send(deps, event, &cur.d, endpoint, &secrets).await;
+    Ok(Step::Sent(Box::new(Sent {
+        cur,
+        endpoint,
+        outcome,
+        started_at,
+        at: time::now(),
+    })))
+}
+
+fn done<'a>(d: Result<Disposition, ProcessError>) -> Result<Step<'a>, ProcessError> {
+    d.map(Step::Done)
 }
 
 async fn postpone(deps: &Deps, receipt: &str, wait: Duration) {
@@ -280,146 +336,6 @@ async fn saved(deps: &Deps, d: &Delivery, cur: &Current) -> Result<bool, Process
         }
         Err(e) => Err(e.into()),
     }
-}
-
-async fn record_attempt(
-    deps: &Deps,
-    cur: Current,
-    endpoint: &Endpoint,
-    (outcome, started_at): (SendOutcome, Timestamp),
-    receipt: &str,
-) -> Result<Disposition, ProcessError> {
-    let now = time::now();
-    let attempt_ms = outcome.duration.as_millis() as u64;
-    let mut d = cur.d.clone();
-    d.attempts += 1;
-    d.updated_at = now;
-    d.response_status = outcome.status;
-    d.last_error = outcome.error.clone();
-    d.sweep_at = None;
-    d.attempt_log.push(Attempt {
-        attempt: d.attempts,
-        started_at,
-        duration_ms: outcome.duration.as_millis() as u64,
-        response_status: outcome.status,
-        error: outcome.error.clone(),
-        response_excerpt: outcome.excerpt.clone(),
-    });
-    if d.attempt_log.len() > MAX_LOGGED_ATTEMPTS {
-        d.attempt_log
-            .drain(..d.attempt_log.len() - MAX_LOGGED_ATTEMPTS);
-    }
-
-    if outcome.succeeded() {
-        d.state = DeliveryState::Delivered;
-        d.delivered_at = Some(now);
-        d.next_attempt_at = None;
-        if saved(deps, &d, &cur).await? {
-            let lag = (now - d.created_at).num_milliseconds().max(0) as u64;
-            deps.metrics.delivery(
-                DeliveryOutcome::Delivered,
-                ids(&d),
-                d.attempts,
-                Some(attempt_ms),
-                Some(lag),
-            );
-        }
-        follow_ups::after_success(deps, endpoint, now).await?;
-        tracing::info!(attempt = d.attempts, status = ?outcome.status, "delivered");
-        return Ok(Disposition::Ack);
-    }
-
-    let before = deps
-        .endpoints
-        .record_outcome(
-            &endpoint.organization_id,
-            endpoint.id,
-            Outcome::Failure { at: now },
-        )
-        .await?;
-    if let Some(before) = before.as_ref().filter(|_| !outcome.gone) {
-        operational::after_failure(deps, before, now).await;
-    }
-    if outcome.gone {
-        let reason = "the receiver answered 410 Gone".to_owned();
-        let before = deps
-            .endpoints
-            .record_outcome(
-                &endpoint.organization_id,
-                endpoint.id,
-                Outcome::Disable {
-                    reason: reason.clone(),
-                    at: now,
-                },
-            )
-            .await?;
-        d.state = DeliveryState::Failed;
-        d.next_attempt_at = None;
-        d.last_error = Some(format!("HTTP 410; endpoint disabled ({reason})"));
-        tracing::warn!("receiver answered 410 Gone; endpoint disabled");
-        if saved(deps, &d, &cur).await? {
-            deps.metrics.delivery(
-                DeliveryOutcome::Gone,
-                ids(&d),
-                d.attempts,
-                Some(attempt_ms),
-                None,
-            );
-        }
-        if let Some(before) = before {
-            // Saved first: an error brings the message back to a finished delivery, whose
-            // follow-ups raise it then.
-            operational::endpoint_disabled(deps, &before, &reason, now).await?;
-        }
-        return Ok(Disposition::Ack);
-    }
-    let jitter = rand::rng().random_range(-1.0..=1.0);
-    let next = if d.attempts >= d.max_attempts {
-        None
-    } else {
-        deps.policy
-            .retry
-            .next_delay(d.attempts, outcome.kind, outcome.retry_after, jitter)
-    };
-    let Some(delay) = next else {
-        d.state = DeliveryState::Failed;
-        d.next_attempt_at = None;
-        tracing::warn!(attempts = d.attempts, error = ?outcome.error, "delivery failed for good");
-        if saved(deps, &d, &cur).await? {
-            deps.metrics.delivery(
-                DeliveryOutcome::Failed,
-                ids(&d),
-                d.attempts,
-                Some(attempt_ms),
-                None,
-            );
-            follow_ups::after_exhausted(deps, endpoint, &d, now).await?;
-        }
-        return Ok(Disposition::Ack);
-    };
-    let due = time::after(now, delay);
-    d.next_attempt_at = Some(due);
-    let park = delay > deps.policy.park_after;
-    if park {
-        // Not held in flight: the sweeper sends it again when due.
-        d.sweep_at = Some(due);
-    }
-    tracing::info!(attempt = d.attempts, error = ?outcome.error, retry_in_ms = delay.as_millis() as u64, parked = park, "attempt failed");
-    if !saved(deps, &d, &cur).await? {
-        return Ok(Disposition::Ack);
-    }
-    deps.metrics.delivery(
-        DeliveryOutcome::Retrying,
-        ids(&d),
-        d.attempts,
-        Some(attempt_ms),
-        None,
-    );
-    if park {
-        return Ok(Disposition::Ack);
-    }
-    postpone(deps, receipt, delay).await;
-    Ok(Disposition::Retry)
 }
 
 #[cfg(test)]

@@ -102,8 +102,13 @@ impl Endpoint {
 /// What one attempt means for the endpoint's health counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Failure {
-        at: Timestamp,
+    /// `count` failed attempts, the first and the last at these times: a consumer batch
+    /// counts its failures to one endpoint in one write, so a dead endpoint's item takes one
+    /// write per batch, not one per attempt.
+    Failures {
+        count: u32,
+        first_at: Timestamp,
+        last_at: Timestamp,
     },
     /// Sent only when a failure streak was open: a healthy endpoint costs no write.
     RecoveredAfterFailures,
@@ -122,4 +127,15 @@ pub enum Outcome {
         reason: String,
         at: Timestamp,
     },
+}
+
+impl Outcome {
+    /// One failed attempt.
+    pub fn failure(at: Timestamp) -> Self {
+        Self::Failures {
+            count: 1,
+            first_at: at,
+            last_at: at,
+        }
+    }
 }

@@ -152,14 +152,19 @@ impl EndpointStore for Table {
             .condition_expression("attribute_exists(pk)")
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld);
         let req = match outcome {
-            Outcome::Failure { at } => req
+            Outcome::Failures {
+                count,
+                first_at,
+                last_at,
+            } => req
                 .update_expression(
-                    "SET stats.failure_streak = if_not_exists(stats.failure_streak, :zero) + :one, \
-                     stats.last_failure_at = :at, stats.failing_since = if_not_exists(stats.failing_since, :at)",
+                    "SET stats.failure_streak = if_not_exists(stats.failure_streak, :zero) + :count, \
+                     stats.last_failure_at = :last, stats.failing_since = if_not_exists(stats.failing_since, :first)",
                 )
                 .expression_attribute_values(":zero", n(0))
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":at", s(time::format(&at))),
+                .expression_attribute_values(":count", n(count))
+                .expression_attribute_values(":first", s(time::format(&first_at)))
+                .expression_attribute_values(":last", s(time::format(&last_at))),
             Outcome::RecoveredAfterFailures => req
                 .update_expression(
                     "SET stats.failure_streak = :zero \

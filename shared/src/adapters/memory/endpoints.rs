@@ -91,10 +91,14 @@ impl EndpointStore for MemoryEndpoints {
         };
         let before = e.clone();
         match outcome {
-            Outcome::Failure { at } => {
-                e.stats.failure_streak += 1;
-                e.stats.last_failure_at = Some(at);
-                e.stats.failing_since.get_or_insert(at);
+            Outcome::Failures {
+                count,
+                first_at,
+                last_at,
+            } => {
+                e.stats.failure_streak += count;
+                e.stats.last_failure_at = Some(last_at);
+                e.stats.failing_since.get_or_insert(first_at);
             }
             Outcome::RecoveredAfterFailures => {
                 e.stats.failure_streak = 0;

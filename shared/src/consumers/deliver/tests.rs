@@ -405,3 +405,125 @@ async fn a_finished_delivery_whose_follow_ups_did_not_run_runs_them_without_send
         assert_eq!(raised.len(), usize::from(recovers));
     }
 }
+
+/// Counts `record_outcome` calls, delegating everything to the twin.
+struct CountingOutcomes {
+    inner: std::sync::Arc<dyn crate::ports::EndpointStore>,
+    outcomes: std::sync::Mutex<Vec<crate::domain::endpoint::Outcome>>,
+}
+
+#[async_trait::async_trait]
+impl crate::ports::EndpointStore for CountingOutcomes {
+    async fn create(&self, e: &Endpoint) -> Result<(), StoreError> {
+        self.inner.create(e).await
+    }
+    async fn get(
+        &self,
+        org: &str,
+        id: crate::domain::ids::EndpointId,
+    ) -> Result<Option<Endpoint>, StoreError> {
+        self.inner.get(org, id).await
+    }
+    async fn page(
+        &self,
+        org: &str,
+        after: Option<crate::domain::ids::EndpointId>,
+        limit: usize,
+    ) -> Result<(Vec<Endpoint>, Option<crate::domain::ids::EndpointId>), StoreError> {
+        self.inner.page(org, after, limit).await
+    }
+    async fn save_settings(
+        &self,
+        e: &Endpoint,
+        expected: time::Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner.save_settings(e, expected).await
+    }
+    async fn delete(
+        &self,
+        org: &str,
+        id: crate::domain::ids::EndpointId,
+    ) -> Result<bool, StoreError> {
+        self.inner.delete(org, id).await
+    }
+    async fn record_outcome(
+        &self,
+        org: &str,
+        id: crate::domain::ids::EndpointId,
+        outcome: crate::domain::endpoint::Outcome,
+    ) -> Result<Option<Endpoint>, StoreError> {
+        self.outcomes.lock().expect("lock").push(outcome.clone());
+        self.inner.record_outcome(org, id, outcome).await
+    }
+}
+
+/// A batch's failed attempts to one endpoint are counted in one write to it, so a dead
+/// endpoint's item takes a write per batch, not per attempt; the streak still counts each,
+/// and the 5th raises `capy.endpoint.failing` once.
+#[tokio::test]
+async fn a_batch_counts_its_failures_to_an_endpoint_in_one_write() {
+    let mut w = world();
+    let counting = std::sync::Arc::new(CountingOutcomes {
+        inner: w.deps.endpoints.clone(),
+        outcomes: Default::default(),
+    });
+    w.deps.endpoints = counting.clone();
+    let rx = receiver(200).await;
+    let (dead, _) = w.endpoint(UNREACHABLE, |e| e).await;
+    let (flaky, _) = w.endpoint(UNREACHABLE, |e| e).await;
+    let (fine, _) = w.endpoint(&rx.url, |e| e).await;
+    w.endpoint("https://w.example", |e| Endpoint {
+        event_types: vec!["capy.endpoint.failing".into()],
+        ..e
+    })
+    .await;
+    let mut deliveries = Vec::new();
+    for (endpoint, n) in [(dead.id, 6), (flaky.id, 3), (fine.id, 1)] {
+        for _ in 0..n {
+            let event = w.event("invoice.paid", r#"{"n":1}"#).await;
+            deliveries.push(Delivery::first(&event, endpoint, 3));
+        }
+    }
+    let mut sqs = aws_lambda_events::sqs::SqsEvent::default();
+    for (i, d) in deliveries.iter().enumerate() {
+        let body = serde_json::to_string(&d.message()).expect("json");
+        sqs.records
+            .push(record(&format!("m-{i}"), &body, time::now()));
+    }
+
+    let resp = deliver_batch(&w.deps, sqs).await;
+
+    // The failures wait for their 1 s retry in flight; the success is done.
+    assert_eq!(failures(&resp).len(), 9);
+    let outcomes = counting.outcomes.lock().expect("lock").clone();
+    let mut counts: Vec<u32> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            crate::domain::endpoint::Outcome::Failures { count, .. } => Some(*count),
+            _ => None,
+        })
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, vec![3, 6], "one write per failing endpoint");
+    let announced = outcomes
+        .iter()
+        .filter(|o| matches!(o, crate::domain::endpoint::Outcome::FailingAnnounced { .. }))
+        .count();
+    assert_eq!((outcomes.len(), announced), (3, 1), "{outcomes:?}");
+    assert_eq!(w.endpoint_now(dead.id).await.stats.failure_streak, 6);
+    assert_eq!(w.endpoint_now(flaky.id).await.stats.failure_streak, 3);
+    assert_eq!(w.endpoint_now(fine.id).await.stats.failure_streak, 0);
+    for d in &deliveries[..9] {
+        let got = w.stored(d).await.expect("stored");
+        assert_eq!((got.state, got.attempts), (DeliveryState::Pending, 1));
+    }
+    let q = crate::ports::EventQuery {
+        limit: 10,
+        event_type: Some("capy.endpoint.failing".into()),
+        ..Default::default()
+    };
+    let (raised, _) = w.deps.events.list(ORG, &q).await.expect("list");
+    assert_eq!(raised.len(), 1, "the dead endpoint's streak reached 5 once");
+    let payload: serde_json::Value = serde_json::from_str(&raised[0].payload).expect("json");
+    assert_eq!(payload["endpoint_id"], dead.id.to_string());
+}

@@ -12,19 +12,25 @@ use crate::domain::health::{FAILING_STREAK, disable_at_after};
 use crate::domain::time::Timestamp;
 use crate::services::ServiceError;
 
-/// After a failed attempt was counted: `before` is the endpoint as it was just before the
-/// count. Raises `failing` while the streak is at least [`FAILING_STREAK`] and the endpoint
+/// After `count` failed attempts (the first at `first_at`, the last at `now`) were counted
+/// in one write: `before` is the endpoint as it was just before it. Raises `failing` while the streak is at least [`FAILING_STREAK`] and the endpoint
 /// has not recorded it announced (so a crash before that record raises it at the next
 /// failure, and the marker makes it one event), and `disable_scheduled` likewise from every
 /// failure within the warning lead until the endpoint records it announced for this clock.
-pub async fn after_failure(deps: &Deps, before: &Endpoint, now: Timestamp) {
+pub async fn after_failure(
+    deps: &Deps,
+    before: &Endpoint,
+    count: u32,
+    first_at: Timestamp,
+    now: Timestamp,
+) {
     if !before.is_active {
         return;
     }
     let mut after = before.clone();
-    after.stats.failure_streak += 1;
+    after.stats.failure_streak += count;
     after.stats.last_failure_at = Some(now);
-    let since = *after.stats.failing_since.get_or_insert(now);
+    let since = *after.stats.failing_since.get_or_insert(first_at);
     if after.stats.failure_streak >= FAILING_STREAK && !before.stats.failing_announced {
         match endpoint_failing(deps, &after, now).await {
             // Another record of this process is sending it; it records it too.

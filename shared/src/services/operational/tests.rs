@@ -329,22 +329,22 @@ async fn failing_is_raised_until_the_endpoint_records_it_announced() {
     let org = subject.organization_id.clone();
     let before = deps
         .endpoints
-        .record_outcome(&org, subject.id, Outcome::Failure { at: now })
+        .record_outcome(&org, subject.id, Outcome::failure(now))
         .await
         .expect("count")
         .expect("endpoint");
-    after_failure(&deps, &before, now).await;
+    after_failure(&deps, &before, 1, now, now).await;
     let stored = stored_endpoint(&deps, &org, subject.id).await;
     assert!(stored.stats.failing_announced, "{:?}", stored.stats);
     assert_eq!(raised_ids(&deps, &org, ENDPOINT_FAILING).await.len(), 1);
 
     let before = deps
         .endpoints
-        .record_outcome(&org, subject.id, Outcome::Failure { at: now })
+        .record_outcome(&org, subject.id, Outcome::failure(now))
         .await
         .expect("count")
         .expect("endpoint");
-    after_failure(&deps, &before, now).await;
+    after_failure(&deps, &before, 1, now, now).await;
     assert_eq!(raised_ids(&deps, &org, ENDPOINT_FAILING).await.len(), 1);
 
     // A recovery ends the streak and its announcement; an announcement of an ended streak
@@ -388,7 +388,7 @@ async fn disable_scheduled_is_raised_until_the_endpoint_records_it_announced() {
         let org = &org;
         async move {
             deps.endpoints
-                .record_outcome(org, subject.id, Outcome::Failure { at })
+                .record_outcome(org, subject.id, Outcome::failure(at))
                 .await
                 .expect("count")
                 .expect("endpoint")
@@ -401,7 +401,7 @@ async fn disable_scheduled_is_raised_until_the_endpoint_records_it_announced() {
         let fail = &fail;
         async move {
             let before = fail(at).await;
-            after_failure(deps, &before, at).await;
+            after_failure(deps, &before, 1, at, at).await;
             raised_ids(deps, org, ENDPOINT_DISABLE_SCHEDULED)
                 .await
                 .len()
