@@ -370,6 +370,7 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             last_failure_at: Some(t1),
             failing_announced: false,
             disable_scheduled_for: None,
+            disable_deferred_to: None,
             disabled_at: None,
         }
     );
@@ -382,6 +383,7 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             last_failure_at: Some(t2),
             failing_announced: false,
             disable_scheduled_for: None,
+            disable_deferred_to: None,
             disabled_at: None,
         }
     );
@@ -403,7 +405,8 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
                 e.id,
                 Outcome::DisableScheduledAnnounced {
                     since: t2,
-                    clock: t2
+                    clock: t2,
+                    deferred_to: None,
                 }
             )
             .await
@@ -414,9 +417,32 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
     let _ = record(Outcome::DisableScheduledAnnounced {
         since: t1,
         clock: t2,
+        deferred_to: None,
     })
     .await;
     assert_eq!(get().await.stats.disable_scheduled_for, Some(t2));
+    // A late warning keeps the time it announced; an on-time one again clears it.
+    let late = t4 + TimeDelta::hours(24);
+    let _ = record(Outcome::DisableScheduledAnnounced {
+        since: t1,
+        clock: t2,
+        deferred_to: Some(late),
+    })
+    .await;
+    assert_eq!(get().await.stats.disable_deferred_to, Some(late));
+    let _ = record(Outcome::DisableScheduledAnnounced {
+        since: t1,
+        clock: t2,
+        deferred_to: None,
+    })
+    .await;
+    assert_eq!(get().await.stats.disable_deferred_to, None);
+    let _ = record(Outcome::DisableScheduledAnnounced {
+        since: t1,
+        clock: t2,
+        deferred_to: Some(late),
+    })
+    .await;
     assert_eq!(
         record(Outcome::RecoveredAfterFailures)
             .await
@@ -432,6 +458,7 @@ async fn endpoint_record_outcome_keeps_the_counters(s: &Stores) {
             last_failure_at: Some(t2),
             failing_announced: false,
             disable_scheduled_for: None,
+            disable_deferred_to: None,
             disabled_at: None,
         }
     );

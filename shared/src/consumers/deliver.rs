@@ -24,8 +24,7 @@ use send::{live_secrets, send};
 
 use super::{Disposition, batch_response, parse, receipt, sent_at};
 use crate::domain::delivery::{Delivery, DeliveryMessage, DeliveryState, Expected};
-use crate::domain::endpoint::{Endpoint, Outcome};
-use crate::domain::health::should_disable_after;
+use crate::domain::endpoint::Endpoint;
 use crate::domain::time::{self, Timestamp};
 use crate::http::SendOutcome;
 use crate::metrics::{DeliveryOutcome, Ids};
@@ -224,7 +223,7 @@ async fn process<'a>(
         // Early (a redelivery, a message the sweeper sent twice): no attempt now.
         let wait = (due - now).to_std().unwrap_or(Duration::ZERO);
         if wait > deps.policy.park_after {
-            if cur.d.sweep_at.is_none() {
+            if cur.d.sweep_at.is_none_or(|at| at > due) {
                 let mut parked = cur.d.clone();
                 parked.sweep_at = Some(due);
                 saved(deps, &parked, &cur).await?;
@@ -247,25 +246,6 @@ async fn process<'a>(
                 Some(r) => format!("endpoint disabled ({r})"),
                 None => "endpoint disabled".to_owned(),
             };
-            return done(finish_without_sending(deps, &cur, &why).await);
-        }
-        Some(e) if should_disable_after(e, now, operational::disable_after(deps)) => {
-            let reason = operational::streak_reason(deps);
-            let before = deps
-                .endpoints
-                .record_outcome(
-                    &e.organization_id,
-                    e.id,
-                    Outcome::Disable {
-                        reason: reason.clone(),
-                        at: now,
-                    },
-                )
-                .await?;
-            if let Some(before) = before {
-                operational::endpoint_disabled(deps, &before, &reason, now).await?;
-            }
-            let why = format!("endpoint disabled ({reason})");
             return done(finish_without_sending(deps, &cur, &why).await);
         }
         Some(e) => e,

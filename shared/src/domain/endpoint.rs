@@ -45,6 +45,15 @@ pub struct DeliveryStats {
         skip_serializing_if = "Option::is_none"
     )]
     pub disable_scheduled_for: Option<Timestamp>,
+    /// When that warning went out late (no attempt failed within the lead before the
+    /// clock's disable time), the time it announced instead: a full lead after it. The
+    /// disable waits for it.
+    #[serde(
+        default,
+        with = "time::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub disable_deferred_to: Option<Timestamp>,
     /// When the system (a streak, a `410 Gone`) last disabled the endpoint: it names that
     /// disable's `capy.endpoint.disabled`, which the messages after it make sure of. Only the
     /// disabling write sets it (an owner's changes never touch the counters).
@@ -122,11 +131,25 @@ pub enum Outcome {
     DisableScheduledAnnounced {
         since: Timestamp,
         clock: Timestamp,
+        /// A late warning's disable time (`DeliveryStats::disable_deferred_to`).
+        deferred_to: Option<Timestamp>,
     },
     Disable {
         reason: String,
         at: Timestamp,
     },
+}
+
+impl Endpoint {
+    /// This endpoint as `count` more failed attempts, the first at `first_at` and the last at
+    /// `last_at`, leave it: what [`Outcome::Failures`] writes.
+    pub fn with_failures(&self, count: u32, first_at: Timestamp, last_at: Timestamp) -> Self {
+        let mut after = self.clone();
+        after.stats.failure_streak += count;
+        after.stats.last_failure_at = Some(last_at);
+        after.stats.failing_since.get_or_insert(first_at);
+        after
+    }
 }
 
 impl Outcome {

@@ -44,15 +44,26 @@ pub fn should_disable(e: &Endpoint, now: Timestamp) -> bool {
     should_disable_after(e, now, DISABLE_AFTER)
 }
 
-/// [`should_disable`] with the streak length from the policy (`DISABLE_AFTER` setting).
+/// [`should_disable`] with the streak length from the policy (`DISABLE_AFTER` setting):
+/// only once `capy.endpoint.disable_scheduled` is out for the clock, and not before the time
+/// it announced (a late warning announces a full lead after itself).
 pub fn should_disable_after(e: &Endpoint, now: Timestamp, disable_after: TimeDelta) -> bool {
-    matches!(e.stats.failing_since, Some(since) if now - since.max(e.updated_at) >= disable_after)
+    disable_clock(e).is_some_and(|clock| {
+        e.stats.disable_scheduled_for == Some(clock)
+            && now >= scheduled_disable(e, clock, disable_after)
+    })
 }
 
 /// When the current failure streak started, if one is open; a disabled endpoint keeps the
 /// streak open when it was disabled (as its `capy.endpoint.disabled` event says).
 pub fn failing_since(e: &Endpoint) -> Option<Timestamp> {
     e.stats.failing_since
+}
+
+/// The start of the open streak's disable clock: the streak's start, or the owner's last
+/// change since (a change restarts the clock, and gets its own warning).
+pub fn disable_clock(e: &Endpoint) -> Option<Timestamp> {
+    failing_since(e).map(|since| since.max(e.updated_at))
 }
 
 /// When the open failure streak will disable the endpoint if nothing succeeds before: the
@@ -64,9 +75,18 @@ pub fn disable_at(e: &Endpoint) -> Option<Timestamp> {
 /// [`disable_at`] with the streak length from the policy: the same clock as
 /// [`should_disable_after`].
 pub fn disable_at_after(e: &Endpoint, disable_after: TimeDelta) -> Option<Timestamp> {
-    failing_since(e)
+    disable_clock(e)
         .filter(|_| e.is_active)
-        .map(|since| since.max(e.updated_at) + disable_after)
+        .map(|clock| scheduled_disable(e, clock, disable_after))
+}
+
+/// The clock's disable time, or later when its warning went out late.
+fn scheduled_disable(e: &Endpoint, clock: Timestamp, disable_after: TimeDelta) -> Timestamp {
+    let on_time = clock + disable_after;
+    match e.stats.disable_deferred_to {
+        Some(to) if e.stats.disable_scheduled_for == Some(clock) => on_time.max(to),
+        _ => on_time,
+    }
 }
 
 #[cfg(test)]
@@ -103,6 +123,7 @@ mod tests {
             last_failure_at: Some(now - TimeDelta::minutes(3)),
             failing_announced: false,
             disable_scheduled_for: None,
+            disable_deferred_to: None,
             disabled_at: None,
         };
         assert_eq!(health(&endpoint(recent, true), now), Health::Degraded);
@@ -113,6 +134,7 @@ mod tests {
             last_failure_at: Some(now - TimeDelta::hours(25)),
             failing_announced: false,
             disable_scheduled_for: None,
+            disable_deferred_to: None,
             disabled_at: None,
         };
         assert_eq!(health(&endpoint(old, true), now), Health::Healthy);
@@ -123,10 +145,15 @@ mod tests {
             last_failure_at: Some(now),
             failing_announced: false,
             disable_scheduled_for: None,
+            disable_deferred_to: None,
             disabled_at: None,
         };
         let e = endpoint(streak, true);
         assert_eq!(health(&e, now), Health::Failing);
+        // Never before its warning is out for the clock.
+        assert!(!should_disable(&e, e.updated_at + DISABLE_AFTER));
+        let mut e = e;
+        e.stats.disable_scheduled_for = disable_clock(&e);
         assert!(!should_disable(&e, now));
         // From the endpoint's own clock: `endpoint()` reads the time after `now` did, and a
         // millisecond tick in between made `now + DISABLE_AFTER` fall 1 ms short.
@@ -144,6 +171,32 @@ mod tests {
         };
         assert_eq!(failing_since(&disabled), e.stats.failing_since);
         assert_eq!(disable_at(&disabled), None);
+
+        // A late warning (announced past the clock's disable time) defers the disable to the
+        // time it announced, for that clock only.
+        let late = e.updated_at + DISABLE_AFTER + TimeDelta::hours(30);
+        let deferred = Endpoint {
+            stats: DeliveryStats {
+                disable_deferred_to: Some(late),
+                ..e.stats.clone()
+            },
+            ..e.clone()
+        };
+        assert_eq!(disable_at(&deferred), Some(late));
+        assert!(!should_disable(
+            &deferred,
+            late - TimeDelta::milliseconds(1)
+        ));
+        assert!(should_disable(&deferred, late));
+        let restarted = Endpoint {
+            updated_at: e.updated_at + TimeDelta::hours(1),
+            ..deferred.clone()
+        };
+        assert_eq!(
+            disable_at(&restarted),
+            Some(restarted.updated_at + DISABLE_AFTER),
+            "another clock: the deferral was its predecessor's"
+        );
 
         // A shorter streak from the policy moves both on the same clock.
         let short = TimeDelta::seconds(30);

@@ -168,7 +168,8 @@ impl EndpointStore for Table {
             Outcome::RecoveredAfterFailures => req
                 .update_expression(
                     "SET stats.failure_streak = :zero \
-                     REMOVE stats.failing_since, stats.failing_announced, stats.disable_scheduled_for",
+                     REMOVE stats.failing_since, stats.failing_announced, stats.disable_scheduled_for, \
+                     stats.disable_deferred_to",
                 )
                 .expression_attribute_values(":zero", n(0)),
             // Only while that streak is open: a later streak gets its own announcement.
@@ -177,11 +178,26 @@ impl EndpointStore for Table {
                 .update_expression("SET stats.failing_announced = :t")
                 .expression_attribute_values(":since", s(time::format(&since)))
                 .expression_attribute_values(":t", AttributeValue::Bool(true)),
-            Outcome::DisableScheduledAnnounced { since, clock } => req
-                .condition_expression("attribute_exists(pk) AND stats.failing_since = :since")
-                .update_expression("SET stats.disable_scheduled_for = :clock")
-                .expression_attribute_values(":since", s(time::format(&since)))
-                .expression_attribute_values(":clock", s(time::format(&clock))),
+            Outcome::DisableScheduledAnnounced {
+                since,
+                clock,
+                deferred_to,
+            } => {
+                let req = req
+                    .condition_expression("attribute_exists(pk) AND stats.failing_since = :since")
+                    .expression_attribute_values(":since", s(time::format(&since)))
+                    .expression_attribute_values(":clock", s(time::format(&clock)));
+                match deferred_to {
+                    Some(to) => req
+                        .update_expression(
+                            "SET stats.disable_scheduled_for = :clock, stats.disable_deferred_to = :to",
+                        )
+                        .expression_attribute_values(":to", s(time::format(&to))),
+                    None => req.update_expression(
+                        "SET stats.disable_scheduled_for = :clock REMOVE stats.disable_deferred_to",
+                    ),
+                }
+            }
             // Only an active endpoint, or this very write again (an SDK retry whose answer was
             // lost): a second disabler would move `disabled_at`, which names the event.
             Outcome::Disable { reason, at } => req

@@ -105,6 +105,7 @@ impl EndpointStore for MemoryEndpoints {
                 e.stats.failing_since = None;
                 e.stats.failing_announced = false;
                 e.stats.disable_scheduled_for = None;
+                e.stats.disable_deferred_to = None;
             }
             // As DynamoDB's condition: not that streak, nothing recorded.
             Outcome::FailingAnnounced { since } if e.stats.failing_since != Some(since) => {
@@ -116,8 +117,11 @@ impl EndpointStore for MemoryEndpoints {
             {
                 return Ok(None);
             }
-            Outcome::DisableScheduledAnnounced { clock, .. } => {
+            Outcome::DisableScheduledAnnounced {
+                clock, deferred_to, ..
+            } => {
                 e.stats.disable_scheduled_for = Some(clock);
+                e.stats.disable_deferred_to = deferred_to;
             }
             // As DynamoDB's condition: already inactive, and not by this very write.
             Outcome::Disable { reason, at }

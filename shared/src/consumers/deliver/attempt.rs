@@ -10,6 +10,7 @@ use tracing::Instrument;
 use super::{Current, Disposition, ProcessError, Sent, Step, follow_ups, ids, postpone, saved};
 use crate::domain::delivery::{Attempt, DeliveryState};
 use crate::domain::endpoint::{Endpoint, Outcome};
+use crate::domain::health::should_disable_after;
 use crate::domain::ids::EndpointId;
 use crate::domain::time::{self, Timestamp};
 use crate::metrics::DeliveryOutcome;
@@ -18,10 +19,10 @@ use crate::services::{Deps, operational};
 /// The attempt log keeps this many most recent attempts.
 const MAX_LOGGED_ATTEMPTS: usize = 50;
 
-/// Each endpoint the batch failed to reach, as it was before its failures were counted
-/// (`None`: deleted meanwhile), or `Err` when the count could not be written (its records
-/// are retried).
-pub(super) type Counted = HashMap<EndpointId, Result<Option<Endpoint>, ()>>;
+/// Each endpoint the batch failed to reach: `Ok(Some(reason))` when its failures ended a
+/// streak that disabled it, `Ok(None)` counted, `Err` when the count (or the disable's
+/// event) could not be written: its records are retried.
+pub(super) type Counted = HashMap<EndpointId, Result<Option<String>, ()>>;
 
 /// The failed attempts of one endpoint in this batch.
 struct Tally<'a> {
@@ -34,7 +35,9 @@ struct Tally<'a> {
 
 /// One write per endpoint for all of the batch's failed attempts to it (concurrent outcomes
 /// are serialized by the store, so each streak transition is seen once), then its
-/// `failing` and `disable_scheduled` checks.
+/// `failing` and `disable_scheduled` checks, then the disable when the streak has lasted
+/// its time and its warning is out. An endpoint past its forecast is still sent to first:
+/// a success closes the streak instead.
 pub(super) async fn count_failures(deps: &Deps, steps: &[Step<'_>]) -> Counted {
     let mut tallies: HashMap<EndpointId, Tally> = HashMap::new();
     for s in steps {
@@ -80,14 +83,44 @@ pub(super) async fn count_failures(deps: &Deps, steps: &[Step<'_>]) -> Counted {
                 }
             };
             // A `410 Gone` disables the endpoint instead.
-            if let Some(before) = before.as_ref().filter(|_| !t.gone) {
-                operational::after_failure(deps, before, t.count, t.first_at, t.last_at).await;
+            let Some(before) = before.filter(|b| b.is_active && !t.gone) else {
+                return (e.id, Ok(None));
+            };
+            operational::after_failure(deps, &before, t.count, t.first_at, t.last_at).await;
+            let after = before.with_failures(t.count, t.first_at, t.last_at);
+            if !should_disable_after(&after, t.last_at, operational::disable_after(deps)) {
+                return (e.id, Ok(None));
             }
-            (e.id, Ok(before))
+            let reason = operational::streak_reason(deps);
+            (e.id, disable(deps, e, &reason, t.last_at).await.map(|()| Some(reason)))
         }
         .instrument(span)
     });
     join_all(writes).await.into_iter().collect()
+}
+
+/// The streak disables the endpoint, and says so (`capy.endpoint.disabled`).
+async fn disable(deps: &Deps, e: &Endpoint, reason: &str, at: Timestamp) -> Result<(), ()> {
+    let disable = Outcome::Disable {
+        reason: reason.to_owned(),
+        at,
+    };
+    let result = match deps
+        .endpoints
+        .record_outcome(&e.organization_id, e.id, disable)
+        .await
+    {
+        // `None`: another disabler came first, and raises its own event.
+        Ok(None) => Ok(()),
+        Ok(Some(before)) => operational::endpoint_disabled(deps, &before, reason, at)
+            .await
+            .map_err(ProcessError::from),
+        Err(err) => Err(err.into()),
+    };
+    result.map_err(|err| {
+        // The messages that come back find it inactive, or active and disable it then.
+        tracing::error!(error = %err, "could not disable the endpoint its streak ended; its records will be retried");
+    })
 }
 
 /// The delivery's write after its send, and what follows from it.
@@ -143,12 +176,29 @@ pub(super) async fn record(
         return Ok(Disposition::Ack);
     }
 
-    if counted.get(&endpoint.id).is_none_or(|c| c.is_err()) {
+    let disabled = match counted.get(&endpoint.id) {
+        Some(Ok(disabled)) => disabled,
         // Not counted: sent again, and counted then.
-        return Ok(Disposition::Retry);
-    }
+        _ => return Ok(Disposition::Retry),
+    };
     if outcome.gone {
         return gone(deps, cur, d, endpoint, attempt_ms, now).await;
+    }
+    if let Some(reason) = disabled {
+        d.state = DeliveryState::Failed;
+        d.next_attempt_at = None;
+        let error = outcome.error.as_deref().unwrap_or("failed");
+        d.last_error = Some(format!("{error}; endpoint disabled ({reason})"));
+        if saved(deps, &d, &cur).await? {
+            deps.metrics.delivery(
+                DeliveryOutcome::Failed,
+                ids(&d),
+                d.attempts,
+                Some(attempt_ms),
+                None,
+            );
+        }
+        return Ok(Disposition::Ack);
     }
     let jitter = rand::rng().random_range(-1.0..=1.0);
     let next = if d.attempts >= d.max_attempts {
@@ -177,10 +227,15 @@ pub(super) async fn record(
     let due = time::after(now, delay);
     d.next_attempt_at = Some(due);
     let park = delay > deps.policy.park_after;
-    if park {
+    d.sweep_at = Some(if park {
         // Not held in flight: the sweeper sends it again when due.
-        d.sweep_at = Some(due);
-    }
+        due
+    } else {
+        // Held in flight by this message; should it be lost, the sweeper sends another a
+        // grace after the due time. (SQS may hand one message to two pollers: both send,
+        // the one whose write loses acknowledges it, which deletes this retry too.)
+        time::after(due, deps.policy.sweep_grace)
+    });
     tracing::info!(attempt = d.attempts, error = ?outcome.error, retry_in_ms = delay.as_millis() as u64, parked = park, "attempt failed");
     if !saved(deps, &d, &cur).await? {
         return Ok(Disposition::Ack);

@@ -13,6 +13,7 @@ use crate::domain::ids::{DeliveryId, EventId};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::time;
 use crate::ports::StoreError;
+use crate::services::Policy;
 use crate::services::publish::ORPHAN_AFTER;
 
 /// An endpoint at `url` (shaped by `shape`), an event, and the delivery of one to the other
@@ -130,7 +131,12 @@ async fn a_failed_attempt_is_counted_once_and_timed_by_visibility() {
     let got = w.stored(&d).await.expect("the attempt wrote the item");
     assert_eq!((got.state, got.attempts), (DeliveryState::Pending, 1));
     assert_eq!(got.last_error.as_deref(), Some("connection refused"));
-    assert_eq!(got.sweep_at, None, "a short wait is not parked");
+    assert_eq!(
+        got.sweep_at,
+        got.next_attempt_at
+            .map(|due| time::after(due, w.deps.policy.sweep_grace)),
+        "a short wait is held in flight, the sweeper a grace behind it"
+    );
     let postponed = w.stores.queue.postponed();
     assert_eq!(postponed.len(), 1);
     let (receipt, delay) = &postponed[0];
@@ -180,33 +186,19 @@ async fn an_inactive_endpoint_fails_the_delivery_with_the_reason() {
 }
 
 #[tokio::test]
-async fn an_endpoint_failing_for_five_days_is_disabled_and_its_delivery_failed() {
+async fn an_endpoint_failing_for_five_days_is_disabled_by_its_next_failure() {
     let w = world();
-    let rx = receiver(200).await;
     let long_ago = time::now() - DISABLE_AFTER - chrono::TimeDelta::hours(1);
-    let (e, _, d) = pending(&w, &rx.url, |e| Endpoint {
-        updated_at: long_ago,
-        stats: DeliveryStats {
-            failure_streak: 40,
-            failing_since: Some(long_ago),
-            last_failure_at: Some(time::now()),
-            failing_announced: false,
-            disable_scheduled_for: None,
-            disabled_at: None,
-        },
-        ..e
-    })
-    .await;
+    let (e, _, d) = pending(&w, UNREACHABLE, |e| past_its_forecast(e, long_ago, true)).await;
     let resp = deliver_batch(&w.deps, batch(&d.message())).await;
     assert_eq!(failures(&resp), Vec::<String>::new());
     let got = w.stored(&d).await.expect("stored");
     assert_eq!(got.state, DeliveryState::Failed);
-    assert_eq!(got.attempts, 0, "no send to an endpoint being disabled");
-    assert!(rx.requests().is_empty());
+    assert_eq!(got.attempts, 1, "sent once more first");
     assert!(
         got.last_error
             .as_deref()
-            .is_some_and(|e| e.contains("5 days")),
+            .is_some_and(|e| e.contains("endpoint disabled (every attempt failed for 5 days)")),
         "{:?}",
         got.last_error
     );
@@ -217,6 +209,94 @@ async fn an_endpoint_failing_for_five_days_is_disabled_and_its_delivery_failed()
         health(&w.endpoint_now(e.id).await, time::now()),
         Health::Disabled
     );
+}
+
+/// An endpoint failing since `since`, with `capy.endpoint.disable_scheduled` out for that
+/// clock or not.
+fn past_its_forecast(e: Endpoint, since: time::Timestamp, warned: bool) -> Endpoint {
+    Endpoint {
+        updated_at: since,
+        stats: DeliveryStats {
+            failure_streak: 40,
+            failing_since: Some(since),
+            last_failure_at: Some(since),
+            failing_announced: true,
+            disable_scheduled_for: warned.then_some(since),
+            disable_deferred_to: None,
+            disabled_at: None,
+        },
+        ..e
+    }
+}
+
+/// Past its forecast, the receiver is back: the delivery goes out and the streak closes,
+/// instead of a disable without a try.
+#[tokio::test]
+async fn an_endpoint_past_its_forecast_that_answers_again_is_not_disabled() {
+    let w = world();
+    let rx = receiver(200).await;
+    let long_ago = time::now() - DISABLE_AFTER - chrono::TimeDelta::hours(1);
+    let (e, _, d) = pending(&w, &rx.url, |e| past_its_forecast(e, long_ago, true)).await;
+    let resp = deliver_batch(&w.deps, batch(&d.message())).await;
+    assert_eq!(failures(&resp), Vec::<String>::new());
+    assert_eq!(
+        w.stored(&d).await.expect("stored").state,
+        DeliveryState::Delivered
+    );
+    assert_eq!(rx.requests().len(), 1);
+    let e = w.endpoint_now(e.id).await;
+    assert!(e.is_active);
+    assert_eq!((e.stats.failure_streak, e.stats.failing_since), (0, None));
+}
+
+/// No attempt failed within the warning lead (sparse traffic): the first failure after the
+/// forecast raises `capy.endpoint.disable_scheduled` late, announcing a full lead after
+/// itself, and the disable waits for that time.
+#[tokio::test]
+async fn a_streak_whose_warning_never_went_out_is_warned_late_and_disabled_a_lead_after() {
+    let w = world();
+    let long_ago = time::now() - DISABLE_AFTER - chrono::TimeDelta::hours(1);
+    let (e, _, d) = pending(&w, UNREACHABLE, |e| past_its_forecast(e, long_ago, false)).await;
+    let before = time::now();
+    let resp = deliver_batch(&w.deps, batch(&d.message())).await;
+    assert_eq!(
+        failures(&resp).len(),
+        1,
+        "retried: the endpoint stays active"
+    );
+    let stored = w.endpoint_now(e.id).await;
+    assert!(stored.is_active);
+    assert_eq!(stored.stats.disable_scheduled_for, Some(long_ago));
+    let lead = chrono::TimeDelta::from_std(w.deps.policy.disable_warning_lead).expect("lead");
+    let deferred = stored.stats.disable_deferred_to.expect("deferred");
+    assert!(
+        deferred >= before + lead && deferred <= time::now() + lead,
+        "{deferred}"
+    );
+    let q = crate::ports::EventQuery {
+        limit: 10,
+        event_type: Some("capy.endpoint.disable_scheduled".into()),
+        ..Default::default()
+    };
+    let (raised, _) = w.deps.events.list(ORG, &q).await.expect("list");
+    assert_eq!(raised.len(), 1);
+    let payload: serde_json::Value = serde_json::from_str(&raised[0].payload).expect("json");
+    assert_eq!(payload["disable_at"], time::format(&deferred));
+    assert_eq!(
+        crate::domain::health::disable_at_after(&stored, DISABLE_AFTER),
+        Some(deferred),
+        "the views' forecast moved with it"
+    );
+    assert!(!crate::domain::health::should_disable_after(
+        &stored,
+        deferred - chrono::TimeDelta::seconds(1),
+        DISABLE_AFTER
+    ));
+    assert!(crate::domain::health::should_disable_after(
+        &stored,
+        deferred,
+        DISABLE_AFTER
+    ));
 }
 
 #[tokio::test]
@@ -244,6 +324,38 @@ async fn sweep_until_sent(w: &World, within: Duration) -> usize {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// SQS handed one message to two pollers: both send, the first write wins and holds the
+/// retry on the message's visibility, the second loses and acknowledges the message, which
+/// deletes that retry. The sweeper sends the delivery again a grace after it was due.
+#[tokio::test]
+async fn a_retry_whose_message_a_losing_copy_deleted_is_swept_after_its_grace() {
+    let w = world_with(Policy {
+        sweep_grace: Duration::from_millis(500),
+        ..policy()
+    });
+    let (_, _, d) = pending(&w, UNREACHABLE, |e| e).await;
+    let (first, second) = tokio::join!(
+        deliver_batch(&w.deps, batch(&d.message())),
+        deliver_batch(&w.deps, batch(&d.message()))
+    );
+    let mut held = [failures(&first).len(), failures(&second).len()];
+    held.sort_unstable();
+    assert_eq!(
+        held,
+        [0, 1],
+        "one copy holds the retry, the loser acknowledges"
+    );
+    let got = w.stored(&d).await.expect("stored");
+    assert_eq!((got.state, got.attempts), (DeliveryState::Pending, 1));
+    assert!(w.stores.queue.take_sent().is_empty());
+    // The message that held it is gone: the sweeper sends it again once due plus grace.
+    assert_eq!(sweep_until_sent(&w, Duration::from_secs(10)).await, 1);
+    let swept = w.stores.queue.take_sent();
+    assert_eq!(swept, vec![d.message()]);
+    let due = got.next_attempt_at.expect("due");
+    assert!(time::now() >= due + chrono::TimeDelta::milliseconds(500));
 }
 
 #[tokio::test]
@@ -362,6 +474,7 @@ async fn a_finished_delivery_whose_follow_ups_did_not_run_runs_them_without_send
                 last_failure_at: Some(since),
                 failing_announced: true,
                 disable_scheduled_for: None,
+                disable_deferred_to: None,
                 disabled_at: None,
             },
             ..e

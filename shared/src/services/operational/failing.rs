@@ -27,10 +27,8 @@ pub async fn after_failure(
     if !before.is_active {
         return;
     }
-    let mut after = before.clone();
-    after.stats.failure_streak += count;
-    after.stats.last_failure_at = Some(now);
-    let since = *after.stats.failing_since.get_or_insert(first_at);
+    let after = before.with_failures(count, first_at, now);
+    let since = after.stats.failing_since.unwrap_or(first_at);
     if after.stats.failure_streak >= FAILING_STREAK && !before.stats.failing_announced {
         match endpoint_failing(deps, &after, now).await {
             // Another record of this process is sending it; it records it too.
@@ -54,12 +52,16 @@ pub async fn after_failure(
     // Until the endpoint records it announced for this clock, every failure within the lead
     // checks (so a crash before that record raises it at the next one, and the marker makes
     // it one event).
-    if now < warn_from
-        || now >= disable_at
-        || before.stats.disable_scheduled_for == Some(streak_start)
-    {
+    if now < warn_from || before.stats.disable_scheduled_for == Some(streak_start) {
         return;
     }
+    // No failure fell within the lead (sparse traffic): warned now, late, and the disable
+    // waits a full lead after it, so no streak disables an endpoint unannounced.
+    let deferred_to = (now >= disable_at).then(|| {
+        now.checked_add_signed(lead(deps))
+            .unwrap_or(Timestamp::MAX_UTC)
+    });
+    let disable_at = deferred_to.unwrap_or(disable_at);
     let marker = format!("disable_scheduled#{}", streak_start.timestamp_millis());
     // Kept past the disable itself, so a late duplicate finds it.
     let ttl = deps.policy.disable_after + deps.policy.disable_warning_lead;
@@ -71,6 +73,7 @@ pub async fn after_failure(
             let announced = Outcome::DisableScheduledAnnounced {
                 since,
                 clock: streak_start,
+                deferred_to,
             };
             return record_announced(deps, &after, announced, ENDPOINT_DISABLE_SCHEDULED).await;
         }
@@ -106,6 +109,7 @@ pub async fn after_failure(
             let announced = Outcome::DisableScheduledAnnounced {
                 since,
                 clock: streak_start,
+                deferred_to,
             };
             record_announced(deps, &after, announced, ENDPOINT_DISABLE_SCHEDULED).await;
         }
