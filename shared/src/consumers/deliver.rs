@@ -5,10 +5,11 @@
 //! happy path costs one write per delivery. Retries wait as in-flight messages only up to
 //! `PARK_AFTER`; longer waits are parked in the sweep index and the message acknowledged.
 //!
-//! A batch runs in three steps: every record up to its send, concurrently; then one write
-//! per endpoint counting the batch's failed attempts to it (`attempt::count_failures`: a
-//! dead endpoint's item takes one write per batch, not one per attempt, so thousands of
-//! failures a second stay under a partition's 1,000 writes); then every record's own write.
+//! A batch runs in three steps: every record up to its send, and a success's write,
+//! concurrently; then one write per endpoint counting the batch's failed attempts to it
+//! (`attempt::count_failures`: a dead endpoint's item takes one write per batch, not one per
+//! attempt, so thousands of failures a second stay under a partition's 1,000 writes); then
+//! each failed record's own write.
 
 use std::time::Duration;
 
@@ -112,7 +113,7 @@ pub async fn deliver_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
                 async move {
                     let d = match step {
                         Step::Done(d) => d,
-                        Step::Sent(sent) => attempt::record(deps, sent, counted, &r.receipt)
+                        Step::Failed(sent) => attempt::failed(deps, sent, counted, &r.receipt)
                             .await
                             .unwrap_or_else(retry_after),
                     };
@@ -151,9 +152,10 @@ fn retry_after(e: ProcessError) -> Disposition {
 
 /// Where a record stands after the first step.
 enum Step<'a> {
+    /// Finished with (a success is recorded at once).
     Done(Disposition),
-    /// Sent: its outcome is recorded in the third step.
-    Sent(Box<Sent<'a>>),
+    /// Sent and failed: recorded in the third step, once its endpoint's failures are counted.
+    Failed(Box<Sent<'a>>),
 }
 
 struct Sent<'a> {
@@ -253,13 +255,17 @@ async fn process<'a>(
 
     let secrets = live_secrets(deps, endpoint, now).await?;
     let (outcome, started_at) = send(deps, event, &cur.d, endpoint, &secrets).await;
-    Ok(Step::Sent(Box::new(Sent {
+    let sent = Sent {
         cur,
         endpoint,
         outcome,
         started_at,
         at: time::now(),
-    })))
+    };
+    if sent.outcome.succeeded() {
+        return done(attempt::delivered(deps, sent).await);
+    }
+    Ok(Step::Failed(Box::new(sent)))
 }
 
 fn done<'a>(d: Result<Disposition, ProcessError>) -> Result<Step<'a>, ProcessError> {

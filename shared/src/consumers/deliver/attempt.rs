@@ -41,10 +41,7 @@ struct Tally<'a> {
 pub(super) async fn count_failures(deps: &Deps, steps: &[Step<'_>]) -> Counted {
     let mut tallies: HashMap<EndpointId, Tally> = HashMap::new();
     for s in steps {
-        let Step::Sent(s) = s else { continue };
-        if s.outcome.succeeded() {
-            continue;
-        }
+        let Step::Failed(s) = s else { continue };
         let t = tallies.entry(s.endpoint.id).or_insert(Tally {
             endpoint: s.endpoint,
             count: 0,
@@ -123,31 +120,19 @@ async fn disable(deps: &Deps, e: &Endpoint, reason: &str, at: Timestamp) -> Resu
     })
 }
 
-/// The delivery's write after its send, and what follows from it.
-pub(super) async fn record(
-    deps: &Deps,
-    sent: Box<Sent<'_>>,
-    counted: &Counted,
-    receipt: &str,
-) -> Result<Disposition, ProcessError> {
-    let Sent {
-        cur,
-        endpoint,
-        outcome,
-        started_at,
-        at: now,
-    } = *sent;
-    let attempt_ms = outcome.duration.as_millis() as u64;
-    let mut d = cur.d.clone();
+/// The delivery as its attempt leaves it, before its state is decided.
+fn attempted(sent: &Sent<'_>) -> crate::domain::delivery::Delivery {
+    let outcome = &sent.outcome;
+    let mut d = sent.cur.d.clone();
     d.attempts += 1;
-    d.updated_at = now;
+    d.updated_at = sent.at;
     d.response_status = outcome.status;
     d.last_error = outcome.error.clone();
     d.sweep_at = None;
     d.attempt_log.push(Attempt {
         attempt: d.attempts,
-        started_at,
-        duration_ms: attempt_ms,
+        started_at: sent.started_at,
+        duration_ms: outcome.duration.as_millis() as u64,
         response_status: outcome.status,
         error: outcome.error.clone(),
         response_excerpt: outcome.excerpt.clone(),
@@ -156,26 +141,48 @@ pub(super) async fn record(
         d.attempt_log
             .drain(..d.attempt_log.len() - MAX_LOGGED_ATTEMPTS);
     }
+    d
+}
 
-    if outcome.succeeded() {
-        d.state = DeliveryState::Delivered;
-        d.delivered_at = Some(now);
-        d.next_attempt_at = None;
-        if saved(deps, &d, &cur).await? {
-            let lag = (now - d.created_at).num_milliseconds().max(0) as u64;
-            deps.metrics.delivery(
-                DeliveryOutcome::Delivered,
-                ids(&d),
-                d.attempts,
-                Some(attempt_ms),
-                Some(lag),
-            );
-        }
-        follow_ups::after_success(deps, endpoint, now).await?;
-        tracing::info!(attempt = d.attempts, status = ?outcome.status, "delivered");
-        return Ok(Disposition::Ack);
+/// A successful attempt's write, at once (it waits for no count), and its follow-ups.
+pub(super) async fn delivered(deps: &Deps, sent: Sent<'_>) -> Result<Disposition, ProcessError> {
+    let mut d = attempted(&sent);
+    let now = sent.at;
+    d.state = DeliveryState::Delivered;
+    d.delivered_at = Some(now);
+    d.next_attempt_at = None;
+    if saved(deps, &d, &sent.cur).await? {
+        let lag = (now - d.created_at).num_milliseconds().max(0) as u64;
+        let attempt_ms = sent.outcome.duration.as_millis() as u64;
+        deps.metrics.delivery(
+            DeliveryOutcome::Delivered,
+            ids(&d),
+            d.attempts,
+            Some(attempt_ms),
+            Some(lag),
+        );
     }
+    follow_ups::after_success(deps, sent.endpoint, now).await?;
+    tracing::info!(attempt = d.attempts, status = ?sent.outcome.status, "delivered");
+    Ok(Disposition::Ack)
+}
 
+/// A failed attempt's write, once the batch's failures to its endpoint are counted.
+pub(super) async fn failed(
+    deps: &Deps,
+    sent: Box<Sent<'_>>,
+    counted: &Counted,
+    receipt: &str,
+) -> Result<Disposition, ProcessError> {
+    let mut d = attempted(&sent);
+    let Sent {
+        cur,
+        endpoint,
+        outcome,
+        at: now,
+        ..
+    } = *sent;
+    let attempt_ms = outcome.duration.as_millis() as u64;
     let disabled = match counted.get(&endpoint.id) {
         Some(Ok(disabled)) => disabled,
         // Not counted: sent again, and counted then.
