@@ -971,10 +971,12 @@ async fn event_list_filters_and_cursor(s: &Stores) {
         "invoice.failed",
         "customer.created",
         "invoicex.paid",
+        "capy.ping",
+        "capy.endpoint.failing",
     ];
     let mut all = Vec::new();
     for i in 0..24 {
-        let e = event_at(types[i % 4], base + TimeDelta::seconds(i as i64), false);
+        let e = event_at(types[i % 6], base + TimeDelta::seconds(i as i64), false);
         s.events.create(&e).await.expect("create");
         all.push(e);
     }
@@ -1023,6 +1025,20 @@ async fn event_list_filters_and_cursor(s: &Stores) {
         ids(&|e| e.event_type.starts_with("invoice.")),
         "a prefix wildcard, not invoicex."
     );
+    for (pattern, system) in [("*", false), ("capy.*", true)] {
+        assert_eq!(
+            list_all(
+                s,
+                EventQuery {
+                    event_type: Some(pattern.into()),
+                    ..q(5)
+                }
+            )
+            .await,
+            ids(&|e| e.event_type.starts_with("capy.") == system),
+            "`*` is every type outside capy., as in subscriptions"
+        );
+    }
     let (since, until) = (all[17].created_at, all[6].created_at);
     assert_eq!(
         list_all(

@@ -140,6 +140,11 @@ impl Window {
             .unwrap_or_else(|| "EVT#".into());
         let mut filter = vec!["expires_at > :now"];
         let event_type = q.event_type.as_deref().map(|t| match t.strip_suffix('*') {
+            // Every type outside the system's own, as in subscriptions.
+            Some("") => {
+                filter.push("NOT begins_with(event_type, :t)");
+                crate::domain::event::SYSTEM_PREFIX.to_owned()
+            }
             Some(prefix) => {
                 filter.push("begins_with(event_type, :t)");
                 prefix.to_owned()

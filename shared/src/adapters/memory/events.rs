@@ -41,6 +41,7 @@ impl MemoryEvents {
 fn type_matches(filter: Option<&str>, t: &str) -> bool {
     match filter {
         None => true,
+        Some("*") => !t.starts_with(crate::domain::event::SYSTEM_PREFIX),
         Some(f) => match f.strip_suffix('*') {
             Some(prefix) => t.starts_with(prefix),
             None => f == t,
