@@ -112,7 +112,7 @@ async function attempt(d) {
     if (d.attempts >= d.max_attempts) {
       d.state = 'failed';
       d.next_attempt_at = null;
-    } else schedule(d, RETRY[d.attempts] ?? 200);
+    } else schedule(d, RETRY[RETRY.length - (d.max_attempts - d.attempts)] ?? 200);
   }
 }
 function schedule(d, ms) {
@@ -130,8 +130,9 @@ function newDelivery(ep, ev) {
   return d;
 }
 function retryDelivery(d) {
+  // As the service: a finished delivery gets a fresh schedule on top of the attempts spent.
+  d.max_attempts = d.state === 'pending' ? Math.max(d.max_attempts, d.attempts + 1) : d.attempts + RETRY.length;
   d.state = 'pending';
-  d.max_attempts = Math.max(d.max_attempts, d.attempts + 1);
   d.updated_at = now();
   schedule(d, 0);
 }

@@ -115,13 +115,24 @@ impl Delivery {
         }
     }
 
-    /// Back to pending for one more send now (manual retry, replay, resend): one attempt on
-    /// top of those spent, a pending one keeps its remaining budget. `sweep_grace` is how
+    /// Back to pending for a send now (manual retry, replay, resend). A finished delivery
+    /// gets a fresh retry schedule on top of the attempts spent (`max_attempts` becomes
+    /// `attempts + schedule_len`; `RetryPolicy::position` picks the waits from the start of
+    /// the schedule again); a pending one keeps its remaining budget. `sweep_grace` is how
     /// long its message may take before the sweeper sends another.
-    pub fn requeued(&self, now: Timestamp, sweep_grace: std::time::Duration) -> Self {
+    pub fn requeued(
+        &self,
+        now: Timestamp,
+        sweep_grace: std::time::Duration,
+        schedule_len: u32,
+    ) -> Self {
         let mut d = self.clone();
+        d.max_attempts = if d.state.is_terminal() {
+            d.attempts + schedule_len.max(1)
+        } else {
+            d.max_attempts.max(d.attempts + 1)
+        };
         d.state = DeliveryState::Pending;
-        d.max_attempts = d.max_attempts.max(d.attempts + 1);
         d.next_attempt_at = Some(now);
         d.updated_at = now;
         d.sweep_at = Some(time::after(now, sweep_grace));
@@ -156,5 +167,39 @@ impl Expected {
         } else {
             Self::New
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requeued_gives_a_finished_delivery_a_fresh_budget_and_a_pending_one_its_own() {
+        let event = Event::new("org", "invoice.paid", "{}".into(), time::now());
+        let d = Delivery::first(&event, EndpointId::new(), 8);
+        let now = time::now();
+        let grace = std::time::Duration::from_secs(60);
+        for state in [DeliveryState::Failed, DeliveryState::Delivered] {
+            let spent = Delivery {
+                state,
+                attempts: 8,
+                ..d.clone()
+            };
+            let again = spent.requeued(now, grace, 8);
+            assert_eq!(
+                (again.state, again.attempts, again.max_attempts),
+                (DeliveryState::Pending, 8, 16)
+            );
+            assert_eq!(again.next_attempt_at, Some(now));
+            assert_eq!(again.sweep_at, Some(time::after(now, grace)));
+        }
+        let pending = Delivery {
+            attempts: 3,
+            ..d.clone()
+        };
+        assert_eq!(pending.requeued(now, grace, 8).max_attempts, 8);
+        let last = Delivery { attempts: 8, ..d };
+        assert_eq!(last.requeued(now, grace, 8).max_attempts, 9);
     }
 }

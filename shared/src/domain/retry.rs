@@ -58,6 +58,14 @@ impl RetryPolicy {
         self.schedule.len() as u32
     }
 
+    /// Where in the schedule a delivery with this many attempts and this budget stands: its
+    /// attempts since its budget last started afresh (a retry or replay gives a finished
+    /// delivery `attempts + schedule length`), so a second run waits as the first did.
+    pub fn position(&self, attempts: u32, max_attempts: u32) -> u32 {
+        self.max_attempts()
+            .saturating_sub(max_attempts.saturating_sub(attempts))
+    }
+
     /// The wait before the next attempt after `attempts_made` failed ones, or `None` when the
     /// budget is spent. `jitter` in `[-1, 1]` spreads retries by ±20 %; `retry_after` is the
     /// receiver's `Retry-After`, honoured up to the SQS maximum.
@@ -136,6 +144,25 @@ mod tests {
             p.next_delay(1, FailureKind::Other, Some(S(86_400)), 0.0),
             Some(MAX_VISIBILITY)
         );
+    }
+
+    #[test]
+    fn a_fresh_budget_starts_the_schedule_again() {
+        let p = RetryPolicy::default();
+        // The first run: the position is the attempt count.
+        assert_eq!(
+            (p.position(0, 8), p.position(3, 8), p.position(8, 8)),
+            (0, 3, 8)
+        );
+        // Retried after 8 attempts: the budget is 16, and attempt 9 waited like attempt 1.
+        assert_eq!((p.position(9, 16), p.position(12, 16)), (1, 4));
+        assert_eq!(
+            p.next_delay(p.position(9, 16), FailureKind::Other, None, 0.0),
+            Some(S(5))
+        );
+        // A budget from before a longer schedule (or a pending one's extra attempt) never
+        // reads before the schedule's start.
+        assert_eq!((p.position(2, 30), p.position(5, 6)), (0, 7));
     }
 
     #[test]

@@ -98,7 +98,11 @@ pub async fn requeue(
     before: &Delivery,
     now: Timestamp,
 ) -> Result<Delivery, ServiceError> {
-    let d = before.requeued(now, deps.policy.sweep_grace);
+    let d = before.requeued(
+        now,
+        deps.policy.sweep_grace,
+        deps.policy.retry.max_attempts(),
+    );
     match deps.deliveries.save(&d, Expected::of(before, true)).await {
         Ok(()) => {}
         Err(StoreError::Conflict) => return Err(concurrent()),

@@ -258,7 +258,11 @@ async fn send_again(
     before: &Delivery,
     now: Timestamp,
 ) -> Result<Option<DeliveryMessage>, ServiceError> {
-    let d = before.requeued(now, deps.policy.sweep_grace);
+    let d = before.requeued(
+        now,
+        deps.policy.sweep_grace,
+        deps.policy.retry.max_attempts(),
+    );
     match deps.deliveries.save(&d, Expected::of(before, true)).await {
         Ok(()) => Ok(Some(d.message())),
         Err(StoreError::Conflict) => Ok(None),

@@ -211,9 +211,9 @@ pub(super) async fn failed(
     let next = if d.attempts >= d.max_attempts {
         None
     } else {
-        deps.policy
-            .retry
-            .next_delay(d.attempts, outcome.kind, outcome.retry_after, jitter)
+        let retry = &deps.policy.retry;
+        let position = retry.position(d.attempts, d.max_attempts);
+        retry.next_delay(position, outcome.kind, outcome.retry_after, jitter)
     };
     let Some(delay) = next else {
         d.state = DeliveryState::Failed;

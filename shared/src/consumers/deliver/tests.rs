@@ -640,3 +640,40 @@ async fn a_batch_counts_its_failures_to_an_endpoint_in_one_write() {
     let payload: serde_json::Value = serde_json::from_str(&raised[0].payload).expect("json");
     assert_eq!(payload["endpoint_id"], dead.id.to_string());
 }
+
+/// A failed delivery sent again by hand (or by a replay) has a fresh schedule: its next
+/// failure waits like a first run's second attempt instead of ending it.
+#[tokio::test]
+async fn a_delivery_sent_again_retries_on_a_fresh_schedule() {
+    let w = world();
+    let (_, _, d) = pending(&w, UNREACHABLE, |e| e).await;
+    let spent = Delivery {
+        state: DeliveryState::Failed,
+        attempts: 3,
+        next_attempt_at: None,
+        ..d
+    };
+    w.deps
+        .deliveries
+        .save(&spent, Expected::New)
+        .await
+        .expect("save");
+    let again = spent.requeued(time::now(), w.deps.policy.sweep_grace, 3);
+    w.deps
+        .deliveries
+        .save(&again, Expected::of(&spent, true))
+        .await
+        .expect("requeue");
+    let resp = deliver_batch(&w.deps, batch(&again.message())).await;
+    assert_eq!(failures(&resp), ["m-1"], "held for its retry");
+    let got = w.stored(&again).await.expect("stored");
+    assert_eq!(
+        (got.state, got.attempts, got.max_attempts),
+        (DeliveryState::Pending, 4, 6)
+    );
+    let (_, delay) = w.stores.queue.postponed()[0].clone();
+    assert!(
+        delay >= Duration::from_millis(800) && delay <= Duration::from_millis(1200),
+        "the schedule's second wait (1 s), {delay:?}"
+    );
+}

@@ -99,7 +99,7 @@ async fn a_run_that_dies_mid_page_resumes_without_sending_twice() {
         .await
         .expect("get")
         .expect("stored");
-    let requeued = victim.requeued(time::now(), Duration::from_secs(60));
+    let requeued = victim.requeued(time::now(), Duration::from_secs(60), 3);
     w.stores
         .deliveries
         .save(&requeued, Expected::of(&victim, true))
