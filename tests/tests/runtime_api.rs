@@ -904,8 +904,13 @@ async fn deliver_reports_a_failing_receiver_and_not_a_good_one() {
         "{got:?}"
     );
     // A 5 s wait is far below PARK_AFTER: not parked for the sweeper, the message itself
-    // carries the retry.
-    assert_eq!(got.sweep_at, None, "{got:?}");
+    // carries the retry, and the sweeper stands by a grace (SWEEP_GRACE, 15 min) behind it.
+    assert_eq!(
+        got.sweep_at,
+        got.next_attempt_at
+            .map(|due| due + chrono::TimeDelta::minutes(15)),
+        "{got:?}"
+    );
     // The retry delay went onto the message through the SQS client this container built on
     // its first retry (the lazily built queue of wiring::aws): the message is back after
     // about the schedule's 5 s, not after the queue's 30 s visibility timeout it was
