@@ -73,31 +73,6 @@ async function settled(ep, d) {
 
 let full; // the full-capability session for most tests
 
-// Which of the routes the portal uses this API answers. The portal's routes land one by one;
-// a case that needs one still missing is skipped, by name, unless PORTAL_E2E_STRICT=1.
-const ROUTE_PROBES = {
-  stats: ['GET', '/webhook-endpoints/ep_probe/stats'],
-  test: ['POST', '/webhook-endpoints/ep_probe/test', {}],
-  replay: ['POST', '/webhook-endpoints/ep_probe/replay', { since: '2026-01-01T00:00:00Z', dry_run: true }],
-  jobs: ['GET', '/jobs/job_probe'],
-  events: ['GET', '/events'],
-  event: ['GET', '/events/evt_probe'],
-  send_event: ['POST', '/events/evt_probe/deliveries', { endpoint_id: 'ep_probe' }],
-};
-const routes = {};
-async function probeRoutes() {
-  for (const [name, [m, p, b]] of Object.entries(ROUTE_PROBES)) {
-    const r = await call(m, orgPath(p), b);
-    // capy serve answers a path it has no route for with 404 "no such route", a known path
-    // with another method with 405; anything else means the route is there.
-    routes[name] = !((r.status === 404 && r.json.error === 'no such route') || r.status === 405);
-  }
-}
-function needs(...names) {
-  const missing = names.filter((n) => !routes[n]);
-  if (missing.length && process.env.PORTAL_E2E_STRICT === '1') throw new Error(`API routes missing: ${missing.join(', ')}`);
-  test.skip(missing.length > 0, `API routes not there yet: ${missing.join(', ')}`);
-}
 const test = base.extend({
   // Every page: no dialog may open, no CSP violation, no uncaught error.
   page: async ({ page }, use) => {
@@ -119,7 +94,6 @@ const test = base.extend({
 });
 
 test.beforeAll(async () => {
-  await probeRoutes();
   full = process.env.PORTAL_URL
     ? { open: process.env.PORTAL_URL, token: new URL(process.env.PORTAL_URL).hash.replace('#token=', '') }
     : await mintSession();
@@ -253,7 +227,6 @@ test('paging: deliveries 20 and events 25 to a page, next_cursor to the older on
   await expect(pager.getByRole('button', { name: 'Older →' })).toBeDisabled();
   await pager.getByRole('button', { name: '← Newer' }).click();
   await expect(rows).toHaveCount(20);
-  if (!routes.events) return;
   await page.getByRole('link', { name: 'Events' }).click();
   await page.getByLabel('Event type').fill(type);
   await page.getByRole('button', { name: 'Filter' }).click();
@@ -324,7 +297,6 @@ test('rotate the secret: shown once', async ({ page }) => {
 });
 
 test('replay: the dry-run count equals the API\'s, then the job runs to the end', async ({ page }) => {
-  needs('replay', 'jobs');
   const type = `invoice.e2e${uniq()}`;
   const ep = await createEndpoint({ url: FAIL_URL, description: `replay ${uniq()}`, event_types: [type] });
   for (let i = 0; i < 3; i++) await publish(type, { invoice: `in_${i}` });
@@ -356,7 +328,6 @@ test('replay: the dry-run count equals the API\'s, then the job runs to the end'
 });
 
 test('send a test event and see it delivered', async ({ page }) => {
-  needs('test');
   const ep = await createEndpoint({ url: OK_URL, description: `test event ${uniq()}` });
   await openPortal(page, full, `/portal/endpoints/${ep.id}`);
   await expect(page.getByText('No deliveries yet.')).toBeVisible();
@@ -376,7 +347,6 @@ test('send a test event and see it delivered', async ({ page }) => {
 });
 
 test('events log: filter by type, open an event, send it to an endpoint', async ({ page }) => {
-  needs('events', 'event');
   const type = `shipment.e2e${uniq()}`;
   const ep = await createEndpoint({ url: OK_URL, description: `events ${uniq()}`, event_types: [type] });
   const other = await createEndpoint({ url: OK_URL, description: `late subscriber ${uniq()}`, event_types: ['nothing.matches'] });
@@ -402,11 +372,6 @@ test('events log: filter by type, open an event, send it to an endpoint', async 
   await expect(page.locator(`tr[data-delivery-id="${mine.id}"] .badge`)).toHaveText('Delivered');
   await expect(page.locator(`tr[data-delivery-id="${mine.id}"]`)).toContainText(OK_URL);
   await expect(page.getByTestId('payload')).toContainText('"carrier": "capy-post"');
-  if (!routes.send_event) {
-    await shot(page, 'event');
-    test.info().annotations.push({ type: 'skipped part', description: 'send to endpoint: POST /events/{id}/deliveries not there yet' });
-    return;
-  }
   await page.getByLabel('Send to endpoint').selectOption(other.id);
   await page.getByRole('button', { name: 'Send', exact: true }).click();
   await expect(dl).toHaveCount(recipients + 1);
@@ -415,8 +380,6 @@ test('events log: filter by type, open an event, send it to an endpoint', async 
   await expect(page.locator(`tr[data-delivery-id="${sent.id}"] .badge`)).toHaveText('Delivered');
   await shot(page, 'event');
 });
-
-const SHIM = process.env.SESSION_SHIM === '1';
 
 test('a read session sees no write controls, and its writes are 403', async ({ page }) => {
   const ep = await createEndpoint({ url: FAIL_URL, description: `read only ${uniq()}`, event_types: ['audit.e2e'] });
@@ -442,28 +405,21 @@ test('a read session sees no write controls, and its writes are 403', async ({ p
   await page.locator('tr[data-delivery-id] a').click();
   await expect(page.getByTestId('attempt-log')).toBeVisible();
   await expect(page.getByRole('button', { name: 'Retry delivery' })).toHaveCount(0);
-  if (routes.event) {
-    await page.getByRole('link', { name: pub.event_id }).click();
-    await expect(page.getByTestId('event-deliveries')).toBeVisible();
-    await expect(page.getByLabel('Send to endpoint')).toHaveCount(0);
-  }
+  await page.getByRole('link', { name: pub.event_id }).click();
+  await expect(page.getByTestId('event-deliveries')).toBeVisible();
+  await expect(page.getByLabel('Send to endpoint')).toHaveCount(0);
 
-  if (SHIM) {
-    test.info().annotations.push({ type: 'skipped part', description: 'the 403s: sessions come from the shim, not the API' });
-    return;
-  }
   const writes = [
     ['POST', '/webhook-endpoints', { url: OK_URL }],
     ['PATCH', `/webhook-endpoints/${ep.id}`, { is_active: false }],
     ['DELETE', `/webhook-endpoints/${ep.id}`],
     ['POST', `/webhook-endpoints/${ep.id}/rotate-secret`],
-    ['POST', `/webhook-endpoints/${ep.id}/test`, {}, 'test'],
+    ['POST', `/webhook-endpoints/${ep.id}/test`, {}],
     ['POST', `/webhook-endpoints/${ep.id}/deliveries/${dlv.id}/retry`],
-    ['POST', `/webhook-endpoints/${ep.id}/replay`, { since: new Date(Date.now() - 3600e3).toISOString() }, 'replay'],
-    ['POST', `/events/${pub.event_id}/deliveries`, { endpoint_id: ep.id }, 'send_event'],
+    ['POST', `/webhook-endpoints/${ep.id}/replay`, { since: new Date(Date.now() - 3600e3).toISOString() }],
+    ['POST', `/events/${pub.event_id}/deliveries`, { endpoint_id: ep.id }],
   ];
-  for (const [m, p, b, route] of writes) {
-    if (route && !routes[route]) continue;
+  for (const [m, p, b] of writes) {
     const r = await call(m, orgPath(p), b, ro.token);
     expect(r.status, `${m} ${p} with a read session: ${JSON.stringify(r.json)}`).toBe(403);
     expect(typeof r.json.error).toBe('string');
@@ -474,7 +430,6 @@ test('a read session sees no write controls, and its writes are 403', async ({ p
 });
 
 test('a revoked session shows a clear "session ended" screen', async ({ page }) => {
-  test.skip(SHIM, 'portal sessions come from the session shim, not the API');
   const ep = await createEndpoint({ url: OK_URL, description: `revoked ${uniq()}` });
   const s = await mintSession();
   await openPortal(page, s);
@@ -528,7 +483,6 @@ test('keyboard only: add an endpoint', async ({ page }) => {
 });
 
 test('keyboard only: the time range is one radio group moved by the arrow keys', async ({ page }) => {
-  needs('stats');
   const ep = await createEndpoint({ url: OK_URL, description: `range ${uniq()}` });
   await openPortal(page);
   // From the list by keyboard: the loaded page's heading has the focus, not the document.
@@ -551,7 +505,6 @@ test('keyboard only: the time range is one radio group moved by the arrow keys',
 });
 
 test('a disabled endpoint offers no test event or replay, and is not offered as a target', async ({ page }) => {
-  needs('test', 'replay', 'events', 'send_event');
   const desc = `off ${uniq()}`;
   const ep = await createEndpoint({ url: OK_URL, description: desc });
   await createEndpoint({ url: OK_URL, description: `on ${uniq()}` });
@@ -569,7 +522,6 @@ test('a disabled endpoint offers no test event or replay, and is not offered as 
 });
 
 test('a session without "read" says so instead of failing on every screen', async ({ page }) => {
-  test.skip(SHIM, 'portal sessions come from the session shim, not the API');
   const s = await mintSession(['manage_endpoints']);
   await openPortal(page, s);
   await expect(page.getByTestId('no-read')).toBeVisible();
@@ -583,7 +535,7 @@ test('works at 390 px wide', async ({ browser }) => {
   await openPortal(page);
   await expect(page.getByTestId('endpoints-list')).toBeVisible();
   await expect(page.locator('.sparkline[data-loading]')).toHaveCount(0);
-  if (routes.stats) await expect(page.locator('.sparkline svg').first()).toBeVisible();
+  await expect(page.locator('.sparkline svg').first()).toBeVisible();
   expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
   await shot(page, 'mobile-endpoints', false);
   await page.locator('li.endpoint-row a.ep-url').first().click();
@@ -597,6 +549,6 @@ test('the endpoints list screenshot', async ({ page }) => {
   await openPortal(page);
   await expect(page.getByTestId('endpoints-list')).toBeVisible();
   await expect(page.locator('.sparkline[data-loading]')).toHaveCount(0);
-  if (routes.stats) await expect(page.locator('.sparkline svg').first()).toBeVisible();
+  await expect(page.locator('.sparkline svg').first()).toBeVisible();
   await shot(page, 'endpoints');
 });

@@ -76,7 +76,7 @@ async fn portal_stack(org: &str) -> Portal {
 
 impl Portal {
     /// POST /portal-sessions; `None` when the route is not there yet.
-    async fn mint_session(&self, body: Value) -> Option<Value> {
+    async fn mint_session(&self, body: Value) -> Value {
         let (status, json) = self
             .stack
             .call(
@@ -86,11 +86,8 @@ impl Portal {
                 Some(body),
             )
             .await;
-        if status == 404 && json["error"] == "no such route" {
-            return None;
-        }
         assert_eq!(status, 201, "{json}");
-        Some(json)
+        json
     }
 
     fn env(&self, portal_url: &str) -> Vec<(&'static str, String)> {
@@ -103,49 +100,6 @@ impl Portal {
             ("FAILING_RECEIVER_URL", self.failing.url.clone()),
             ("CHROMIUM", chromium().to_string_lossy().into_owned()),
         ]
-    }
-}
-
-/// portal/tests/session-shim.mjs in front of the stack, stopped when dropped.
-struct Shim {
-    base: String,
-    child: std::process::Child,
-}
-
-impl Shim {
-    async fn start(p: &Portal) -> Self {
-        use std::io::BufRead;
-        let mut child = Command::new("node")
-            .arg("tests/session-shim.mjs")
-            .current_dir(portal_dir())
-            .env("UPSTREAM", &p.stack.base)
-            .env("API_KEY", &p.key)
-            .env("ORG", &p.org)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("node tests/session-shim.mjs");
-        let stdout = child.stdout.take().expect("stdout");
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            std::io::BufReader::new(stdout)
-                .read_line(&mut line)
-                .map(|_| line)
-        })
-        .await
-        .expect("join")
-        .expect("the shim prints its address");
-        let v: Value = serde_json::from_str(&line).expect("shim address JSON");
-        Self {
-            base: v["base"].as_str().expect("base").to_owned(),
-            child,
-        }
-    }
-}
-
-impl Drop for Shim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -191,29 +145,11 @@ async fn portal_in_a_real_browser() {
     assert!(html.contains("/portal/assets/"), "{html}");
 
     let playwright = portal_dir().join("node_modules/.bin/playwright");
-    let passed = match p.mint_session(json!({})).await {
-        Some(session) => {
-            let token = session["token"].as_str().expect("token");
-            assert!(token.starts_with("capy_portal_"), "{session}");
-            let portal_url = format!("{}/portal/#token={token}", p.stack.base);
-            node(&playwright, &["test"], p.env(&portal_url)).await
-        }
-        None => {
-            // No portal-session routes in this API yet: run the suite through a stand-in for
-            // them (portal/tests/session-shim.mjs) in front of this real capy serve, so every
-            // case but the session-enforcement ones runs against the real API now.
-            eprintln!(
-                "NOTE: this API has no POST /portal-sessions yet; the browser suite runs through \
-                 the session shim: the revocation case and a read session's 403s are skipped"
-            );
-            let shim = Shim::start(&p).await;
-            let mut env = p.env("");
-            env.retain(|(k, _)| *k != "BASE_URL" && *k != "PORTAL_URL");
-            env.push(("BASE_URL", shim.base.clone()));
-            env.push(("SESSION_SHIM", "1".into()));
-            node(&playwright, &["test"], env).await
-        }
-    };
+    let session = p.mint_session(json!({})).await;
+    let token = session["token"].as_str().expect("token");
+    assert!(token.starts_with("capy_portal_"), "{session}");
+    let portal_url = format!("{}/portal/#token={token}", p.stack.base);
+    let passed = node(&playwright, &["test"], p.env(&portal_url)).await;
     if !passed {
         let log = p.stack.log();
         let tail: Vec<&str> = log.lines().rev().take(60).collect();
@@ -251,37 +187,12 @@ async fn portal_bench() {
             )
             .await;
     }
-    let (url, _shim) = match p.mint_session(json!({})).await {
-        Some(session) => (
-            format!(
-                "{}/portal/#token={}",
-                p.stack.base,
-                session["token"].as_str().expect("token")
-            ),
-            None,
-        ),
-        None => {
-            eprintln!(
-                "NOTE: no POST /portal-sessions in this API yet: the bench goes through the session shim"
-            );
-            let shim = Shim::start(&p).await;
-            let r = p
-                .stack
-                .http
-                .post(format!(
-                    "{}/v1/organizations/{}/portal-sessions",
-                    shim.base, p.org
-                ))
-                .bearer_auth(&p.key)
-                .json(&json!({}))
-                .send()
-                .await
-                .expect("shim session");
-            let v: Value = r.json().await.expect("json");
-            let token = v["token"].as_str().expect("token").to_owned();
-            (format!("{}/portal/#token={token}", shim.base), Some(shim))
-        }
-    };
+    let session = p.mint_session(json!({})).await;
+    let url = format!(
+        "{}/portal/#token={}",
+        p.stack.base,
+        session["token"].as_str().expect("token")
+    );
     let node_bin = PathBuf::from("node");
     let ok = node(&node_bin, &["tests/bench.mjs"], p.env(&url)).await;
     assert!(ok, "bench failed");
