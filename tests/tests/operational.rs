@@ -627,6 +627,104 @@ async fn disable_scheduled_goes_out_the_lead_before_disable_at_once_per_streak()
     assert_eq!(after["disable_at"], Value::Null);
 }
 
+/// Sparse traffic: the only failure fell before the warning lead, and nothing came until
+/// after `disable_at`. The next event is still sent (a try, not a disable without one); its
+/// failure raises `disable_scheduled` late, announcing a full lead after itself, and the
+/// endpoint stays active until a failed attempt after that time disables it.
+#[tokio::test]
+async fn a_sparse_streak_is_warned_late_and_disabled_only_by_a_failure_a_lead_after() {
+    let stack = Stack::start_with(
+        StackOptions::default()
+            .set("RETRY_SCHEDULE", "0s")
+            .set("DISABLE_AFTER", "4s")
+            .set("DISABLE_WARNING_LEAD", "2s"),
+    )
+    .await;
+    let org = org();
+    let key = stack.mint_key(&org, None);
+    let watcher = Receiver::start().await;
+    stack
+        .create_endpoint(
+            &org,
+            &key,
+            json!({"url": watcher.url, "event_types": ["capy.endpoint.*"]}),
+        )
+        .await;
+    let down = Receiver::scripted(vec![], Reply::Status(503)).await;
+    let (down_id, _) = stack
+        .create_endpoint(
+            &org,
+            &key,
+            json!({"url": down.url, "event_types": ["order.created"]}),
+        )
+        .await;
+    let publish = || async {
+        stack
+            .publish(
+                &org,
+                &key,
+                json!({"event_type": "order.created", "payload": {}}),
+            )
+            .await;
+    };
+    let view = || endpoint_view(&stack, &org, &key, &down_id);
+    let now_past = |t: chrono::DateTime<chrono::Utc>, what: &'static str| async move {
+        eventually(WAIT, what, || async {
+            (chrono::Utc::now() > t).then_some(())
+        })
+        .await
+    };
+
+    publish().await;
+    let forecast = eventually(WAIT, "the streak's forecast", || async {
+        let v = view().await;
+        v["disable_at"].as_str().map(|_| time(&v["disable_at"]))
+    })
+    .await;
+    now_past(forecast, "the forecast passing with no traffic").await;
+    assert!(of_type(&watcher, "capy.endpoint.disable_scheduled").is_empty());
+
+    publish().await;
+    let (_, late) = first_of_type(&watcher, "capy.endpoint.disable_scheduled").await;
+    let l = &late["data"];
+    assert_documented("capy.endpoint.disable_scheduled", l);
+    let (scheduled_at, deferred) = (time(&l["scheduled_at"]), time(&l["disable_at"]));
+    assert!(scheduled_at >= forecast, "{l}");
+    assert_eq!(
+        deferred - scheduled_at,
+        chrono::TimeDelta::seconds(2),
+        "{l}"
+    );
+    assert_eq!(
+        down.count(),
+        2,
+        "the event after the forecast was sent, not dropped"
+    );
+    let v = view().await;
+    assert_eq!(v["is_active"], true, "{v}");
+    assert_eq!(
+        time(&v["disable_at"]),
+        deferred,
+        "the views follow the late warning"
+    );
+    assert!(of_type(&watcher, "capy.endpoint.disabled").is_empty());
+
+    now_past(deferred, "the announced time passing").await;
+    publish().await;
+    let (_, disabled) = first_of_type(&watcher, "capy.endpoint.disabled").await;
+    assert_eq!(
+        disabled["data"]["reason"],
+        "every attempt failed for 4 seconds"
+    );
+    assert!(time(&disabled["data"]["disabled_at"]) >= deferred);
+    assert_eq!(down.count(), 3, "disabled by a failed attempt");
+    assert_eq!(view().await["is_active"], false);
+    assert_eq!(
+        of_type(&watcher, "capy.endpoint.disable_scheduled").len(),
+        1
+    );
+}
+
 #[test]
 fn openapi_documents_every_operational_event_type() {
     let doc: serde_yaml::Value = serde_yaml::from_str(
