@@ -48,6 +48,40 @@ async fn first_of_type(r: &Receiver, t: &str) -> (capy_tests::Received, Value) {
     .await
 }
 
+/// A watcher subscribed to `watches`, and an endpoint subscribed to `order.created` at a
+/// receiver that always answers `status`.
+struct Watched {
+    watcher: Receiver,
+    watcher_secret: String,
+    down: Receiver,
+    down_id: String,
+}
+
+async fn watched(stack: &Stack, org: &str, key: &str, watches: &str, status: u16) -> Watched {
+    let watcher = Receiver::start().await;
+    let (_, watcher_secret) = stack
+        .create_endpoint(
+            org,
+            key,
+            json!({"url": watcher.url, "event_types": [watches]}),
+        )
+        .await;
+    let down = Receiver::scripted(vec![], Reply::Status(status)).await;
+    let (down_id, _) = stack
+        .create_endpoint(
+            org,
+            key,
+            json!({"url": down.url, "event_types": ["order.created"]}),
+        )
+        .await;
+    Watched {
+        watcher,
+        watcher_secret,
+        down,
+        down_id,
+    }
+}
+
 fn time(v: &Value) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("a time: {v}")))
         .expect("RFC 3339")
@@ -433,22 +467,13 @@ async fn exhausted_is_sent_once_within_the_hour_and_counts_the_rest_and_the_view
     let stack = Stack::start_with(StackOptions::default().set("DISABLE_AFTER", "2h")).await;
     let org = org();
     let key = stack.mint_key(&org, None);
-    let watcher = Receiver::start().await;
-    stack
-        .create_endpoint(
-            &org,
-            &key,
-            json!({"url": watcher.url, "event_types": ["capy.delivery.exhausted"]}),
-        )
-        .await;
-    let down = Receiver::scripted(vec![], Reply::Status(500)).await;
-    let (down_id, _) = stack
-        .create_endpoint(
-            &org,
-            &key,
-            json!({"url": down.url, "event_types": ["order.created"]}),
-        )
-        .await;
+    // `_down` keeps the receiver answering.
+    let Watched {
+        watcher,
+        down: _down,
+        down_id,
+        ..
+    } = watched(&stack, &org, &key, "capy.delivery.exhausted", 500).await;
     let fresh = endpoint_view(&stack, &org, &key, &down_id).await;
     assert_eq!(fresh["failing_since"], Value::Null);
     assert_eq!(fresh["disable_at"], Value::Null);
@@ -558,22 +583,12 @@ async fn disable_scheduled_goes_out_the_lead_before_disable_at_once_per_streak()
     .await;
     let org = org();
     let key = stack.mint_key(&org, None);
-    let watcher = Receiver::start().await;
-    let (_, watcher_secret) = stack
-        .create_endpoint(
-            &org,
-            &key,
-            json!({"url": watcher.url, "event_types": ["capy.endpoint.*"]}),
-        )
-        .await;
-    let down = Receiver::scripted(vec![], Reply::Status(503)).await;
-    let (down_id, _) = stack
-        .create_endpoint(
-            &org,
-            &key,
-            json!({"url": down.url, "event_types": ["order.created"]}),
-        )
-        .await;
+    let Watched {
+        watcher,
+        watcher_secret,
+        down,
+        down_id,
+    } = watched(&stack, &org, &key, "capy.endpoint.*", 503).await;
     let fresh = endpoint_view(&stack, &org, &key, &down_id).await;
     assert_eq!(fresh["failing_since"], Value::Null);
     assert_eq!(fresh["disable_at"], Value::Null);
@@ -642,22 +657,12 @@ async fn a_sparse_streak_is_warned_late_and_disabled_only_by_a_failure_a_lead_af
     .await;
     let org = org();
     let key = stack.mint_key(&org, None);
-    let watcher = Receiver::start().await;
-    stack
-        .create_endpoint(
-            &org,
-            &key,
-            json!({"url": watcher.url, "event_types": ["capy.endpoint.*"]}),
-        )
-        .await;
-    let down = Receiver::scripted(vec![], Reply::Status(503)).await;
-    let (down_id, _) = stack
-        .create_endpoint(
-            &org,
-            &key,
-            json!({"url": down.url, "event_types": ["order.created"]}),
-        )
-        .await;
+    let Watched {
+        watcher,
+        down,
+        down_id,
+        ..
+    } = watched(&stack, &org, &key, "capy.endpoint.*", 503).await;
     let publish = || async {
         stack
             .publish(
