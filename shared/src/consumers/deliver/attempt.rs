@@ -8,7 +8,7 @@ use rand::Rng;
 use tracing::Instrument;
 
 use super::{Current, Disposition, ProcessError, Sent, Step, follow_ups, ids, postpone, saved};
-use crate::domain::delivery::{Attempt, DeliveryState};
+use crate::domain::delivery::{Attempt, Delivery, DeliveryState};
 use crate::domain::endpoint::{Endpoint, Outcome};
 use crate::domain::health::should_disable_after;
 use crate::domain::ids::EndpointId;
@@ -121,7 +121,7 @@ async fn disable(deps: &Deps, e: &Endpoint, reason: &str, at: Timestamp) -> Resu
 }
 
 /// The delivery as its attempt leaves it, before its state is decided.
-fn attempted(sent: &Sent<'_>) -> crate::domain::delivery::Delivery {
+fn attempted(sent: &Sent<'_>) -> Delivery {
     let outcome = &sent.outcome;
     let mut d = sent.cur.d.clone();
     d.attempts += 1;
@@ -192,19 +192,9 @@ pub(super) async fn failed(
         return gone(deps, cur, d, endpoint, attempt_ms, now).await;
     }
     if let Some(reason) = disabled {
-        d.state = DeliveryState::Failed;
-        d.next_attempt_at = None;
         let error = outcome.error.as_deref().unwrap_or("failed");
         d.last_error = Some(format!("{error}; endpoint disabled ({reason})"));
-        if saved(deps, &d, &cur).await? {
-            deps.metrics.delivery(
-                DeliveryOutcome::Failed,
-                ids(&d),
-                d.attempts,
-                Some(attempt_ms),
-                None,
-            );
-        }
+        failed_for_good(deps, &mut d, &cur, attempt_ms).await?;
         return Ok(Disposition::Ack);
     }
     let jitter = rand::rng().random_range(-1.0..=1.0);
@@ -216,17 +206,8 @@ pub(super) async fn failed(
         retry.next_delay(position, outcome.kind, outcome.retry_after, jitter)
     };
     let Some(delay) = next else {
-        d.state = DeliveryState::Failed;
-        d.next_attempt_at = None;
         tracing::warn!(attempts = d.attempts, error = ?outcome.error, "delivery failed for good");
-        if saved(deps, &d, &cur).await? {
-            deps.metrics.delivery(
-                DeliveryOutcome::Failed,
-                ids(&d),
-                d.attempts,
-                Some(attempt_ms),
-                None,
-            );
+        if failed_for_good(deps, &mut d, &cur, attempt_ms).await? {
             follow_ups::after_exhausted(deps, endpoint, &d, now).await?;
         }
         return Ok(Disposition::Ack);
@@ -261,11 +242,29 @@ pub(super) async fn failed(
     Ok(Disposition::Retry)
 }
 
+/// Marks the delivery failed, with no attempt to come; whether this write won.
+async fn failed_for_good(
+    deps: &Deps,
+    d: &mut Delivery,
+    cur: &Current,
+    attempt_ms: u64,
+) -> Result<bool, ProcessError> {
+    d.state = DeliveryState::Failed;
+    d.next_attempt_at = None;
+    let won = saved(deps, d, cur).await?;
+    if won {
+        let outcome = DeliveryOutcome::Failed;
+        deps.metrics
+            .delivery(outcome, ids(d), d.attempts, Some(attempt_ms), None);
+    }
+    Ok(won)
+}
+
 /// The receiver answered `410 Gone`: the endpoint is disabled and the delivery failed.
 async fn gone(
     deps: &Deps,
     cur: Current,
-    mut d: crate::domain::delivery::Delivery,
+    mut d: Delivery,
     endpoint: &Endpoint,
     attempt_ms: u64,
     now: Timestamp,
