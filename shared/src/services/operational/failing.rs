@@ -8,13 +8,13 @@ use super::{
     disable_after, lead, opt_ts, raise, ts,
 };
 use crate::domain::endpoint::{Endpoint, Outcome};
-use crate::domain::health::{FAILING_STREAK, disable_at_after};
+use crate::domain::health::{FAILING_STREAK, disable_at_after, disable_clock};
 use crate::domain::time::Timestamp;
 use crate::services::ServiceError;
 
 /// After `count` failed attempts (the first at `first_at`, the last at `now`) were counted
-/// in one write: `before` is the endpoint as it was just before it. Raises `failing` while the streak is at least [`FAILING_STREAK`] and the endpoint
-/// has not recorded it announced (so a crash before that record raises it at the next
+/// in one write: `before` is the endpoint as it was just before it. Raises `failing` while
+/// the streak is at least [`FAILING_STREAK`] and the endpoint has not recorded it announced (so a crash before that record raises it at the next
 /// failure, and the marker makes it one event), and `disable_scheduled` likewise from every
 /// failure within the warning lead until the endpoint records it announced for this clock.
 pub async fn after_failure(
@@ -46,9 +46,9 @@ pub async fn after_failure(
         return;
     };
     let warn_from = disable_at - lead(deps);
-    // The disable clock: the streak's start, or the owner's last change since (it restarts
-    // the clock, and gets its own warning).
-    let streak_start = since.max(after.updated_at);
+    let Some(streak_start) = disable_clock(&after) else {
+        return;
+    };
     // Until the endpoint records it announced for this clock, every failure within the lead
     // checks (so a crash before that record raises it at the next one, and the marker makes
     // it one event).
