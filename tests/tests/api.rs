@@ -312,6 +312,10 @@ async fn bad_input_is_a_clear_400_and_writes_nothing() {
             "128",
         ),
         (
+            json!({"url": "https://a.example.com", "event_types": ["capy.endpoint.disbled"]}),
+            "capy.endpoint.disabled",
+        ),
+        (
             json!({"url": "https://a.example.com", "is_active": "yes"}),
             "invalid type",
         ),

@@ -16,6 +16,7 @@ fn changes(input: EndpointInput) -> Result<(Option<String>, EndpointChanges), Ap
     }
     if let Some(t) = &input.event_types {
         check_event_types(t)?;
+        check_system_subscriptions(t)?;
     }
     Ok((
         input.url.clone(),

@@ -139,6 +139,28 @@ pub fn check_event_types(types: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A subscription under `capy.` names one of the system's own types, or a `capy.` prefix
+/// wildcard that matches one: a typo there would never match, silently.
+pub fn check_system_subscriptions(types: &[String]) -> Result<(), ApiError> {
+    use crate::domain::event::SYSTEM_PREFIX;
+    use crate::services::{deliveries::TEST_EVENT_TYPE, operational::TYPES};
+    let known = || TYPES.iter().chain([&TEST_EVENT_TYPE]);
+    for t in types.iter().filter(|t| t.starts_with(SYSTEM_PREFIX)) {
+        let matches = match t.strip_suffix('*') {
+            Some(prefix) => known().any(|k| k.starts_with(prefix)),
+            None => known().any(|k| k == t),
+        };
+        if !matches {
+            let names: Vec<&str> = known().copied().collect();
+            return Err(ApiError::BadRequest(format!(
+                "event_types entry {t:?} is under `{SYSTEM_PREFIX}`, the system's own types, and names none of them: {}",
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PublishInput {
@@ -267,5 +289,22 @@ mod tests {
         assert!(check_event_types(&["a.*".into(), "a.*".into()]).is_err());
         assert!(check_event_types(&["bad type".into()]).is_err());
         assert!(check_event_types(&vec!["x".to_string(); 101]).is_err());
+        let subscribe = |t: &[&str]| {
+            check_system_subscriptions(&t.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
+        for ok in [
+            &["capy.*"][..],
+            &["capy.endpoint.*", "capy.delivery.exhausted"],
+            &["capy.ping", "capy.replay.finished", "invoice.*", "capy"],
+        ] {
+            assert!(subscribe(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            &["capy.endpoint.disbled"][..],
+            &["capy.billing.*"],
+            &["capy."],
+        ] {
+            assert!(subscribe(bad).is_err(), "{bad:?}");
+        }
     }
 }
