@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 use capy_shared::auth::mint_api_key;
 use capy_shared::config::{self, Settings};
+use capy_shared::domain::api_key::ApiKeyRecord;
 use capy_shared::domain::ids::is_valid_org_id;
 use capy_shared::ports::ApiKeyStore;
 use clap::{Parser, Subcommand};
@@ -84,6 +85,13 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn create_key(org: &str, project: Option<&str>) -> Result<(), String> {
+    let (key, _) = store_new_key(org, project).await?;
+    println!("{key}");
+    Ok(())
+}
+
+/// Mints a key in the table named by TABLE_NAME: the key and its stored record.
+async fn store_new_key(org: &str, project: Option<&str>) -> Result<(String, ApiKeyRecord), String> {
     if !is_valid_org_id(org) || project.is_some_and(|p| !is_valid_org_id(p)) {
         return Err(
             "organization and project ids are 1-128 characters of letters, digits, '_' and '-'"
@@ -100,8 +108,34 @@ async fn create_key(org: &str, project: Option<&str>) -> Result<(), String> {
             settings.table_name
         )
     })?;
-    println!("{}", minted.key);
-    Ok(())
+    Ok((minted.key, minted.record))
+}
+
+/// A key `capy replay`/`capy jobs` mint for themselves when given none, revoked at the end.
+pub(crate) struct TemporaryKey {
+    key: String,
+    record: ApiKeyRecord,
+}
+
+impl TemporaryKey {
+    pub(crate) async fn mint(org: &str) -> Result<Self, String> {
+        let (key, record) = store_new_key(org, None).await?;
+        Ok(Self { key, record })
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub(crate) async fn revoke(mut self) -> Result<(), String> {
+        let settings = Settings::from_env(false)?;
+        let sdk = config::aws_config().await;
+        self.record.revoked_at = Some(capy_shared::domain::time::now());
+        config::table(&settings, &sdk)
+            .put(&self.record)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 async fn revoke_key(key: Option<String>) -> Result<(), String> {

@@ -1,6 +1,8 @@
 //! `capy replay` and `capy jobs list|show|cancel`: API clients for recovery after an outage.
 //! They call the HTTP API (`--api-url`, default `capy serve`'s address) with an API key
-//! (`--key` or `CAPY_API_KEY`).
+//! (`--key` or `CAPY_API_KEY`). Without one, an operator with access to the table (the same
+//! environment `capy api-keys create` needs) gets a key minted for the command and revoked
+//! when it ends, so every request still goes through the API's validation and authorization.
 
 use std::io::Write;
 use std::time::Duration;
@@ -19,9 +21,10 @@ pub struct Api {
     /// The API's base URL.
     #[arg(long, env = "CAPY_API_URL", default_value = "http://127.0.0.1:3000")]
     api_url: String,
-    /// An API key of the organization.
+    /// An API key of the organization. Without one, a key is minted in TABLE_NAME for this
+    /// command and revoked when it ends (needs the table's AWS access, like `capy api-keys`).
     #[arg(long, env = "CAPY_API_KEY", hide_env_values = true)]
-    key: String,
+    key: Option<String>,
     #[arg(long)]
     org: String,
 }
@@ -67,7 +70,8 @@ pub enum JobsCommand {
         api: Api,
         job_id: String,
     },
-    /// Cancel a queued or running job: it stops before its next page.
+    /// Cancel a queued or running job: it stops before its next page (an ended job is shown
+    /// as it is).
     Cancel {
         #[command(flatten)]
         api: Api,
@@ -78,10 +82,22 @@ pub enum JobsCommand {
 struct Http {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     api: Api,
+    key: String,
+    /// A key minted for this command, revoked by [`Http::close`].
+    minted: Option<crate::TemporaryKey>,
 }
 
 impl Http {
-    fn new(api: Api) -> Self {
+    async fn connect(api: Api) -> Result<Self, String> {
+        let (key, minted) = match &api.key {
+            Some(k) => (k.clone(), None),
+            None => {
+                let t = crate::TemporaryKey::mint(&api.org).await.map_err(|e| {
+                    format!("no --key or CAPY_API_KEY, and no key could be minted: {e}")
+                })?;
+                (t.key().to_owned(), Some(t))
+            }
+        };
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -91,9 +107,20 @@ impl Http {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        Self {
+        Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(https),
             api,
+            key,
+            minted,
+        })
+    }
+
+    /// Revokes the key minted for this command, if any; a failure is said, never hidden.
+    async fn close(self) {
+        if let Some(t) = self.minted
+            && let Err(e) = t.revoke().await
+        {
+            eprintln!("capy: could not revoke the temporary API key: {e}");
         }
     }
 
@@ -104,10 +131,10 @@ impl Http {
             self.api.api_url.trim_end_matches('/'),
             self.api.org
         );
-        let mut req = http::Request::builder().method(method).uri(&url).header(
-            http::header::AUTHORIZATION,
-            format!("Bearer {}", self.api.key),
-        );
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header(http::header::AUTHORIZATION, format!("Bearer {}", self.key));
         let bytes = match body {
             Some(b) => {
                 req = req.header(http::header::CONTENT_TYPE, "application/json");
@@ -165,7 +192,13 @@ fn bar(processed: u64, matched: u64) -> String {
 }
 
 pub async fn replay(args: ReplayArgs) -> Result<(), String> {
-    let http = Http::new(args.api.clone());
+    let http = Http::connect(args.api.clone()).await?;
+    let result = run_replay(&http, &args).await;
+    http.close().await;
+    result
+}
+
+async fn run_replay(http: &Http, args: &ReplayArgs) -> Result<(), String> {
     let mut body = json!({ "since": when(&args.since)? });
     if let Some(u) = &args.until {
         body["until"] = json!(when(u)?);
@@ -235,9 +268,20 @@ pub async fn replay(args: ReplayArgs) -> Result<(), String> {
 }
 
 pub async fn jobs(command: JobsCommand) -> Result<(), String> {
+    let api = match &command {
+        JobsCommand::List { api, .. }
+        | JobsCommand::Show { api, .. }
+        | JobsCommand::Cancel { api, .. } => api.clone(),
+    };
+    let http = Http::connect(api).await?;
+    let result = run_jobs(&http, command).await;
+    http.close().await;
+    result
+}
+
+async fn run_jobs(http: &Http, command: JobsCommand) -> Result<(), String> {
     match command {
-        JobsCommand::List { api, limit, cursor } => {
-            let http = Http::new(api);
+        JobsCommand::List { limit, cursor, .. } => {
             let mut path = format!("/jobs?limit={limit}");
             if let Some(c) = &cursor {
                 path.push_str(&format!(
@@ -262,18 +306,16 @@ pub async fn jobs(command: JobsCommand) -> Result<(), String> {
             }
             Ok(())
         }
-        JobsCommand::Show { api, job_id } => {
-            let out = Http::new(api)
-                .call("GET", &format!("/jobs/{job_id}"), None)
-                .await?;
+        JobsCommand::Show { job_id, .. } => {
+            let out = http.call("GET", &format!("/jobs/{job_id}"), None).await?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&out["job"]).map_err(|e| e.to_string())?
             );
             Ok(())
         }
-        JobsCommand::Cancel { api, job_id } => {
-            let out = Http::new(api)
+        JobsCommand::Cancel { job_id, .. } => {
+            let out = http
                 .call("POST", &format!("/jobs/{job_id}/cancel"), None)
                 .await?;
             println!("{} {}", job_id, out["job"]["state"].as_str().unwrap_or(""));

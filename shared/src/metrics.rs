@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `Deliveries` | Count | `deliver` / `delivered`, `retrying`, `failed`, `gone`, `dropped` |
 //! | `AttemptDuration` | Milliseconds | `deliver` / as above, for attempts that were sent |
-//! | `EndToEndLag` | Milliseconds | `deliver` / `delivered`: event created → delivered |
+//! | `EndToEndLag` | Milliseconds | `deliver` / `delivered`: event created → delivered (on its first schedule; not a retry, replay or resend of an ended delivery) |
 //! | `FanOutSize` | Count | `publish-event` / `inline`, `fan-out` / `done` |
 //! | `ReplayProcessed`, `ReplayRemaining` | Count | `replay` / `running`, `finished`, `cancelled`, ... |
 //! | `OperationalEvents` | Count | the function that raised it / the event type |
@@ -85,6 +85,17 @@ pub struct Ids {
     pub endpoint_id: Option<String>,
     pub event_id: Option<String>,
     pub delivery_id: Option<String>,
+}
+
+impl Ids {
+    /// An organization's endpoint (replay progress, endpoint-level events).
+    pub fn endpoint(organization_id: &str, endpoint_id: impl std::fmt::Display) -> Self {
+        Self {
+            organization_id: Some(organization_id.to_owned()),
+            endpoint_id: Some(endpoint_id.to_string()),
+            ..Self::default()
+        }
+    }
 }
 
 /// One EMF document: its dimension values, metrics and properties.

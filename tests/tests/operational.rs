@@ -373,6 +373,23 @@ async fn failing_and_recovered_reach_subscribers_never_their_subject() {
         );
     }
     assert!(bodies(&flaky).iter().all(|b| b["type"] == "order.created"));
+    // Not even by hand: resending an operational event to its subject is 400.
+    let failing_id = failing["id"].as_str().expect("event id");
+    let (status, out) = stack
+        .call(
+            "POST",
+            &format!("/v1/organizations/{org}/events/{failing_id}/deliveries"),
+            Some(&key),
+            Some(json!({"endpoint_id": flaky_id})),
+        )
+        .await;
+    assert_eq!(status, 400, "{out}");
+    assert!(
+        out["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("never goes to the endpoint it is about")),
+        "{out}"
+    );
 
     // The consumer's EMF documents, from the process's own output.
     let docs = emf_documents(&stack);

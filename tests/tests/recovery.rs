@@ -963,12 +963,43 @@ async fn capy_replay_prints_the_count_follows_the_job_and_capy_jobs_shows_it() {
         (shown["state"].clone(), shown["processed"].clone()),
         (json!("succeeded"), json!(3))
     );
-    // An ended job cannot be cancelled: the CLI says why and exits non-zero.
+    // Cancelling an ended job shows it as it is (cancel is idempotent).
     let mut cancel = vec!["jobs", "cancel"];
     cancel.extend(api);
     cancel.push(&job_id);
-    let (ok, _, err) = capy(&stack, &cancel).await;
-    assert!(!ok && err.contains("409"), "{err}");
+    let (ok, out, err) = capy(&stack, &cancel).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, format!("{job_id} succeeded\n"));
+    // Without --key, an operator with the table's access gets a key minted for the command
+    // and revoked when it ends: the job is shown the same, and no key of the org stays live.
+    let keys_before = stack.dump_table().await.matches("KEY#").count();
+    let (ok, out, err) = capy(
+        &stack,
+        &[
+            "jobs",
+            "show",
+            "--api-url",
+            stack.base.as_str(),
+            "--org",
+            org.id.as_str(),
+            &job_id,
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let keyless: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(keyless, shown);
+    let dump = stack.dump_table().await;
+    assert_eq!(
+        dump.matches("KEY#").count(),
+        keys_before + 1,
+        "one key minted"
+    );
+    assert_eq!(
+        dump.matches("\"revoked_at\": S(").count(),
+        1,
+        "the minted key is revoked: {dump}"
+    );
     // A bad window is the API's 400, and a non-zero exit.
     let mut bad = vec!["replay"];
     bad.extend(api);

@@ -100,8 +100,9 @@ impl Route {
             | Self::GetDelivery
             | Self::ListEvents
             | Self::GetEvent
-            | Self::GetEndpointStats => Needs(Read),
-            Self::ListJobs | Self::GetJob => NeedsAny(&[Read, Replay]),
+            | Self::GetEndpointStats
+            | Self::ListJobs
+            | Self::GetJob => Needs(Read),
             Self::CreateEndpoint
             | Self::UpdateEndpoint
             | Self::DeleteEndpoint

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::adapters::memory::MemoryApiKeys;
+use crate::domain::portal_session::grants;
 
 #[tokio::test]
 async fn a_configured_issuer_is_required() {
@@ -112,6 +113,15 @@ async fn portal_tokens_are_hashed_scoped_expiring_and_revocable() {
     assert_eq!(p.kind(), "portal_session");
     assert!(p.may(PortalAccess::Needs(Capability::Read)));
     assert!(!p.may(PortalAccess::Needs(Capability::Replay)));
+    // The other capabilities include `read`.
+    for c in [Capability::ManageEndpoints, Capability::Replay] {
+        assert!(grants(&[c], PortalAccess::Needs(Capability::Read)));
+        assert!(grants(&[c], PortalAccess::Needs(c)));
+    }
+    assert!(!grants(
+        &[Capability::ManageEndpoints],
+        PortalAccess::Needs(Capability::Replay)
+    ));
     assert!(p.may(PortalAccess::OwnSession));
     assert!(!p.may(PortalAccess::Closed));
     assert!(matches!(

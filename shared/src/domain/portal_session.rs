@@ -11,7 +11,8 @@ use crate::domain::time::{self, Timestamp};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Capability {
-    /// Every read: endpoints, deliveries, events, stats, jobs.
+    /// Every read: endpoints, deliveries, events, stats, jobs. Implied by the other two: a
+    /// session that may change something may see what it changes.
     Read,
     /// Create, update, delete, rotate the secret of, and send a test event to an endpoint.
     ManageEndpoints,
@@ -96,11 +97,13 @@ impl PortalSessionRecord {
     }
 }
 
-/// Whether a session with `capabilities` may call a route of `access`.
+/// Whether a session with `capabilities` may call a route of `access`. Every session has at
+/// least one capability, and each of them includes `read`.
 pub fn grants(capabilities: &[Capability], access: PortalAccess) -> bool {
+    let has = |c: &Capability| *c == Capability::Read || capabilities.contains(c);
     match access {
-        PortalAccess::Needs(c) => capabilities.contains(&c),
-        PortalAccess::NeedsAny(any) => any.iter().any(|c| capabilities.contains(c)),
+        PortalAccess::Needs(c) => has(&c),
+        PortalAccess::NeedsAny(any) => any.iter().any(has),
         PortalAccess::OwnSession => true,
         PortalAccess::Closed => false,
     }

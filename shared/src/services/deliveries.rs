@@ -187,6 +187,13 @@ pub async fn resend(
         .get(org, event_id)
         .await?
         .ok_or_else(ServiceError::event_not_found)?;
+    if event.subject_endpoint == Some(endpoint_id) {
+        return Err(ServiceError::Invalid(format!(
+            "{} is about endpoint {endpoint_id}: an operational event never goes to the \
+             endpoint it is about",
+            event.id
+        )));
+    }
     let endpoint = active_endpoint(deps, org, endpoint_id).await?;
     let d = send_to(deps, &event, &endpoint, now).await?;
     Ok((d, event))

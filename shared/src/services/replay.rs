@@ -152,8 +152,9 @@ pub async fn get(deps: &Deps, org: &str, id: JobId) -> Result<Job, ServiceError>
     deps.jobs.get(org, id).await?.ok_or_else(job_not_found)
 }
 
-/// Cancels a queued or running job: the worker stops before its next page. Cancelling a
-/// cancelled job answers it as it is; one that already ended otherwise is a conflict.
+/// Cancels a queued or running job: the worker stops before its next page. A job that
+/// already ended (cancelled, succeeded or failed) is answered as it is: cancel is idempotent,
+/// and a small replay may well end before its cancel arrives.
 pub async fn cancel(
     deps: &Deps,
     org: &str,
@@ -162,17 +163,8 @@ pub async fn cancel(
 ) -> Result<Job, ServiceError> {
     for _ in 0..10 {
         let mut job = get(deps, org, id).await?;
-        if job.state == JobState::Canceled {
-            return Ok(job);
-        }
         if !job.state.is_active() {
-            return Err(ServiceError::Conflict(format!(
-                "the job already ended ({})",
-                serde_json::to_value(job.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            )));
+            return Ok(job);
         }
         job.version += 1;
         job.finish(JobState::Canceled, None, now);
@@ -390,8 +382,15 @@ async fn run_pages(
         }
         tracing::info!(job_id = %job.id, sent, processed = job.processed, matched = job.matched, "replay page done");
         if !job.state.is_active() {
-            return Ok(Progress::Done);
+            return Ok(Progress::Done); // its end is reported with `capy.replay.finished`
         }
+        deps.metrics.replay_progress(
+            &job.id.to_string(),
+            "running",
+            job.processed,
+            job.matched.saturating_sub(job.processed),
+            crate::metrics::Ids::endpoint(&job.organization_id, job.endpoint_id),
+        );
         if Instant::now() + pacing.pause >= deadline {
             return Ok(Progress::More);
         }

@@ -152,14 +152,18 @@ pub(super) async fn delivered(deps: &Deps, sent: Sent<'_>) -> Result<Disposition
     d.delivered_at = Some(now);
     d.next_attempt_at = None;
     if saved(deps, &d, &sent.cur).await? {
-        let lag = (now - d.created_at).num_milliseconds().max(0) as u64;
+        // Event created -> delivered, for deliveries on their first schedule only: one sent
+        // again after it ended (retry, replay, resend) would report days of lag and trip the
+        // lag alarm for what was a customer's choice, not the pipeline's delay.
+        let first_schedule = d.max_attempts <= deps.policy.retry.max_attempts();
+        let lag = first_schedule.then(|| (now - d.created_at).num_milliseconds().max(0) as u64);
         let attempt_ms = sent.outcome.duration.as_millis() as u64;
         deps.metrics.delivery(
             DeliveryOutcome::Delivered,
             ids(&d),
             d.attempts,
             Some(attempt_ms),
-            Some(lag),
+            lag,
         );
     }
     follow_ups::after_success(deps, sent.endpoint, now).await?;

@@ -51,11 +51,7 @@ pub async fn replay_finished(deps: &Deps, job: &ReplaySummary) -> Option<Event> 
         &job.state,
         count("processed"),
         count("matched").saturating_sub(count("processed")),
-        Ids {
-            organization_id: Some(job.organization_id.clone()),
-            endpoint_id: Some(job.endpoint_id.to_string()),
-            ..Ids::default()
-        },
+        Ids::endpoint(&job.organization_id, job.endpoint_id),
     );
     let payload = json!({
         "job_id": job.job_id,

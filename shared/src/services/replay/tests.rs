@@ -54,7 +54,9 @@ async fn one_active_replay_per_endpoint() {
 
 #[tokio::test]
 async fn a_run_that_dies_mid_page_resumes_without_sending_twice() {
-    let w = world();
+    let mut w = world();
+    let captured = std::sync::Arc::new(crate::metrics::Captured::default());
+    w.deps.metrics = crate::metrics::Metrics::to(captured.clone());
     let (e, _) = w.endpoint("http://127.0.0.1:9/x", |e| e).await;
     let earlier = time::now() - chrono::TimeDelta::minutes(5);
     let mut ids = Vec::new();
@@ -90,6 +92,26 @@ async fn a_run_that_dies_mid_page_resumes_without_sending_twice() {
     let j = get(&w.deps, ORG, job.id).await.expect("job");
     assert_eq!((j.state, j.processed), (JobState::Running, 2));
     assert_eq!(w.stores.queue.take_sent().len(), 2);
+    // Each page's progress is a metric document while the job runs.
+    let docs: Vec<serde_json::Value> = captured
+        .lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let progress: Vec<_> = docs.iter().filter(|d| d["function"] == "replay").collect();
+    assert_eq!(progress.len(), 1, "{docs:?}");
+    assert_eq!(
+        (
+            &progress[0]["outcome"],
+            &progress[0]["ReplayProcessed"],
+            &progress[0]["ReplayRemaining"]
+        ),
+        (
+            &serde_json::json!("running"),
+            &serde_json::json!(2.0),
+            &serde_json::json!(3.0)
+        )
+    );
     // A run that died after writing the first delivery of the next page, before its send
     // and its checkpoint: the resumed run must not send that one again.
     let victim = w
