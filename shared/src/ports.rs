@@ -304,8 +304,12 @@ pub enum CipherError {
     Malformed,
     #[error("sealed secret failed authentication")]
     Tampered,
+    /// A KMS refusal a retry cannot fix (a wrong key, a denied grant, a bad answer).
     #[error("KMS: {0}")]
     Kms(String),
+    /// KMS throttled, timed out or failed on its side: a retry can help (503 to a caller).
+    #[error("KMS unavailable: {0}")]
+    KmsUnavailable(String),
 }
 
 #[async_trait]

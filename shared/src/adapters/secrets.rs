@@ -148,6 +148,36 @@ fn to_key(bytes: &[u8]) -> Result<[u8; 32], CipherError> {
         .map_err(|_| CipherError::Kms("data key is not 32 bytes".into()))
 }
 
+/// A KMS call's failure, by its kind and error code (never its text): retryable or not.
+fn kms_error<E, R>(e: aws_sdk_kms::error::SdkError<E, R>) -> CipherError
+where
+    E: std::error::Error + aws_sdk_kms::error::ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    use aws_sdk_kms::error::SdkError;
+    let transient = match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(se) => matches!(
+            se.err().code(),
+            Some(
+                "ThrottlingException"
+                    | "KMSInternalException"
+                    | "DependencyTimeoutException"
+                    | "KeyUnavailableException"
+            )
+        ),
+        _ => false,
+    };
+    let message = aws_sdk_kms::error::DisplayErrorContext(e).to_string();
+    if transient {
+        CipherError::KmsUnavailable(message)
+    } else {
+        CipherError::Kms(message)
+    }
+}
+
 #[async_trait]
 impl SecretCipher for KmsCipher {
     async fn seal(
@@ -163,9 +193,7 @@ impl SecretCipher for KmsCipher {
             .encryption_context("endpoint", context)
             .send()
             .await
-            .map_err(|e| {
-                CipherError::Kms(aws_sdk_kms::error::DisplayErrorContext(e).to_string())
-            })?;
+            .map_err(kms_error)?;
         let plain = out
             .plaintext()
             .ok_or_else(|| CipherError::Kms("no plaintext data key".into()))?;
@@ -204,9 +232,7 @@ impl SecretCipher for KmsCipher {
                     .encryption_context("endpoint", context)
                     .send()
                     .await
-                    .map_err(|e| {
-                        CipherError::Kms(aws_sdk_kms::error::DisplayErrorContext(e).to_string())
-                    })?;
+                    .map_err(kms_error)?;
                 let key = to_key(out.plaintext().ok_or(CipherError::Malformed)?.as_ref())?;
                 if let Ok(mut m) = self.data_keys.lock() {
                     if m.len() >= Self::CACHE_LIMIT {

@@ -92,7 +92,10 @@ impl From<QueueError> for ApiError {
 
 impl From<CipherError> for ApiError {
     fn from(e: CipherError) -> Self {
-        Self::Internal(e.to_string())
+        match e {
+            CipherError::KmsUnavailable(_) => Self::Unavailable(e.to_string()),
+            _ => Self::Internal(e.to_string()),
+        }
     }
 }
 
@@ -120,7 +123,65 @@ impl ApiError {
             }
             AuthError::WrongOrganization => Self::Forbidden(org.to_owned()),
             AuthError::Store(s) => s.into(),
-            AuthError::KeysUnavailable(s) => Self::Internal(format!("JWKS: {s}")),
+            // The JWKS could not be fetched: the caller's credential may be fine; retry.
+            AuthError::KeysUnavailable(s) => Self::Unavailable(format!("JWKS: {s}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(e: impl Into<ApiError>) -> (u16, Vec<(String, String)>, String) {
+        let r = e.into().into_response();
+        let error = r.body["error"].as_str().expect("error sentence").to_owned();
+        (r.status, r.headers, error)
+    }
+
+    /// Known answers: what a retry can fix is a 503 with `Retry-After`, by the error's type;
+    /// our own faults are an opaque 500; neither leaks its detail.
+    #[test]
+    fn errors_map_to_http_by_kind() {
+        let retry = vec![("retry-after".to_owned(), "1".to_owned())];
+        let busy = "the service is busy; retry after a second".to_owned();
+        let opaque = (500, vec![], "internal error".to_owned());
+        assert_eq!(
+            answer(StoreError::Transient("throttled: secret detail".into())),
+            (503, retry.clone(), busy.clone())
+        );
+        assert_eq!(
+            answer(QueueError {
+                retryable: true,
+                message: "x".into()
+            }),
+            (503, retry.clone(), busy.clone())
+        );
+        assert_eq!(
+            answer(CipherError::KmsUnavailable("x".into())),
+            (503, retry.clone(), busy.clone())
+        );
+        assert_eq!(
+            answer(ApiError::from_auth(
+                AuthError::KeysUnavailable("x".into()),
+                "o"
+            )),
+            (503, retry, busy)
+        );
+        assert_eq!(answer(StoreError::Backend("secret detail".into())), opaque);
+        assert_eq!(answer(CipherError::Kms("denied".into())), opaque);
+        assert_eq!(
+            answer(QueueError {
+                retryable: false,
+                message: "x".into()
+            }),
+            opaque
+        );
+        assert_eq!(answer(StoreError::Conflict).0, 409);
+        assert_eq!(
+            answer(ServiceError::Invalid("bad".into())),
+            (400, vec![], "bad".to_owned())
+        );
+        assert_eq!(answer(ServiceError::event_not_found()).0, 404);
     }
 }
