@@ -8,6 +8,7 @@
 //! | `services` | the use cases: publish, fan-out, endpoint changes, retries |
 //! | `api` | the HTTP routes: one file per resource, one error mapping, one view mapping |
 //! | `consumers` | the queue and schedule handlers |
+//! | `dispatch` | the destination transport trait the deliver consumer sends through (HTTP first) |
 //! | `portal_assets` | how the portal's built files are served (`capy serve`, the `portal` Lambda) |
 //! | `auth`, `http`, `ssrf`, `config`, `wiring` | credentials; outbound sends; destination policy; settings; building `Deps` |
 
@@ -16,6 +17,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod consumers;
+pub mod dispatch;
 pub mod domain;
 pub mod http;
 pub mod metrics;

@@ -117,7 +117,7 @@ pub async fn aws(settings: &Settings, requires: Requires) -> Result<Deps, String
         fan_out_queue: fan_out.clone(),
         fan_out_visibility: fan_out,
         cipher,
-        sender: config::sender(settings),
+        sender: Arc::new(config::sender(settings)),
         large_orgs: Default::default(),
         policy: policy(settings),
     })
@@ -149,7 +149,7 @@ pub fn memory(stores: &MemoryStores, policy: Policy, cipher: Arc<dyn SecretCiphe
         fan_out_queue: stores.queue.clone(),
         fan_out_visibility: stores.queue.clone(),
         cipher,
-        sender: crate::http::Sender::new(policy.destinations.clone()),
+        sender: Arc::new(crate::http::Sender::new(policy.destinations.clone())),
         large_orgs: Default::default(),
         policy,
     }

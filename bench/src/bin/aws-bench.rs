@@ -640,7 +640,7 @@ impl Env {
             d.visibility = delivery;
             d.fan_out_queue = fan_out.clone();
             d.fan_out_visibility = fan_out;
-            d.sender = Sender::new(destinations());
+            d.sender = std::sync::Arc::new(Sender::new(destinations()));
             d
         };
         let (publish, fan_out, deliver) =

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use crate::auth::Authenticator;
 use crate::domain::retry::RetryPolicy;
-use crate::http::Sender;
 use crate::ports::*;
 use crate::ssrf::DestinationPolicy;
 
@@ -55,7 +54,8 @@ pub struct Deps {
     pub jobs_queue: Arc<dyn JobQueue>,
     pub jobs_visibility: Arc<dyn VisibilityControl>,
     pub cipher: Arc<dyn SecretCipher>,
-    pub sender: Sender,
+    /// Where deliveries are sent: the HTTP sender, behind the destination transport trait.
+    pub sender: Arc<dyn crate::dispatch::Transport>,
     /// Deduplication markers of operational events.
     pub markers: Arc<dyn OpsMarkerStore>,
     /// The operator's EventBridge bus (`OPERATOR_EVENT_BUS`), or nothing.

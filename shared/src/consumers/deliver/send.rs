@@ -3,12 +3,12 @@
 use bytes::Bytes;
 
 use super::ProcessError;
+use crate::dispatch::SendOutcome;
 use crate::domain::delivery::Delivery;
 use crate::domain::endpoint::Endpoint;
 use crate::domain::event::Event;
 use crate::domain::signing::{SigningSecret, signature_header};
 use crate::domain::time::{self, Timestamp};
-use crate::http::SendOutcome;
 use crate::services::Deps;
 
 pub(super) async fn send(
@@ -32,7 +32,7 @@ pub(super) async fn send(
     ];
     let outcome = deps
         .sender
-        .post(&endpoint.url, &headers, Bytes::from(body))
+        .send(&endpoint.url, &headers, Bytes::from(body))
         .await;
     (outcome, started_at)
 }

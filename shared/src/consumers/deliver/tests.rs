@@ -677,3 +677,63 @@ async fn a_delivery_sent_again_retries_on_a_fresh_schedule() {
         "the schedule's second wait (1 s), {delay:?}"
     );
 }
+
+/// The consumer sends through the destination transport alone: a transport that is not HTTP
+/// gets the endpoint's destination and the signed headers, and its outcome is recorded.
+#[tokio::test]
+async fn deliveries_go_through_the_destination_transport() {
+    use std::sync::{Arc, Mutex};
+
+    use crate::dispatch::{SendOutcome, Transport};
+
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<(String, Vec<String>)>>);
+
+    #[async_trait::async_trait]
+    impl Transport for Recording {
+        async fn send(
+            &self,
+            destination: &str,
+            headers: &[(&str, String)],
+            _body: bytes::Bytes,
+        ) -> SendOutcome {
+            let names = headers.iter().map(|(n, _)| (*n).to_owned()).collect();
+            self.0
+                .lock()
+                .expect("lock")
+                .push((destination.to_owned(), names));
+            SendOutcome {
+                status: Some(202),
+                error: None,
+                kind: crate::domain::retry::FailureKind::Other,
+                retry_after: None,
+                excerpt: None,
+                duration: Duration::from_millis(3),
+                gone: false,
+            }
+        }
+    }
+
+    let mut w = world();
+    let transport = Arc::new(Recording::default());
+    w.deps.sender = transport.clone();
+    let (_, _, d) = pending(&w, "queue://orders", |e| e).await;
+    let resp = deliver_batch(&w.deps, batch(&d.message())).await;
+    assert_eq!(failures(&resp), Vec::<String>::new());
+    let got = w.stored(&d).await.expect("recorded");
+    assert_eq!(
+        (got.state, got.response_status),
+        (DeliveryState::Delivered, Some(202))
+    );
+    assert_eq!(
+        transport.0.lock().expect("lock").clone(),
+        vec![(
+            "queue://orders".to_owned(),
+            vec![
+                "webhook-id".to_owned(),
+                "webhook-timestamp".to_owned(),
+                "webhook-signature".to_owned()
+            ]
+        )]
+    );
+}
