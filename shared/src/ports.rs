@@ -11,13 +11,15 @@ use serde::{Deserialize, Serialize};
 use crate::domain::api_key::ApiKeyRecord;
 use crate::domain::delivery::{Delivery, DeliveryMessage, DeliveryState, Expected};
 use crate::domain::endpoint::{Endpoint, Outcome, SealedSecret};
-use crate::domain::event::{Event, FanOutMessage, FanOutPage};
+use crate::domain::event::{Event, FanOutPage};
 use crate::domain::ids::{DeliveryId, EndpointId, EventId};
 use crate::domain::signing::SigningSecret;
 use crate::domain::time::{self, Timestamp};
 
 mod markers;
+mod queues;
 pub use markers::{Marked, OpsMarkerStore, WindowCount, WindowTally};
+pub use queues::{DeliveryQueue, FanOutQueue, JobQueue, QueueError, VisibilityControl};
 
 /// Why a store call failed. Whether a retry can help is part of the type.
 #[derive(Debug, thiserror::Error)]
@@ -259,46 +261,6 @@ pub trait IdempotencyStore: Send + Sync {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("queue: {message}")]
-pub struct QueueError {
-    pub message: String,
-    pub retryable: bool,
-}
-
-impl QueueError {
-    pub fn permanent(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            retryable: false,
-        }
-    }
-
-    pub fn transient(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            retryable: true,
-        }
-    }
-}
-
-#[async_trait]
-pub trait DeliveryQueue: Send + Sync {
-    /// Enqueues every message (batched); fails only if some could not be sent.
-    async fn enqueue(&self, messages: &[DeliveryMessage]) -> Result<(), QueueError>;
-}
-
-#[async_trait]
-pub trait FanOutQueue: Send + Sync {
-    async fn request_fan_out(&self, message: &FanOutMessage) -> Result<(), QueueError>;
-}
-
-#[async_trait]
-pub trait VisibilityControl: Send + Sync {
-    /// Hides a received message for `delay`: the short-retry timer.
-    async fn postpone(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError>;
-}
-
-#[derive(Debug, thiserror::Error)]
 pub enum CipherError {
     #[error("sealed secret is malformed")]
     Malformed,
@@ -396,10 +358,4 @@ pub trait JobStore: Send + Sync {
     /// `job.version - 1`; a job leaving queued/running gives its endpoint's slot back in the
     /// same write. `Conflict` otherwise.
     async fn save(&self, job: &crate::domain::job::Job) -> Result<(), StoreError>;
-}
-
-#[async_trait]
-pub trait JobQueue: Send + Sync {
-    async fn request_job(&self, message: &crate::domain::job::JobMessage)
-    -> Result<(), QueueError>;
 }

@@ -1,8 +1,11 @@
 //! The credential checks: API keys, portal tokens, session tokens.
 
 use super::*;
+use std::time::Duration;
+
 use crate::adapters::memory::MemoryApiKeys;
 use crate::domain::portal_session::grants;
+use jsonwebtoken::Algorithm;
 
 #[tokio::test]
 async fn a_configured_issuer_is_required() {

@@ -21,7 +21,7 @@ use futures::future::join_all;
 
 use super::deliveries::active_endpoint;
 use super::{Deps, ServiceError};
-use crate::domain::delivery::{Delivery, DeliveryMessage, DeliveryState, Expected};
+use crate::domain::delivery::{Delivery, DeliveryMessage, Expected};
 use crate::domain::endpoint::Endpoint;
 use crate::domain::ids::{DeliveryId, EndpointId, JobId};
 use crate::domain::job::{Job, JobMessage, JobState, ReplayParams};
@@ -52,37 +52,6 @@ impl Default for Pacing {
 
 pub fn job_not_found() -> ServiceError {
     ServiceError::NotFound("no such job in this organization".into())
-}
-
-/// The states a replay may select.
-pub fn parse_state(s: &str) -> Result<DeliveryState, ServiceError> {
-    match DeliveryState::parse(s) {
-        Some(st @ (DeliveryState::Failed | DeliveryState::Delivered)) => Ok(st),
-        _ => Err(ServiceError::Invalid(format!(
-            "states may list \"failed\" and \"delivered\", not {s:?}"
-        ))),
-    }
-}
-
-/// The window must be non-empty and within the retention (older deliveries are gone).
-pub fn check_window(
-    since: Timestamp,
-    until: Timestamp,
-    now: Timestamp,
-    retention: Duration,
-) -> Result<(), ServiceError> {
-    if since >= until {
-        return Err(ServiceError::Invalid("since must be before until".into()));
-    }
-    let horizon = now - chrono::TimeDelta::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
-    if since < horizon {
-        return Err(ServiceError::Invalid(format!(
-            "since is older than the retention ({}): deliveries before {} are no longer kept",
-            time::spelled(retention),
-            time::format(&horizon)
-        )));
-    }
-    Ok(())
 }
 
 /// The endpoint's deliveries the window selects.
@@ -401,5 +370,8 @@ async fn run_pages(
 }
 
 mod finished;
+mod params;
+
+pub use params::{check_window, parse_state};
 #[cfg(test)]
 mod tests;

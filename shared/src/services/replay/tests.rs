@@ -1,5 +1,6 @@
 use super::*;
 use crate::consumers::testkit::{ORG, world};
+use crate::domain::delivery::DeliveryState;
 use crate::ports::DeliveryLog;
 
 /// Every failed delivery of `since..until`.
