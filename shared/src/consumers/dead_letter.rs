@@ -14,9 +14,10 @@ use crate::domain::delivery::{Delivery, DeliveryMessage, DeliveryState, Expected
 use crate::domain::event::FanOutMessage;
 use crate::domain::job::JobMessage;
 use crate::domain::time;
+use crate::metrics::DeliveryOutcome;
 use crate::ports::OperatorEvent;
 use crate::ports::StoreError;
-use crate::services::{Deps, operational, replay};
+use crate::services::{Deps, ServiceError, operational, replay};
 
 pub async fn dead_letter_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     let work = event.records.into_iter().map(|record| {
@@ -102,7 +103,7 @@ async fn tell_operator(
     .await;
 }
 
-async fn mark_dead(deps: &Deps, msg: &DeliveryMessage, receives: &str) -> Result<(), StoreError> {
+async fn mark_dead(deps: &Deps, msg: &DeliveryMessage, receives: &str) -> Result<(), ServiceError> {
     let loaded = deps.reader.load(std::slice::from_ref(msg)).await?;
     let (before, stored) = match loaded.deliveries.get(&msg.delivery_id) {
         Some(d) => (d.clone(), true),
@@ -131,16 +132,26 @@ async fn mark_dead(deps: &Deps, msg: &DeliveryMessage, receives: &str) -> Result
     tracing::warn!(delivery_id = %d.id, "dead letter: delivery marked failed");
     // Before the save: a crash in between leaves the message to raise it again.
     if let Some(e) = loaded.endpoints.get(&msg.endpoint_id) {
-        operational::delivery_exhausted(deps, "dead-letter", e, &d, d.updated_at)
-            .await
-            .map_err(|e| StoreError::Transient(e.to_string()))?;
+        operational::delivery_exhausted(deps, "dead-letter", e, &d, d.updated_at).await?;
     }
     match deps
         .deliveries
         .save(&d, Expected::of(&before, stored))
         .await
     {
-        Ok(()) | Err(StoreError::Conflict) => Ok(()),
-        Err(e) => Err(e),
+        Ok(()) => {
+            // Counted with the deliveries that failed for good, so the failure-rate alarm
+            // sees it.
+            deps.metrics.delivery(
+                DeliveryOutcome::Failed,
+                super::deliver::ids(&d),
+                d.attempts,
+                None,
+                None,
+            );
+            Ok(())
+        }
+        Err(StoreError::Conflict) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }

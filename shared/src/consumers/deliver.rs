@@ -298,7 +298,7 @@ async fn finish_without_sending(
 }
 
 /// A delivery's ids, as metric properties.
-fn ids(d: &Delivery) -> Ids {
+pub(super) fn ids(d: &Delivery) -> Ids {
     Ids {
         organization_id: Some(d.organization_id.clone()),
         endpoint_id: Some(d.endpoint_id.to_string()),

@@ -179,16 +179,16 @@ async fn raise(
     event.id = id;
     event.created_at = id.created_at();
     event.subject_endpoint = subject;
-    match publish_raised(deps, function, event).await {
-        Some(_) => Ok(()),
-        None => {
-            Err(StoreError::Transient(format!("could not publish an {event_type} event")).into())
-        }
-    }
+    publish_raised(deps, function, event).await.map(drop)
 }
 
-/// Publishes an event the system raised; `None` (logged) if it could not.
-async fn publish_raised(deps: &Deps, function: &'static str, event: Event) -> Option<Event> {
+/// Publishes an event the system raised; an error (logged) if it could not, with its own
+/// kind (a throttled write is retryable, a bad record is not).
+async fn publish_raised(
+    deps: &Deps,
+    function: &'static str,
+    event: Event,
+) -> Result<Event, ServiceError> {
     let ids = Ids {
         organization_id: Some(event.organization_id.clone()),
         endpoint_id: event.subject_endpoint.map(|s| s.to_string()),
@@ -200,11 +200,11 @@ async fn publish_raised(deps: &Deps, function: &'static str, event: Event) -> Op
         Ok(published) => {
             tracing::info!(event_id = ?ids.event_id, event_type, endpoint_id = ?ids.endpoint_id, "operational event published");
             deps.metrics.operational_event(function, &event_type, ids);
-            Some(published.event)
+            Ok(published.event)
         }
         Err(e) => {
             tracing::error!(error = %e, event_type, endpoint_id = ?ids.endpoint_id, organization_id = ?ids.organization_id, "could not publish an operational event");
-            None
+            Err(e)
         }
     }
 }

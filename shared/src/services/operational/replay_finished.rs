@@ -11,6 +11,7 @@ use crate::domain::ids::{EndpointId, EventId};
 use crate::domain::time::Timestamp;
 use crate::metrics::Ids;
 use crate::services::Deps;
+use crate::services::ServiceError;
 
 /// A replay job's end, as the jobs engine describes it.
 #[derive(Debug, Clone)]
@@ -33,7 +34,7 @@ pub struct ReplaySummary {
 /// `capy.replay.finished`, once per job: call it where the job reaches its final state
 /// (after the conditional write that put it there, so a redelivered message cannot raise it
 /// twice). The replayed endpoint is the subject: it does not receive it.
-pub async fn replay_finished(deps: &Deps, job: &ReplaySummary) -> Option<Event> {
+pub async fn replay_finished(deps: &Deps, job: &ReplaySummary) -> Result<Event, ServiceError> {
     let url = match deps
         .endpoints
         .get(&job.organization_id, job.endpoint_id)

@@ -22,6 +22,8 @@ async fn a_dead_letter_reaches_the_operator_bus_and_raises_exhausted() {
     );
     let bus = Arc::new(MemoryBus::default());
     deps.operator_bus = bus.clone();
+    let captured = Arc::new(crate::metrics::Captured::default());
+    deps.metrics = crate::metrics::Metrics::to(captured.clone());
     let now = time::now();
     let endpoint = |types: &[&str]| Endpoint {
         event_types: types.iter().map(|t| t.to_string()).collect(),
@@ -73,6 +75,19 @@ async fn a_dead_letter_reaches_the_operator_bus_and_raises_exhausted() {
     assert_eq!(raised.len(), 1);
     assert_eq!(raised[0].targets, vec![watcher.id]);
     assert_eq!(raised[0].subject_endpoint, Some(dead.id));
+    // Counted as a delivery failed for good, for the failure-rate alarm.
+    let failed: Vec<serde_json::Value> = captured
+        .lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .filter(|d: &serde_json::Value| d["function"] == "deliver")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(
+        (&failed[0]["outcome"], &failed[0]["Deliveries"]),
+        (&serde_json::json!("failed"), &serde_json::json!(1.0))
+    );
+    assert_eq!(failed[0]["delivery_id"], msg.delivery_id.to_string());
 }
 
 /// Transitions whose store update may be a retry of a write whose answer was lost: the

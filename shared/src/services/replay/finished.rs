@@ -47,9 +47,7 @@ pub async fn announce(deps: &Deps, mut job: Job) -> Result<(), ServiceError> {
     let Some(summary) = summary(&job) else {
         return Ok(());
     };
-    if operational::replay_finished(deps, &summary).await.is_none() {
-        return Err(StoreError::Transient("could not publish capy.replay.finished".into()).into());
-    }
+    operational::replay_finished(deps, &summary).await?;
     job.announced = true;
     job.version += 1;
     match deps.jobs.save(&job).await {
