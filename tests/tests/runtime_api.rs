@@ -883,6 +883,38 @@ async fn deliver_reports_a_failing_receiver_and_not_a_good_one() {
     assert_eq!(got.attempts, 1, "{got:?}");
     assert_eq!(got.event_id, m.event_id, "{got:?}");
     assert_eq!(got.response_status, Some(200));
+    // JSON logs (AWS_LAMBDA_LOG_FORMAT=JSON): the delivery's line carries its four ids in
+    // its span; no line carries the payload.
+    let log = deliver.log_text();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let line = lines
+        .iter()
+        .find(|l| l["message"] == "delivered")
+        .unwrap_or_else(|| panic!("a `delivered` line: {log}"));
+    let span = line["spans"]
+        .as_array()
+        .and_then(|spans| spans.iter().find(|s| s["name"] == "deliver"))
+        .unwrap_or_else(|| panic!("the record's span: {line}"));
+    assert_eq!(
+        [
+            &span["delivery_id"],
+            &span["endpoint_id"],
+            &span["event_id"],
+            &span["organization_id"]
+        ],
+        [
+            &json!(m.delivery_id.to_string()),
+            &json!(m.endpoint_id.to_string()),
+            &json!(m.event_id.to_string()),
+            &json!(ORG)
+        ],
+        "{line}"
+    );
+    assert!(!log.contains("in_1"), "a payload in the log: {log}");
 
     // A failing receiver: the record comes back in batchItemFailures, the attempt is counted.
     let bad = Receiver::scripted(vec![], Reply::Status(500)).await;

@@ -181,6 +181,8 @@ enum Role {
     Esm,
     /// Setup and verification: never in a figure.
     Setup,
+    /// A portal chart's `GET …/stats` after the case: its own figure, not in the cost.
+    StatsRequest,
 }
 
 impl Role {
@@ -191,6 +193,7 @@ impl Role {
             Role::Deliver => "deliver fn",
             Role::Esm => "event source mapping",
             Role::Setup => "setup",
+            Role::StatsRequest => "stats request",
         }
     }
 }
@@ -583,6 +586,7 @@ struct Env {
     publish: Deps,
     fan_out: Deps,
     deliver: Deps,
+    stats_request: Deps,
     esm: aws_sdk_sqs::Client,
     timings: Mutex<Timings>,
     cipher: Arc<LocalCipher>,
@@ -645,6 +649,7 @@ impl Env {
         };
         let (publish, fan_out, deliver) =
             (deps(Role::Publish), deps(Role::FanOut), deps(Role::Deliver));
+        let stats_request = deps(Role::StatsRequest);
         let esm = clients(sdk, Role::Esm, &stats).sqs;
         Env {
             table,
@@ -656,6 +661,7 @@ impl Env {
             publish,
             fan_out,
             deliver,
+            stats_request,
             esm,
             timings: Mutex::default(),
             cipher,
@@ -673,6 +679,45 @@ impl Env {
 
     fn stats(&self) -> Stats {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The stats a portal chart asks for (the last 24 h by hour) of one endpoint, read the
+    /// way the API reads them: its wall time, requests and read units, and what it counted.
+    async fn stats_request(&self, org: &str, endpoint: EndpointId) -> String {
+        let window = capy_shared::services::stats::Window::new(
+            None,
+            None,
+            capy_shared::services::stats::Period::Hour,
+            capy_shared::domain::time::now(),
+            self.stats_request.policy.retention,
+        )
+        .expect("window");
+        let t0 = Instant::now();
+        let got = capy_shared::services::stats::endpoint_stats(
+            &self.stats_request,
+            org,
+            endpoint,
+            &window,
+        )
+        .await
+        .expect("stats");
+        let wall = t0.elapsed();
+        let s = self.stats();
+        let requests = s.requests_of(Role::StatsRequest);
+        let units: f64 = s
+            .read_units
+            .iter()
+            .filter(|((r, _), _)| *r == Role::StatsRequest)
+            .map(|(_, u)| u)
+            .sum();
+        format!(
+            "a 24 h stats request for one endpoint ({} delivered, {} failed, {} attempts counted): \
+             {requests} DynamoDB requests, {units:.1} read units, {:.0} ms on moto",
+            got.totals.delivered,
+            got.totals.failed,
+            got.totals.attempts,
+            wall.as_secs_f64() * 1e3
+        )
     }
 
     fn timings(&self) -> Timings {
@@ -1142,6 +1187,12 @@ async fn run_case(
             "  NOTE: {acked} messages acknowledged for {total} deliveries (a fan-out that resumed sends its last page again)"
         );
     }
+    // Stats are derived from the deliveries at read time: no write of the case above was
+    // for them (the item kinds written are listed in the report). What reading them costs:
+    println!(
+        "  stats: 0 write units per delivery (derived, never written); {}",
+        env.stats_request(org, ids[0]).await
+    );
     let webhook_bytes = {
         // `{"id":"evt_…","type":"invoice.paid","timestamp":"…","data":…}` around the payload.
         let envelope = r#"{"id":"evt_01JABCDEFGHJKMNPQRSTVWXYZ","type":"invoice.paid","timestamp":"2026-12-01T00:00:00.000Z","data":}"#;
@@ -1320,7 +1371,7 @@ fn report_cases(cases: &[Case], memory_mb: u64, receiver_ms: u64) {
     for c in cases {
         let n = c.deliveries as f64;
         for ((role, service, op), count) in &c.stats.requests {
-            if *role == Role::Setup {
+            if !BILLED.contains(role) {
                 continue;
             }
             let mut count = *count;
@@ -1361,7 +1412,7 @@ fn report_cases(cases: &[Case], memory_mb: u64, receiver_ms: u64) {
         let n = c.deliveries as f64;
         let mut by: HashMap<&str, f64> = HashMap::new();
         for ((role, service, op), count) in &c.stats.requests {
-            if *role == Role::Setup {
+            if !BILLED.contains(role) {
                 continue;
             }
             let mut count = *count as f64;
