@@ -9,7 +9,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{Table, key, n, s, store_error, to_item};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+
+use super::{Table, from_item, key, n, s, store_error, to_item};
 use crate::domain::ids::EventId;
 use crate::domain::time;
 use crate::ports::{Claim, IdempotencyStore, PublishRecord, StoreError};
@@ -54,20 +57,28 @@ impl IdempotencyStore for Table {
             // TTL deletion lags by up to days; an expired claim is as good as none.
             .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
             .expression_attribute_values(":now", n(now.timestamp()))
+            // A repeated request learns the first one's claim from the refusal itself,
+            // without a second call.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await
-            .map_err(store_error);
-        match put {
-            Ok(_) => Ok(Claim::Claimed),
-            Err(StoreError::Conflict) => {
-                let existing: PublishItem = self
-                    .get_item(idem_pk(org, key_), IDEM_SK.into())
-                    .await?
-                    .ok_or(StoreError::Conflict)?;
-                Ok(Claim::Existing(existing.record))
-            }
-            Err(e) => Err(e),
-        }
+            .await;
+        let err = match put {
+            Ok(_) => return Ok(Claim::Claimed),
+            Err(e) => e,
+        };
+        let refused_with = match err.as_service_error() {
+            Some(PutItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
+            _ => return Err(store_error(err)),
+        };
+        let existing: PublishItem = match refused_with {
+            Some(item) => from_item(item)?,
+            // Refused, but the store did not say with what: read it.
+            None => self
+                .get_item(idem_pk(org, key_), IDEM_SK.into())
+                .await?
+                .ok_or(StoreError::Conflict)?,
+        };
+        Ok(Claim::Existing(existing.record))
     }
 
     async fn release(&self, org: &str, key_: &str, event_id: EventId) -> Result<(), StoreError> {
