@@ -154,22 +154,15 @@ where
     E: std::error::Error + aws_sdk_kms::error::ProvideErrorMetadata + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    use aws_sdk_kms::error::SdkError;
-    let transient = match &e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(se) => matches!(
-            se.err().code(),
-            Some(
-                "ThrottlingException"
-                    | "KMSInternalException"
-                    | "DependencyTimeoutException"
-                    | "KeyUnavailableException"
-            )
-        ),
-        _ => false,
-    };
+    let transient = super::is_transient(
+        &e,
+        &[
+            "ThrottlingException",
+            "KMSInternalException",
+            "DependencyTimeoutException",
+            "KeyUnavailableException",
+        ],
+    );
     let message = aws_sdk_kms::error::DisplayErrorContext(e).to_string();
     if transient {
         CipherError::KmsUnavailable(message)

@@ -33,19 +33,15 @@ where
     E: std::error::Error + aws_sdk_sqs::error::ProvideErrorMetadata + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    use aws_sdk_sqs::error::SdkError;
-    let transient = match &e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(se) => matches!(
-            se.err().code(),
-            Some(
-                "ThrottlingException" | "RequestThrottled" | "InternalError" | "ServiceUnavailable"
-            )
-        ),
-        _ => false,
-    };
+    let transient = super::is_transient(
+        &e,
+        &[
+            "ThrottlingException",
+            "RequestThrottled",
+            "InternalError",
+            "ServiceUnavailable",
+        ],
+    );
     let message = DisplayErrorContext(e).to_string();
     QueueError {
         message,

@@ -133,24 +133,22 @@ where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let transient = match &e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(se) => match se.err().code() {
-            Some("ConditionalCheckFailedException") => return StoreError::Conflict,
-            Some(
-                "ProvisionedThroughputExceededException"
-                | "ThrottlingException"
-                | "RequestLimitExceeded"
-                | "InternalServerError"
-                | "ServiceUnavailable"
-                | "TransactionConflictException",
-            ) => true,
-            _ => false,
-        },
-        _ => false,
-    };
+    if let SdkError::ServiceError(se) = &e
+        && se.err().code() == Some("ConditionalCheckFailedException")
+    {
+        return StoreError::Conflict;
+    }
+    let transient = super::is_transient(
+        &e,
+        &[
+            "ProvisionedThroughputExceededException",
+            "ThrottlingException",
+            "RequestLimitExceeded",
+            "InternalServerError",
+            "ServiceUnavailable",
+            "TransactionConflictException",
+        ],
+    );
     let message = DisplayErrorContext(e).to_string();
     if transient {
         StoreError::Transient(message)
