@@ -46,7 +46,7 @@ struct Stores {
 
 fn memory(retention: Duration) -> Stores {
     let endpoints = Arc::new(MemoryEndpoints::default());
-    let deliveries = Arc::new(MemoryDeliveries::default());
+    let deliveries = Arc::new(MemoryDeliveries::with_retention(retention));
     let events = Arc::new(MemoryEvents::with_retention(retention));
     Stores {
         reader: Arc::new(SeparateReads {
@@ -136,6 +136,7 @@ conformance!(
     delivery_list_state_filter_pages_exactly,
     delivery_range_is_inclusive_and_newest_first,
     delivery_sweep_finds_only_pending_and_reschedules,
+    delivery_past_retention_is_neither_listed_nor_got with retention HOUR,
     event_create_get_and_conflict,
     event_long_payloads_come_back_byte_for_byte,
     event_list_filters_and_cursor,
@@ -727,6 +728,42 @@ async fn delivery_range_is_inclusive_and_newest_first(s: &Stores) {
         .await
         .expect("range");
     assert!(none.is_empty());
+}
+
+async fn delivery_past_retention_is_neither_listed_nor_got(s: &Stores) {
+    // Retention is one hour here: TTL deletion lags by days, so reads must leave it out.
+    let ep = EndpointId::new();
+    let expired = delivery_at(ep, time::now() - TimeDelta::hours(2), false);
+    let live = delivery_at(ep, time::now() - TimeDelta::minutes(1), false);
+    for d in [&expired, &live] {
+        s.deliveries.save(d, Expected::New).await.expect("save");
+    }
+    assert_eq!(s.deliveries.get(ep, expired.id).await.expect("get"), None);
+    assert_eq!(
+        s.deliveries.get(ep, live.id).await.expect("get"),
+        Some(live.clone())
+    );
+    let page = s.deliveries.list(ep, 10, None, None).await.expect("list");
+    assert_eq!(
+        page.deliveries.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![live.id]
+    );
+    assert!(page.next_after.is_none());
+    let range = s
+        .deliveries
+        .range(ep, time::now() - TimeDelta::hours(3), time::now())
+        .await
+        .expect("range");
+    assert_eq!(
+        range.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![live.id]
+    );
+    let many = s
+        .deliveries
+        .get_many(&[(ep, expired.id), (ep, live.id)])
+        .await
+        .expect("get_many");
+    assert_eq!(many.iter().map(|d| d.id).collect::<Vec<_>>(), vec![live.id]);
 }
 
 async fn delivery_sweep_finds_only_pending_and_reschedules(s: &Stores) {

@@ -18,6 +18,15 @@ pub fn after(t: Timestamp, d: std::time::Duration) -> Timestamp {
     t + TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
 
+/// `t - d`, never before the Unix epoch (ids cannot spell earlier times).
+pub fn before(t: Timestamp, d: std::time::Duration) -> Timestamp {
+    TimeDelta::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_sub_signed(d))
+        .filter(|b| *b > DateTime::UNIX_EPOCH)
+        .unwrap_or(DateTime::UNIX_EPOCH)
+}
+
 /// Serde adapters so every stored and served time has the same shape.
 pub mod rfc3339 {
     use super::*;
@@ -117,6 +126,20 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("h").is_err());
         assert!(parse_duration("5w").is_err());
+    }
+
+    #[test]
+    fn before_stops_at_the_epoch() {
+        let t = DateTime::from_timestamp(1_614_265_330, 0).expect("valid");
+        assert_eq!(
+            before(t, Duration::from_secs(30)),
+            DateTime::from_timestamp(1_614_265_300, 0).expect("valid")
+        );
+        assert_eq!(before(t, Duration::MAX), DateTime::UNIX_EPOCH);
+        assert_eq!(
+            before(t, Duration::from_secs(2_000_000_000)),
+            DateTime::UNIX_EPOCH
+        );
     }
 
     #[test]

@@ -86,6 +86,12 @@ impl Table {
         }
     }
 
+    /// The oldest delivery id still kept. TTL deletion lags by up to days, so reads leave
+    /// out what has expired but is still stored, as the events list does.
+    fn horizon(&self) -> DeliveryId {
+        DeliveryId::lowest_at(time::before(time::now(), self.retention))
+    }
+
     /// One shard, newest first from below `after`, until `want` matching items or its end.
     async fn query_shard(
         &self,
@@ -146,14 +152,15 @@ impl DeliveryLog for Table {
         Ok(self
             .get_item::<DeliveryItem>(delivery_pk(endpoint, id), delivery_sk(id))
             .await?
-            .map(|i| i.delivery))
+            .map(|i| i.delivery)
+            .filter(|d| d.id >= self.horizon()))
     }
 
     async fn get_many(
         &self,
         keys: &[(EndpointId, DeliveryId)],
     ) -> Result<Vec<Delivery>, StoreError> {
-        let mut out = Vec::new();
+        let (mut out, horizon) = (Vec::new(), self.horizon());
         for chunk in keys.chunks(100) {
             let mut ka = KeysAndAttributes::builder().consistent_read(true);
             for (e, d) in chunk {
@@ -162,7 +169,10 @@ impl DeliveryLog for Table {
             let ka = ka.build().map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let items = self.batch_get(ka).await?;
             for item in items {
-                out.push(from_item::<DeliveryItem>(item)?.delivery);
+                let d = from_item::<DeliveryItem>(item)?.delivery;
+                if d.id >= horizon {
+                    out.push(d);
+                }
             }
         }
         Ok(out)
@@ -177,8 +187,9 @@ impl DeliveryLog for Table {
     ) -> Result<DeliveryPage, StoreError> {
         // Each shard's newest `limit + 1` below the cursor; merged, the newest `limit + 1`
         // of all shards are among them, so the page is exact.
+        let horizon = Some(self.horizon());
         let shards = (0..DELIVERY_SHARDS).map(|shard| {
-            self.query_shard(shard_pk(endpoint, shard), limit + 1, after, None, state)
+            self.query_shard(shard_pk(endpoint, shard), limit + 1, after, horizon, state)
         });
         let mut found: Vec<Delivery> = try_join_all(shards).await?.into_iter().flatten().collect();
         found.sort_by_key(|d| std::cmp::Reverse(d.id));
@@ -193,13 +204,17 @@ impl DeliveryLog for Table {
         until: Timestamp,
     ) -> Result<Vec<Delivery>, StoreError> {
         let upper = DeliveryId::highest_at(until);
+        let lowest = DeliveryId::lowest_at(since).max(self.horizon());
+        if lowest > upper {
+            return Ok(Vec::new());
+        }
         let shards = (0..DELIVERY_SHARDS).map(|shard| async move {
             let mut found = self
                 .query_shard(
                     shard_pk(endpoint, shard),
                     usize::MAX,
                     None,
-                    Some(DeliveryId::lowest_at(since)),
+                    Some(lowest),
                     None,
                 )
                 .await?;

@@ -1,23 +1,42 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::{MemoryEndpoints, MemoryEvents, lock};
 use crate::domain::delivery::{Delivery, DeliveryState, Expected};
 use crate::domain::ids::{DeliveryId, EndpointId};
-use crate::domain::time::Timestamp;
+use crate::domain::time::{self, Timestamp};
 use crate::ports::{
     DeliveryLog, DeliveryPage, DeliveryReader, EndpointStore, EventStore, Loaded, StoreError,
     SweepEntry,
 };
 
-#[derive(Default)]
 pub struct MemoryDeliveries {
     items: Mutex<HashMap<EndpointId, BTreeMap<DeliveryId, Delivery>>>,
+    retention: Duration,
+}
+
+impl Default for MemoryDeliveries {
+    fn default() -> Self {
+        Self::with_retention(crate::adapters::dynamo::DEFAULT_RETENTION)
+    }
 }
 
 impl MemoryDeliveries {
+    pub fn with_retention(retention: Duration) -> Self {
+        Self {
+            items: Mutex::default(),
+            retention,
+        }
+    }
+
+    /// The oldest delivery id still kept: like DynamoDB's, whose TTL deletion lags.
+    fn horizon(&self) -> DeliveryId {
+        DeliveryId::lowest_at(time::before(time::now(), self.retention))
+    }
+
     pub fn all(&self) -> Vec<Delivery> {
         lock(&self.items)
             .values()
@@ -36,6 +55,7 @@ impl DeliveryLog for MemoryDeliveries {
         Ok(lock(&self.items)
             .get(&endpoint)
             .and_then(|m| m.get(&id))
+            .filter(|d| d.id >= self.horizon())
             .cloned())
     }
 
@@ -43,10 +63,11 @@ impl DeliveryLog for MemoryDeliveries {
         &self,
         keys: &[(EndpointId, DeliveryId)],
     ) -> Result<Vec<Delivery>, StoreError> {
-        let items = lock(&self.items);
+        let (items, horizon) = (lock(&self.items), self.horizon());
         Ok(keys
             .iter()
             .filter_map(|(e, d)| items.get(e).and_then(|m| m.get(d)).cloned())
+            .filter(|d| d.id >= horizon)
             .collect())
     }
 
@@ -62,7 +83,8 @@ impl DeliveryLog for MemoryDeliveries {
             return Ok(DeliveryPage::default());
         };
         let page: Vec<Delivery> = m
-            .values()
+            .range(self.horizon()..)
+            .map(|(_, d)| d)
             .rev()
             .filter(|d| after.is_none_or(|a| d.id < a))
             .filter(|d| state.is_none_or(|s| d.state == s))
@@ -78,7 +100,11 @@ impl DeliveryLog for MemoryDeliveries {
         since: Timestamp,
         until: Timestamp,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let (lo, hi) = (DeliveryId::lowest_at(since), DeliveryId::highest_at(until));
+        let lo = DeliveryId::lowest_at(since).max(self.horizon());
+        let hi = DeliveryId::highest_at(until);
+        if lo > hi {
+            return Ok(Vec::new());
+        }
         Ok(lock(&self.items)
             .get(&endpoint)
             .map(|m| m.range(lo..=hi).rev().map(|(_, d)| d.clone()).collect())
