@@ -74,8 +74,9 @@ use futures::StreamExt;
     about = "AWS requests, DynamoDB units and $ per delivery (happy path) against moto, counted by an SDK interceptor"
 )]
 struct Args {
-    /// Cases as PAYLOAD_BYTESxENDPOINTS, comma-separated.
-    #[arg(long, default_value = "1024x1,1024x10,10240x10,10240x1000")]
+    /// Cases as PAYLOAD_BYTESxENDPOINTS, comma-separated; `:nokey` publishes that case without
+    /// an idempotency key (1 KB x 1 runs both ways: the key decides its target).
+    #[arg(long, default_value = "1024x1,1024x1:nokey,1024x10,10240x10,10240x1000")]
     cases: String,
     /// Deliveries per case, at least (events = deliveries / endpoints, at least 1).
     #[arg(long, default_value_t = 200)]
@@ -86,7 +87,7 @@ struct Args {
     /// How long the loopback receiver takes to answer: what a deliver invocation waits on.
     #[arg(long, default_value_t = 100)]
     receiver_ms: u64,
-    /// Publish without an idempotency key (saves the claim's write).
+    /// Publish every case without an idempotency key (saves the claim's write).
     #[arg(long)]
     no_idempotency_key: bool,
     /// Fan-outs whose time until every delivery is enqueued is measured (0 to skip).
@@ -1103,6 +1104,8 @@ fn payload(bytes: usize, seed: u64) -> serde_json::Value {
 struct Case {
     payload: usize,
     endpoints: usize,
+    /// Published with an idempotency key (one claim write per event).
+    keyed: bool,
     events: usize,
     deliveries: usize,
     delivered: usize,
@@ -1118,9 +1121,10 @@ struct Case {
 impl Case {
     fn name(&self) -> String {
         format!(
-            "{} KB x {}",
+            "{} KB x {}{}",
             self.payload / 1024,
-            group(self.endpoints as u64)
+            group(self.endpoints as u64),
+            if self.keyed { "" } else { " no key" }
         )
     }
 }
@@ -1142,6 +1146,7 @@ async fn run_case(
     args: &Args,
     payload_bytes: usize,
     endpoints: usize,
+    keyed: bool,
     receiver: &Receiver,
 ) -> Case {
     let org = "org_bench";
@@ -1166,7 +1171,7 @@ async fn run_case(
         .clear();
     let mut published = Vec::new();
     for j in 0..events {
-        let idem = (!args.no_idempotency_key).then(|| format!("bench-{j}"));
+        let idem = keyed.then(|| format!("bench-{j}"));
         published.push(
             env.publish(org, &key, &payload(payload_bytes, j as u64), idem)
                 .await,
@@ -1201,6 +1206,7 @@ async fn run_case(
     Case {
         payload: payload_bytes,
         endpoints,
+        keyed,
         events,
         deliveries: total,
         delivered,
@@ -1365,7 +1371,7 @@ fn report_cases(cases: &[Case], memory_mb: u64, receiver_ms: u64) {
         "AWS requests per delivery, by function and operation (retries included; setup excluded)"
     );
     println!(
-        "  {:<12} {:<21} {:<9} {:<19} {:>8} {:>12}",
+        "  {:<15} {:<21} {:<9} {:<19} {:>8} {:>12}",
         "case", "role", "service", "operation", "requests", "per delivery"
     );
     for c in cases {
@@ -1382,7 +1388,7 @@ fn report_cases(cases: &[Case], memory_mb: u64, receiver_ms: u64) {
                 note = format!("  (+{empty} empty at the end of the queue, not counted)");
             }
             println!(
-                "  {:<12} {:<21} {:<9} {:<19} {:>8} {:>12.3}{note}",
+                "  {:<15} {:<21} {:<9} {:<19} {:>8} {:>12.3}{note}",
                 c.name(),
                 role.name(),
                 service,
@@ -1403,7 +1409,7 @@ fn report_cases(cases: &[Case], memory_mb: u64, receiver_ms: u64) {
         "SQS delete",
         "other",
     ];
-    print!("  {:<12}", "case");
+    print!("  {:<15}", "case");
     for k in kinds {
         print!(" {k:>14}");
     }
@@ -1421,7 +1427,7 @@ fn report_cases(cases: &[Case], memory_mb: u64, receiver_ms: u64) {
             }
             *by.entry(op_kind(service, op)).or_default() += count;
         }
-        print!("  {:<12}", c.name());
+        print!("  {:<15}", c.name());
         for k in kinds {
             print!(" {:>14.3}", by.get(k).copied().unwrap_or(0.0) / n);
         }
@@ -1433,7 +1439,7 @@ fn report_cases(cases: &[Case], memory_mb: u64, receiver_ms: u64) {
         "RESULT DynamoDB units per delivery, by item (sizes by DynamoDB's rules: names + values; 1 KB per write unit, 4 KB per strongly consistent read unit)"
     );
     println!(
-        "  {:<12} {:<14} {:>12} {:>11} {:>11}",
+        "  {:<15} {:<14} {:>12} {:>11} {:>11}",
         "case", "item", "mean item B", "write units", "read units"
     );
     for c in cases {
@@ -1462,7 +1468,7 @@ fn report_cases(cases: &[Case], memory_mb: u64, receiver_ms: u64) {
             tw += w;
             tr += r;
             println!(
-                "  {:<12} {:<14} {:>12} {:>11.3} {:>11.3}",
+                "  {:<15} {:<14} {:>12} {:>11.3} {:>11.3}",
                 c.name(),
                 k,
                 if items > 0 {
@@ -1475,7 +1481,7 @@ fn report_cases(cases: &[Case], memory_mb: u64, receiver_ms: u64) {
             );
         }
         println!(
-            "  {:<12} {:<14} {:>12} {:>11.3} {:>11.3}",
+            "  {:<15} {:<14} {:>12} {:>11.3} {:>11.3}",
             c.name(),
             "TOTAL",
             "",
@@ -1497,11 +1503,11 @@ fn report_cases(cases: &[Case], memory_mb: u64, receiver_ms: u64) {
         Prices::HTTP_API_PER_M,
     );
     println!(
-        "  {:<12} {:>7} {:>7} {:>7} {:>7} {:>7} | {:^26} | {:^26} | {:>8} {:>9}",
+        "  {:<15} {:>7} {:>7} {:>7} {:>7} {:>7} | {:^26} | {:^26} | {:>8} {:>9}",
         "", "", "", "", "", "", "measured λ durations", "stated λ durations", "", ""
     );
     println!(
-        "  {:<12} {:>7} {:>7} {:>7} {:>7} {:>7} | {:>7} {:>8} {:>9} | {:>7} {:>8} {:>9} | {:>8} {:>9}",
+        "  {:<15} {:>7} {:>7} {:>7} {:>7} {:>7} | {:>7} {:>8} {:>9} | {:>7} {:>8} {:>9} | {:>8} {:>9}",
         "case",
         "DDB wr",
         "DDB rd",
@@ -1526,7 +1532,7 @@ fn report_cases(cases: &[Case], memory_mb: u64, receiver_ms: u64) {
         let k = cost(c, memory_mb, receiver_ms);
         let t = target(c.payload, c.endpoints);
         println!(
-            "  {:<12} {:>7.3} {:>7.3} {:>7.3} {:>7.3} {:>7.3} | {:>7.3} {:>8.3} {:>9} | {:>7.3} {:>8.3} {:>9} | {:>8} {:>9.3}",
+            "  {:<15} {:>7.3} {:>7.3} {:>7.3} {:>7.3} {:>7.3} | {:>7.3} {:>8.3} {:>9} | {:>7.3} {:>8.3} {:>9} | {:>8} {:>9.3}",
             c.name(),
             k.dynamo_write,
             k.dynamo_read,
@@ -1541,6 +1547,30 @@ fn report_cases(cases: &[Case], memory_mb: u64, receiver_ms: u64) {
             verdict(k.total_stated(), t),
             t.map(|t| format!("<= {t:.2}")).unwrap_or_default(),
             k.total_stated() + k.egress,
+        );
+    }
+    // What no tuning of reads or compute can go below: the ingress, the invocations, the
+    // items written (each at least one unit) and the queue's requests.
+    println!(
+        "  fixed by the design, before any read or Lambda compute (API + Lambda requests + DynamoDB writes + SQS):"
+    );
+    for c in cases.iter().filter(|c| target(c.payload, c.endpoints).is_some()) {
+        let k = cost(c, memory_mb, receiver_ms);
+        let floor = k.api + k.lambda_requests + k.dynamo_write + k.sqs;
+        let t = target(c.payload, c.endpoints).unwrap_or(f64::INFINITY);
+        println!(
+            "    {:<15} {:.3} = {:.3} + {:.3} + {:.3} + {:.3}{}",
+            c.name(),
+            floor,
+            k.api,
+            k.lambda_requests,
+            k.dynamo_write,
+            k.sqs,
+            if floor > t {
+                format!(": over the {t:.2} target before the first read")
+            } else {
+                format!(": {:.3} left under the {t:.2} target for reads and compute", t - floor)
+            }
         );
     }
     println!(
@@ -1559,7 +1589,7 @@ fn report_cases(cases: &[Case], memory_mb: u64, receiver_ms: u64) {
         let t = &c.timings;
         let mean_batch = c.deliveries as f64 / t.deliver.len().max(1) as f64;
         println!(
-            "    {:<12} publish {:>3} x {:>6.1} ms, fan-out {:>3} x {:>7.1} ms, deliver {:>4} x {:>6.1} ms (mean batch {mean_batch:.1})",
+            "    {:<15} publish {:>3} x {:>6.1} ms, fan-out {:>3} x {:>7.1} ms, deliver {:>4} x {:>6.1} ms (mean batch {mean_batch:.1})",
             c.name(),
             t.publish.len(),
             ms(&t.publish),
@@ -1599,7 +1629,7 @@ fn report_ceiling(cases: &[Case], rate: f64) {
         group(rate as u64)
     );
     println!(
-        "  {:<12} {:<40} {:>10} {:>12} {:>12}",
+        "  {:<15} {:<40} {:>10} {:>12} {:>12}",
         "case", "partition", "partitions", "WU/s each", "RU/s each"
     );
     for c in cases {
@@ -1624,7 +1654,7 @@ fn report_ceiling(cases: &[Case], rate: f64) {
         let (w, r) = units(&["delivery"]);
         let shards = DELIVERY_SHARDS as f64;
         println!(
-            "  {:<12} {:<40} {:>10} {:>12.0} {:>12.0}",
+            "  {:<15} {:<40} {:>10} {:>12.0} {:>12.0}",
             c.name(),
             "EP#{endpoint}#{shard}: deliveries",
             DELIVERY_SHARDS,
@@ -1637,7 +1667,7 @@ fn report_ceiling(cases: &[Case], rate: f64) {
         let (w, r) = units(&["event"]);
         let shards = EVENT_SHARDS as f64;
         println!(
-            "  {:<12} {:<40} {:>10} {:>12.0} {:>12.0}",
+            "  {:<15} {:<40} {:>10} {:>12.0} {:>12.0}",
             c.name(),
             "ORG#{org}#EVT#{shard}: events",
             EVENT_SHARDS,
@@ -1646,7 +1676,7 @@ fn report_ceiling(cases: &[Case], rate: f64) {
         );
         let (w, r) = units(&["endpoint"]);
         println!(
-            "  {:<12} {:<40} {:>10} {:>12.0} {:>12.0}",
+            "  {:<15} {:<40} {:>10} {:>12.0} {:>12.0}",
             c.name(),
             "ORG#{org}: endpoints (org total)",
             1,
@@ -1656,7 +1686,7 @@ fn report_ceiling(cases: &[Case], rate: f64) {
         // One partition per key: the total spreads over as many partitions as keys.
         let (w, r) = units(&["publish claim"]);
         println!(
-            "  {:<12} {:<40} {:>10} {:>12.0} {:>12.0}",
+            "  {:<15} {:<40} {:>10} {:>12.0} {:>12.0}",
             c.name(),
             "IDEM#{org}#{key}: claims (org total)",
             "1 per key",
@@ -1665,7 +1695,7 @@ fn report_ceiling(cases: &[Case], rate: f64) {
         );
         let (w, r) = units(&["api key"]);
         println!(
-            "  {:<12} {:<40} {:>10} {:>12.0} {:>12.0}",
+            "  {:<15} {:<40} {:>10} {:>12.0} {:>12.0}",
             c.name(),
             "KEY#{sha256}: the API key (org total)",
             1,
@@ -1697,7 +1727,7 @@ async fn report_publish(
     for c in cases {
         let max = c.publish_calls.iter().max().copied().unwrap_or(0);
         println!(
-            "  {:<12} {} publishes: {}..{} calls (target <= 5: {})",
+            "  {:<15} {} publishes: {}..{} calls (target <= 5: {})",
             c.name(),
             c.publish_calls.len(),
             c.publish_calls.iter().min().copied().unwrap_or(0),
@@ -2041,14 +2071,19 @@ async fn bench(args: Args, receiver: Receiver, url: String) {
         .memory_mb
         .or_else(template_memory_mb)
         .expect("template.yaml's FunctionMemorySize default (or pass --memory-mb)");
-    let cases: Vec<(usize, usize)> = args
+    let cases: Vec<(usize, usize, bool)> = args
         .cases
         .split(',')
         .map(|c| {
-            let (p, e) = c.trim().split_once('x').expect("PAYLOADxENDPOINTS");
+            let (c, keyless) = match c.trim().strip_suffix(":nokey") {
+                Some(c) => (c, true),
+                None => (c.trim(), false),
+            };
+            let (p, e) = c.split_once('x').expect("PAYLOADxENDPOINTS[:nokey]");
             (
                 p.parse().expect("payload bytes"),
                 e.parse().expect("endpoints"),
+                !(keyless || args.no_idempotency_key),
             )
         })
         .collect();
@@ -2057,12 +2092,12 @@ async fn bench(args: Args, receiver: Receiver, url: String) {
          ({} deliver pollers), loopback receiver answering after {} ms; idempotency key: {}; functions at {memory_mb} MB",
         args.pollers,
         args.receiver_ms,
-        if args.no_idempotency_key { "no" } else { "yes" },
+        if args.no_idempotency_key { "no" } else { "yes, except cases marked \"no key\"" },
     );
     let mut done = Vec::new();
-    for (p, e) in cases {
+    for (p, e, keyed) in cases {
         let t0 = Instant::now();
-        let c = run_case(&sdk, &args, p, e, &receiver).await;
+        let c = run_case(&sdk, &args, p, e, keyed, &receiver).await;
         println!(
             "  case {}: {} events, {}/{} delivered in {:.1} s",
             c.name(),
