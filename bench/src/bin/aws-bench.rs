@@ -76,7 +76,10 @@ use futures::StreamExt;
 struct Args {
     /// Cases as PAYLOAD_BYTESxENDPOINTS, comma-separated; `:nokey` publishes that case without
     /// an idempotency key (1 KB x 1 runs both ways: the key decides its target).
-    #[arg(long, default_value = "1024x1,1024x1:nokey,1024x10,10240x10,10240x1000")]
+    #[arg(
+        long,
+        default_value = "1024x1,1024x1:nokey,1024x10,10240x10,10240x1000"
+    )]
     cases: String,
     /// Deliveries per case, at least (events = deliveries / endpoints, at least 1).
     #[arg(long, default_value_t = 200)]
@@ -1554,7 +1557,10 @@ fn report_cases(cases: &[Case], memory_mb: u64, receiver_ms: u64) {
     println!(
         "  fixed by the design, before any read or Lambda compute (API + Lambda requests + DynamoDB writes + SQS):"
     );
-    for c in cases.iter().filter(|c| target(c.payload, c.endpoints).is_some()) {
+    for c in cases
+        .iter()
+        .filter(|c| target(c.payload, c.endpoints).is_some())
+    {
         let k = cost(c, memory_mb, receiver_ms);
         let floor = k.api + k.lambda_requests + k.dynamo_write + k.sqs;
         let t = target(c.payload, c.endpoints).unwrap_or(f64::INFINITY);
@@ -1569,7 +1575,10 @@ fn report_cases(cases: &[Case], memory_mb: u64, receiver_ms: u64) {
             if floor > t {
                 format!(": over the {t:.2} target before the first read")
             } else {
-                format!(": {:.3} left under the {t:.2} target for reads and compute", t - floor)
+                format!(
+                    ": {:.3} left under the {t:.2} target for reads and compute",
+                    t - floor
+                )
             }
         );
     }
@@ -2092,7 +2101,11 @@ async fn bench(args: Args, receiver: Receiver, url: String) {
          ({} deliver pollers), loopback receiver answering after {} ms; idempotency key: {}; functions at {memory_mb} MB",
         args.pollers,
         args.receiver_ms,
-        if args.no_idempotency_key { "no" } else { "yes, except cases marked \"no key\"" },
+        if args.no_idempotency_key {
+            "no"
+        } else {
+            "yes, except cases marked \"no key\""
+        },
     );
     let mut done = Vec::new();
     for (p, e, keyed) in cases {
