@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::SqsEvent;
 use capy_functions::{to_api_request, to_lambda_response};
-use capy_shared::adapters::memory::{MemoryEvents, MemoryStores};
+use capy_shared::adapters::memory::{MemoryDeliveries, MemoryEvents, MemoryStores};
 use capy_shared::adapters::secrets::LocalCipher;
 use capy_shared::api::{self, Route};
 use capy_shared::auth::{PORTAL_TOKEN_PREFIX, hash_api_key};
@@ -86,6 +86,7 @@ fn policy() -> Policy {
         retry: RetryPolicy::parse("0s,1s,1s").expect("schedule"),
         retention: RETENTION,
         park_after: Duration::from_secs(15 * 60),
+        attempt_lease: None,
         sweep_grace: Duration::from_secs(15 * 60),
         fan_out_page_size: 100,
         disable_after: Duration::from_secs(5 * 86_400),
@@ -105,6 +106,7 @@ struct World {
 async fn world(url: &str) -> World {
     let stores = MemoryStores {
         events: Arc::new(MemoryEvents::with_retention(RETENTION)),
+        deliveries: Arc::new(MemoryDeliveries::with_retention(RETENTION)),
         ..MemoryStores::default()
     };
     let cipher = Arc::new(LocalCipher::new([9u8; 32]));

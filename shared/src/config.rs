@@ -42,6 +42,10 @@ pub struct Settings {
     pub sweep_grace: Duration,
     /// Endpoints per fan-out page (`FAN_OUT_PAGE_SIZE`, default 100).
     pub fan_out_page_size: usize,
+    /// A conditional write before each send that claims the attempt for this long
+    /// (`ATTEMPT_LEASE`, e.g. `60s`; unset or `off`: none). Off by default: it doubles the
+    /// happy path's writes to prevent duplicates receivers already dedupe (README).
+    pub attempt_lease: Option<Duration>,
     /// The origin portal URLs point at (`PORTAL_BASE_URL`, e.g. `https://api.example.com`);
     /// unset, the origin the mint request came in on.
     pub portal_base_url: Option<String>,
@@ -139,6 +143,12 @@ impl Settings {
             retention: duration_var("RETENTION", DEFAULT_RETENTION)?,
             park_after: duration_var("PARK_AFTER", Duration::from_secs(15 * 60))?,
             sweep_grace: duration_var("SWEEP_GRACE", Duration::from_secs(15 * 60))?,
+            attempt_lease: match var("ATTEMPT_LEASE").as_deref() {
+                None | Some("off") => None,
+                Some(_) => {
+                    Some(duration_var("ATTEMPT_LEASE", Duration::ZERO)?).filter(|d| !d.is_zero())
+                }
+            },
             fan_out_page_size: match var("FAN_OUT_PAGE_SIZE") {
                 Some(v) => v
                     .parse()

@@ -65,6 +65,7 @@ pub fn policy(settings: &Settings) -> Policy {
         retry: settings.retry.clone(),
         retention: settings.retention,
         park_after: settings.park_after,
+        attempt_lease: settings.attempt_lease,
         sweep_grace: settings.sweep_grace,
         fan_out_page_size: settings.fan_out_page_size,
         portal_base_url: settings.portal_base_url.clone(),

@@ -15,7 +15,7 @@ use capy_shared::adapters::memory::{
     MemoryMarkers, MemoryPortalSessions, SeparateReads,
 };
 use capy_shared::domain::api_key::ApiKeyRecord;
-use capy_shared::domain::delivery::{Delivery, DeliveryMessage, DeliveryState, Expected};
+use capy_shared::domain::delivery::{Delivery, DeliveryMessage, DeliveryState, Expected, Lease};
 use capy_shared::domain::endpoint::{
     DeliveryStats, Endpoint, Outcome, PreviousSecret, SealedSecret,
 };
@@ -585,6 +585,7 @@ async fn delivery_save_new_and_was_conflict(s: &Stores) {
                 Expected::Was {
                     attempts: 1,
                     state: DeliveryState::Delivered,
+                    lease: None,
                 },
             )
             .await
@@ -597,11 +598,46 @@ async fn delivery_save_new_and_was_conflict(s: &Stores) {
                 Expected::Was {
                     attempts: 0,
                     state: DeliveryState::Pending,
+                    lease: None,
                 },
             )
             .await
     ));
     assert_eq!(s.deliveries.get(ep, missing.id).await.expect("get"), None);
+
+    // Attempt leases: two pollers read `tried`; the first lease wins, the second (same
+    // attempts and state, no lease seen) loses, and only the holder's record lands.
+    let lease = |holder| Lease {
+        until: time::now() + TimeDelta::seconds(30),
+        holder,
+    };
+    let (mut first, mut second) = (tried.clone(), tried.clone());
+    first.lease = Some(lease(1));
+    second.lease = Some(lease(2));
+    s.deliveries
+        .save(&first, Expected::of(&tried, true))
+        .await
+        .expect("the first lease");
+    assert!(is_conflict(
+        s.deliveries.save(&second, Expected::of(&tried, true)).await
+    ));
+    let mut recorded = first.clone();
+    recorded.attempts = 2;
+    recorded.lease = None;
+    assert!(is_conflict(
+        s.deliveries
+            .save(&recorded, Expected::of(&second, true))
+            .await
+    ));
+    s.deliveries
+        .save(&recorded, Expected::of(&first, true))
+        .await
+        .expect("the holder's record");
+    let tried = recorded;
+    assert_eq!(
+        s.deliveries.get(ep, tried.id).await.expect("get"),
+        Some(tried.clone())
+    );
     let mut many = s
         .deliveries
         .get_many(&[(ep, d.id), (ep, missing.id)])

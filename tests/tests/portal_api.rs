@@ -557,6 +557,7 @@ async fn stats_buckets_match_the_deliveries_made() {
                 })
                 .collect(),
             sweep_at: None,
+            lease: None,
         };
         table.save(&d, Expected::New).await.expect("save");
     }

@@ -2019,17 +2019,25 @@ async fn duplicates(args: &Args, moto_url: &str, n: usize) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let (distinct, repeats) = receiver.ids();
-    let lost_races = std::fs::read_to_string(&log_path)
-        .unwrap_or_default()
+    let log_text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let lost_races = log_text
         .matches("delivery was updated concurrently")
         .count();
+    let lease_waits = log_text
+        .matches("another poller holds this attempt")
+        .count();
+    // capy serve inherits this process's environment: `ATTEMPT_LEASE=60s make bench-duplicates`.
+    let lease = std::env::var("ATTEMPT_LEASE")
+        .ok()
+        .filter(|v| !v.trim().is_empty() && v.trim() != "off");
     println!(
         "RESULT duplicates: {} sends for {distinct} distinct deliveries (of {total}) in {:.0} s: {repeats} duplicate sends \
          = {:.1} per 10,000 fault-free deliveries; capy serve logged {lost_races} lost conditional writes \
-         (\"delivery was updated concurrently\"); no attempt lease is implemented",
+         (\"delivery was updated concurrently\") and {lease_waits} copies waiting out a lease; attempt lease: {}",
         receiver.hits(),
         t0.elapsed().as_secs_f64(),
         repeats as f64 * 10_000.0 / total as f64,
+        lease.as_deref().unwrap_or("off (ATTEMPT_LEASE unset)"),
     );
     println!("  (capy serve log: {})", log_path.display());
 }

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 mod attempt;
 mod follow_ups;
+mod lease;
 mod send;
 
 use send::{live_secrets, send};
@@ -252,6 +253,16 @@ async fn process<'a>(
         }
         Some(e) => e,
     };
+    let cur = match deps.policy.attempt_lease {
+        None => cur,
+        Some(lease) => match lease::take(deps, cur, lease, now).await? {
+            Ok(cur) => cur,
+            Err(wait) => {
+                postpone(deps, receipt, wait).await;
+                return Ok(Step::Done(Disposition::Retry));
+            }
+        },
+    };
 
     let secrets = live_secrets(deps, endpoint, now).await?;
     let (outcome, started_at) = send(deps, event, &cur.d, endpoint, &secrets).await;
@@ -289,6 +300,7 @@ async fn finish_without_sending(
     d.last_error = Some(reason.to_owned());
     d.next_attempt_at = None;
     d.sweep_at = None;
+    d.lease = None;
     d.updated_at = time::now();
     if saved(deps, &d, cur).await? {
         deps.metrics

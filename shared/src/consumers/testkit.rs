@@ -37,6 +37,7 @@ pub fn policy() -> Policy {
         retry: RetryPolicy::parse("0s,1s,1s").expect("schedule"),
         retention: Duration::from_secs(30 * 86_400),
         park_after: Duration::from_secs(15 * 60),
+        attempt_lease: None,
         sweep_grace: Duration::from_secs(15 * 60),
         fan_out_page_size: crate::services::fan_out::PAGE_SIZE,
         disable_after: crate::domain::health::DISABLE_AFTER

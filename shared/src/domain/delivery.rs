@@ -79,6 +79,20 @@ pub struct Delivery {
     /// the moment that message counts as lost. `None` while a message is in flight.
     #[serde(default, with = "time::rfc3339::option")]
     pub sweep_at: Option<Timestamp>,
+    /// A poller's claim on the next attempt (`ATTEMPT_LEASE`); `None` unless leases are on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+}
+
+/// A short claim on a delivery's next attempt, taken by a conditional write before the send
+/// (`ATTEMPT_LEASE`, off by default): a message SQS hands to two pollers is then sent once,
+/// at one more write per attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    #[serde(with = "time::rfc3339")]
+    pub until: Timestamp,
+    /// Random, so two pollers' leases are never the same write.
+    pub holder: u64,
 }
 
 impl Delivery {
@@ -102,6 +116,7 @@ impl Delivery {
             updated_at: event.created_at,
             attempt_log: Vec::new(),
             sweep_at: None,
+            lease: None,
         }
     }
 
@@ -153,8 +168,13 @@ pub struct DeliveryMessage {
 pub enum Expected {
     /// Nothing: the delivery's first write.
     New,
-    /// The stored copy still has this many attempts and this state.
-    Was { attempts: u32, state: DeliveryState },
+    /// The stored copy still has this many attempts, this state and this lease holder
+    /// (`None`: no lease), as the writer read it.
+    Was {
+        attempts: u32,
+        state: DeliveryState,
+        lease: Option<u64>,
+    },
 }
 
 impl Expected {
@@ -163,6 +183,7 @@ impl Expected {
             Self::Was {
                 attempts: d.attempts,
                 state: d.state,
+                lease: d.lease.map(|l| l.holder),
             }
         } else {
             Self::New

@@ -27,6 +27,8 @@ pub struct Policy {
     pub park_after: Duration,
     pub sweep_grace: Duration,
     pub fan_out_page_size: usize,
+    /// How long a poller's claim on an attempt lasts (`ATTEMPT_LEASE`); `None`: no lease.
+    pub attempt_lease: Option<Duration>,
     /// How long a failure streak lasts before it disables the endpoint (`DISABLE_AFTER`,
     /// default [`crate::domain::health::DISABLE_AFTER`]).
     pub disable_after: Duration,

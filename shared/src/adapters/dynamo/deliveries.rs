@@ -238,11 +238,27 @@ impl DeliveryLog for Table {
         // by what the writer read: nothing, or the attempt count and state it acted on.
         let put = match expected {
             Expected::New => put.condition_expression("attribute_not_exists(pk)"),
-            Expected::Was { attempts, state } => put
-                .condition_expression("attempts = :attempts AND #state = :state")
-                .expression_attribute_names("#state", "state")
-                .expression_attribute_values(":attempts", to_av(&attempts)?)
-                .expression_attribute_values(":state", s(state.as_str())),
+            Expected::Was {
+                attempts,
+                state,
+                lease,
+            } => {
+                let put = put
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_names("#lease", "lease")
+                    .expression_attribute_values(":attempts", to_av(&attempts)?)
+                    .expression_attribute_values(":state", s(state.as_str()));
+                match lease {
+                    None => put.condition_expression(
+                        "attempts = :attempts AND #state = :state AND attribute_not_exists(#lease)",
+                    ),
+                    Some(holder) => put
+                        .condition_expression(
+                            "attempts = :attempts AND #state = :state AND #lease.holder = :holder",
+                        )
+                        .expression_attribute_values(":holder", to_av(&holder)?),
+                }
+            }
         };
         match put.send().await {
             Ok(_) => Ok(()),

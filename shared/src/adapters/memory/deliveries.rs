@@ -116,9 +116,14 @@ impl DeliveryLog for MemoryDeliveries {
         let m = items.entry(d.endpoint_id).or_default();
         let ok = match (expected, m.get(&d.id)) {
             (Expected::New, None) => true,
-            (Expected::Was { attempts, state }, Some(s)) => {
-                s.attempts == attempts && s.state == state
-            }
+            (
+                Expected::Was {
+                    attempts,
+                    state,
+                    lease,
+                },
+                Some(s),
+            ) => s.attempts == attempts && s.state == state && s.lease.map(|l| l.holder) == lease,
             _ => false,
         };
         if !ok {

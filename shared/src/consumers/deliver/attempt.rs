@@ -129,6 +129,7 @@ fn attempted(sent: &Sent<'_>) -> Delivery {
     d.response_status = outcome.status;
     d.last_error = outcome.error.clone();
     d.sweep_at = None;
+    d.lease = None;
     d.attempt_log.push(Attempt {
         attempt: d.attempts,
         started_at: sent.started_at,

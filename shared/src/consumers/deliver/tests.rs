@@ -152,6 +152,7 @@ async fn a_failed_attempt_is_counted_once_and_timed_by_visibility() {
         Expected::Was {
             attempts: 0,
             state: DeliveryState::Pending,
+            lease: None,
         },
     ] {
         assert!(matches!(
@@ -735,5 +736,89 @@ async fn deliveries_go_through_the_destination_transport() {
                 "webhook-signature".to_owned()
             ]
         )]
+    );
+}
+
+/// `ATTEMPT_LEASE`: the copy of a message SQS handed to a second poller waits out the lease
+/// instead of sending; it comes back to find the attempt recorded and is acknowledged. The
+/// same race without the lease sends twice (the duplicate the README's figures count).
+#[tokio::test]
+async fn with_an_attempt_lease_a_message_handed_to_two_pollers_is_sent_once() {
+    for (lease, sends) in [(None, 2), (Some(Duration::from_secs(30)), 1)] {
+        let w = world_with(Policy {
+            attempt_lease: lease,
+            ..policy()
+        });
+        let rx = receiver(200).await;
+        let (_, _, d) = pending(&w, &rx.url, |e| e).await;
+        let (first, second) = tokio::join!(
+            deliver_batch(&w.deps, batch(&d.message())),
+            deliver_batch(&w.deps, batch(&d.message()))
+        );
+        assert_eq!(rx.requests().len(), sends, "lease {lease:?}");
+        let got = w.stored(&d).await.expect("stored");
+        assert_eq!((got.state, got.attempts), (DeliveryState::Delivered, 1));
+        assert_eq!(got.lease, None, "the record clears the lease");
+        let Some(lease) = lease else { continue };
+        let mut waiting = [failures(&first).len(), failures(&second).len()];
+        waiting.sort_unstable();
+        assert_eq!(
+            waiting,
+            [0, 1],
+            "the holder acknowledges, the other copy waits"
+        );
+        let postponed = w.stores.queue.postponed();
+        assert_eq!(postponed.len(), 1);
+        assert!(postponed[0].1 <= lease && postponed[0].1 >= lease - Duration::from_secs(2));
+        // The waiting copy comes back: nothing left to send.
+        let again = deliver_batch(&w.deps, batch(&d.message())).await;
+        assert!(failures(&again).is_empty());
+        assert_eq!(rx.requests().len(), 1);
+    }
+}
+
+/// A live lease held by another poller defers this copy for the lease's rest; a lapsed one
+/// (its holder died between the lease and the record) is taken over and the attempt made.
+#[tokio::test]
+async fn a_held_lease_defers_the_send_and_a_lapsed_one_is_taken_over() {
+    let w = world_with(Policy {
+        attempt_lease: Some(Duration::from_secs(30)),
+        ..policy()
+    });
+    let rx = receiver(200).await;
+    let (_, _, d) = pending(&w, &rx.url, |e| e).await;
+    let mut held = d.clone();
+    held.lease = Some(crate::domain::delivery::Lease {
+        until: time::now() + chrono::TimeDelta::seconds(10),
+        holder: 7,
+    });
+    w.deps
+        .deliveries
+        .save(&held, Expected::New)
+        .await
+        .expect("seed");
+    let resp = deliver_batch(&w.deps, batch(&d.message())).await;
+    assert_eq!(failures(&resp).len(), 1);
+    assert!(rx.requests().is_empty());
+    let postponed = w.stores.queue.postponed();
+    assert!(postponed[0].1 <= Duration::from_secs(10) && postponed[0].1 >= Duration::from_secs(8));
+
+    let mut lapsed = held.clone();
+    lapsed.lease = Some(crate::domain::delivery::Lease {
+        until: time::now() - chrono::TimeDelta::seconds(1),
+        holder: 7,
+    });
+    w.deps
+        .deliveries
+        .save(&lapsed, Expected::of(&held, true))
+        .await
+        .expect("the holder's lease lapses");
+    let resp = deliver_batch(&w.deps, batch(&d.message())).await;
+    assert!(failures(&resp).is_empty());
+    assert_eq!(rx.requests().len(), 1);
+    let got = w.stored(&d).await.expect("stored");
+    assert_eq!(
+        (got.state, got.attempts, got.lease),
+        (DeliveryState::Delivered, 1, None)
     );
 }

@@ -38,6 +38,7 @@ fn delivery(created: &str, state: DeliveryState, durations: &[u64]) -> Delivery 
             })
             .collect(),
         sweep_at: None,
+        lease: None,
     }
 }
 
