@@ -4,17 +4,13 @@
 //! random bits, so one endpoint is not capped by one partition's ~1,000 write units/s;
 //! lists Query every shard and merge newest first.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnValuesOnConditionCheckFailure};
 use futures::future::try_join_all;
 use serde::{Deserialize, Serialize};
 
 use super::schema::{SWEEP_INDEX, SWEEP_SHARDS};
-use super::{
-    Item, Table, backoff, from_item, is_own_write, key, s, sk_of, store_error, to_av, to_item,
-};
+use super::{Item, Table, from_item, is_own_write, key, s, store_error, to_av, to_item};
 use crate::domain::delivery::{Delivery, DeliveryMessage, DeliveryState, Expected};
 use crate::domain::ids::{DeliveryId, EndpointId};
 use crate::domain::time::{self, Timestamp};
@@ -357,52 +353,4 @@ impl DeliveryLog for Table {
             Err(e) => Err(e),
         }
     }
-}
-
-impl Table {
-    /// One BatchGetItem (≤ 100 keys) with its unprocessed keys retried.
-    pub(super) async fn batch_get(&self, keys: KeysAndAttributes) -> Result<Vec<Item>, StoreError> {
-        let mut found = Vec::new();
-        let mut pending = Some(keys);
-        for attempt in 0.. {
-            let Some(keys) = pending.take() else {
-                return Ok(found);
-            };
-            if attempt > 0 {
-                backoff(attempt).await?;
-            }
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.name, keys)
-                .send()
-                .await
-                .map_err(store_error)?;
-            found.extend(
-                out.responses
-                    .and_then(|mut r| r.remove(&self.name))
-                    .unwrap_or_default(),
-            );
-            pending = out
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.name))
-                .filter(|k| !k.keys.is_empty());
-        }
-        Ok(found)
-    }
-}
-
-/// Splits a BatchGetItem answer by item kind (sort-key prefix).
-pub(super) fn by_prefix(items: Vec<Item>) -> HashMap<&'static str, Vec<Item>> {
-    let mut out: HashMap<&'static str, Vec<Item>> = HashMap::new();
-    for item in items {
-        let kind = match sk_of(&item) {
-            Some(sk) if sk.starts_with("DLV#") => "DLV",
-            Some(sk) if sk.starts_with("EP#") => "EP",
-            Some(sk) if sk.starts_with("EVT#") => "EVT",
-            _ => "other",
-        };
-        out.entry(kind).or_default().push(item);
-    }
-    out
 }

@@ -1,15 +1,15 @@
 //! The consumer's read: a batch's deliveries and endpoints in one strongly consistent
 //! BatchGetItem, its events in an eventually consistent one beside it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::KeysAndAttributes;
 
-use super::deliveries::{DeliveryItem, by_prefix, delivery_key};
+use super::deliveries::{DeliveryItem, delivery_key};
 use super::endpoints::{EndpointItem, endpoint_sk};
 use super::events::{EventItem, event_key};
-use super::{Item, Table, from_item, key, org_pk, payload};
+use super::{Item, Table, backoff, from_item, key, org_pk, payload, sk_of, store_error};
 use crate::domain::delivery::DeliveryMessage;
 use crate::domain::time;
 use crate::ports::{DeliveryReader, Loaded, StoreError};
@@ -95,4 +95,52 @@ impl Table {
         }
         Ok(())
     }
+}
+
+impl Table {
+    /// One BatchGetItem (≤ 100 keys) with its unprocessed keys retried.
+    pub(super) async fn batch_get(&self, keys: KeysAndAttributes) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        let mut pending = Some(keys);
+        for attempt in 0.. {
+            let Some(keys) = pending.take() else {
+                return Ok(found);
+            };
+            if attempt > 0 {
+                backoff(attempt).await?;
+            }
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.name, keys)
+                .send()
+                .await
+                .map_err(store_error)?;
+            found.extend(
+                out.responses
+                    .and_then(|mut r| r.remove(&self.name))
+                    .unwrap_or_default(),
+            );
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.name))
+                .filter(|k| !k.keys.is_empty());
+        }
+        Ok(found)
+    }
+}
+
+/// Splits a BatchGetItem answer by item kind (sort-key prefix).
+pub(super) fn by_prefix(items: Vec<Item>) -> HashMap<&'static str, Vec<Item>> {
+    let mut out: HashMap<&'static str, Vec<Item>> = HashMap::new();
+    for item in items {
+        let kind = match sk_of(&item) {
+            Some(sk) if sk.starts_with("DLV#") => "DLV",
+            Some(sk) if sk.starts_with("EP#") => "EP",
+            Some(sk) if sk.starts_with("EVT#") => "EVT",
+            _ => "other",
+        };
+        out.entry(kind).or_default().push(item);
+    }
+    out
 }
