@@ -60,6 +60,22 @@ pub struct Settings {
     pub disable_warning_lead: Duration,
 }
 
+/// A lease shorter than a deliver invocation can last would lapse while its holder is still
+/// sending, and let another copy send again.
+const MIN_ATTEMPT_LEASE: Duration = Duration::from_secs(60);
+
+fn attempt_lease(v: &str) -> Result<Duration, String> {
+    crate::domain::time::parse_duration(v)
+        .ok()
+        .filter(|d| *d >= MIN_ATTEMPT_LEASE)
+        .ok_or_else(|| {
+            format!(
+                "ATTEMPT_LEASE must be off or at least 60s (a deliver invocation's sends and \
+                 records may take its whole 60 s), not {v:?}"
+            )
+        })
+}
+
 fn duration_var(name: &str, default: Duration) -> Result<Duration, String> {
     match var(name) {
         Some(s) => crate::domain::time::parse_duration(&s).map_err(|e| format!("{name}: {e}")),
@@ -145,9 +161,7 @@ impl Settings {
             sweep_grace: duration_var("SWEEP_GRACE", Duration::from_secs(15 * 60))?,
             attempt_lease: match var("ATTEMPT_LEASE").as_deref() {
                 None | Some("off") => None,
-                Some(_) => {
-                    Some(duration_var("ATTEMPT_LEASE", Duration::ZERO)?).filter(|d| !d.is_zero())
-                }
+                Some(v) => Some(attempt_lease(v)?),
             },
             fan_out_page_size: match var("FAN_OUT_PAGE_SIZE") {
                 Some(v) => v

@@ -800,6 +800,13 @@ async fn delivery_past_retention_is_neither_listed_nor_got(s: &Stores) {
         .await
         .expect("get_many");
     assert_eq!(many.iter().map(|d| d.id).collect::<Vec<_>>(), vec![live.id]);
+    // A cursor saved before the horizon passed it: an empty last page, not an error.
+    let past = s
+        .deliveries
+        .list(ep, 10, Some(expired.id), None)
+        .await
+        .expect("a cursor from before the horizon");
+    assert!(past.deliveries.is_empty() && past.next_after.is_none());
 }
 
 async fn delivery_sweep_finds_only_pending_and_reschedules(s: &Stores) {

@@ -93,3 +93,14 @@ async fn each_trust_setting_builds_its_connector_and_sends_on_first_request() {
         ["dynamodb_20120810.listtables"; 2]
     );
 }
+
+#[test]
+fn an_attempt_lease_lasts_at_least_a_deliver_invocation() {
+    use std::time::Duration;
+    assert_eq!(super::attempt_lease("60s"), Ok(Duration::from_secs(60)));
+    assert_eq!(super::attempt_lease("2m"), Ok(Duration::from_secs(120)));
+    for short in ["59s", "10s", "0s", "soon"] {
+        let err = super::attempt_lease(short).expect_err(short);
+        assert!(err.contains("at least 60s"), "{err}");
+    }
+}

@@ -123,6 +123,7 @@ async fn mark_dead(deps: &Deps, msg: &DeliveryMessage, receives: &str) -> Result
     d.state = DeliveryState::Failed;
     d.next_attempt_at = None;
     d.sweep_at = None;
+    d.lease = None;
     d.updated_at = time::now();
     let why = format!("moved to the dead-letter queue after {receives} failed processing attempts");
     d.last_error = Some(match &before.last_error {

@@ -151,6 +151,8 @@ impl Delivery {
         d.next_attempt_at = Some(now);
         d.updated_at = now;
         d.sweep_at = Some(time::after(now, sweep_grace));
+        // A new send now: no earlier poller's claim holds it back.
+        d.lease = None;
         d
     }
 }
@@ -205,9 +207,17 @@ mod tests {
             let spent = Delivery {
                 state,
                 attempts: 8,
+                lease: Some(Lease {
+                    until: now + chrono::TimeDelta::seconds(60),
+                    holder: 1,
+                }),
                 ..d.clone()
             };
             let again = spent.requeued(now, grace, 8);
+            assert_eq!(
+                again.lease, None,
+                "a new send, held back by no earlier claim"
+            );
             assert_eq!(
                 (again.state, again.attempts, again.max_attempts),
                 (DeliveryState::Pending, 8, 16)

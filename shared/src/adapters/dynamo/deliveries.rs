@@ -68,6 +68,15 @@ fn sweep_entry_keys(id: DeliveryId, at: Timestamp) -> (String, String) {
     )
 }
 
+/// The sort-key range of a shard Query from below `after` down to `lowest`; `None` when
+/// nothing can be in it (a cursor from before the retention horizon): DynamoDB refuses a
+/// BETWEEN whose bounds are reversed (moto answers it with nothing).
+fn sk_bounds(after: Option<DeliveryId>, lowest: Option<DeliveryId>) -> Option<(String, String)> {
+    let upper = after.map(delivery_sk).unwrap_or_else(|| "DLV#~".into());
+    let lower = lowest.map(delivery_sk).unwrap_or_else(|| "DLV#".into());
+    (lower <= upper).then_some((lower, upper))
+}
+
 impl Table {
     fn delivery_item(&self, d: &Delivery) -> DeliveryItem {
         let sweep = sweep_keys(d);
@@ -98,8 +107,9 @@ impl Table {
         state: Option<DeliveryState>,
     ) -> Result<Vec<Delivery>, StoreError> {
         let mut found = Vec::new();
-        let upper = after.map(delivery_sk).unwrap_or_else(|| "DLV#~".into());
-        let lower = lowest.map(delivery_sk).unwrap_or_else(|| "DLV#".into());
+        let Some((lower, upper)) = sk_bounds(after, lowest) else {
+            return Ok(found);
+        };
         let mut start: Option<Item> = None;
         loop {
             let mut q = self
@@ -352,5 +362,25 @@ impl DeliveryLog for Table {
             Ok(_) | Err(StoreError::Conflict) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_below_the_horizon_queries_nothing() {
+        let t = time::now();
+        let (old, horizon) = (DeliveryId::lowest_at(t), DeliveryId::highest_at(t));
+        assert_eq!(sk_bounds(Some(old), Some(horizon)), None);
+        assert_eq!(
+            sk_bounds(Some(horizon), Some(old)),
+            Some((delivery_sk(old), delivery_sk(horizon)))
+        );
+        assert_eq!(
+            sk_bounds(None, None),
+            Some(("DLV#".to_owned(), "DLV#~".to_owned()))
+        );
     }
 }
