@@ -95,6 +95,12 @@ pub struct Lease {
     pub holder: u64,
 }
 
+/// The oldest delivery id still kept under `retention`: a delivery expires with its id's
+/// time, as its event does. Stores leave older ones out, since TTL deletion lags by days.
+pub fn oldest_kept(retention: std::time::Duration) -> DeliveryId {
+    DeliveryId::lowest_at(time::before(time::now(), retention))
+}
+
 impl Delivery {
     /// The pending delivery of `event` to an endpoint, before its first attempt. Its id is
     /// determined by the pair, so every fan-out of the event names the same delivery.

@@ -91,10 +91,8 @@ impl Table {
         }
     }
 
-    /// The oldest delivery id still kept. TTL deletion lags by up to days, so reads leave
-    /// out what has expired but is still stored, as the events list does.
     fn horizon(&self) -> DeliveryId {
-        DeliveryId::lowest_at(time::before(time::now(), self.retention))
+        crate::domain::delivery::oldest_kept(self.retention)
     }
 
     /// One shard, newest first from below `after`, until `want` matching items or its end.

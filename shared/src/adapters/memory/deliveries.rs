@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::{MemoryEndpoints, MemoryEvents, lock};
 use crate::domain::delivery::{Delivery, DeliveryState, Expected};
 use crate::domain::ids::{DeliveryId, EndpointId};
-use crate::domain::time::{self, Timestamp};
+use crate::domain::time::Timestamp;
 use crate::ports::{
     DeliveryLog, DeliveryPage, DeliveryReader, EndpointStore, EventStore, Loaded, StoreError,
     SweepEntry,
@@ -32,9 +32,8 @@ impl MemoryDeliveries {
         }
     }
 
-    /// The oldest delivery id still kept: like DynamoDB's, whose TTL deletion lags.
     fn horizon(&self) -> DeliveryId {
-        DeliveryId::lowest_at(time::before(time::now(), self.retention))
+        crate::domain::delivery::oldest_kept(self.retention)
     }
 
     pub fn all(&self) -> Vec<Delivery> {
